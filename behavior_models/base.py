@@ -1,0 +1,301 @@
+"""The behavior-model contract (ALGORITHMS.md, "Behavior-model contract").
+
+Every backend is a :class:`torch.nn.Module` subclass of :class:`BehaviorModel` and offers, on
+any device and batched (no Python loop over samples):
+
+* ``log_prob(obs [B,S], act [B,A]) -> [B]`` in nats per sample; :attr:`log_prob_kind` says
+  whether it is exact, a bound/estimate, or an unnormalised score;
+* ``grad_log_prob(obs, act) -> [B,A]`` = d/da log beta(a|s), by autograd or natively;
+* ``sample(obs [B,S], n) -> [B,n,A]``, clipped to the action box [-1, 1];
+* ``support_mask(obs, act, threshold=None) -> bool [B]``: log_prob >= threshold;
+* ``calibrate(transitions, quantile=..., absolute=...)`` stores the support threshold;
+* ``fit(transitions, config, out_dir=...)``, ``save(dir)`` and :func:`behavior_models.load`.
+
+Observations are given raw; the model normalises them with the statistics it was fitted
+with (stored as buffers, so they move with ``.to(device)`` and are saved with the weights).
+
+A backend implements four hooks on *normalised* observations: ``_log_prob``, ``_sample``,
+``make_optimizers`` and ``training_step``; optionally ``_grad_log_prob`` when it has a
+native gradient (the score model's score).
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from behavior_models import __version__
+from behavior_models.data.transitions import NormalizationStats, Transitions
+from behavior_models.errors import ArtefactMismatchError, BehaviorModelsError, ConfigError
+from behavior_models.io import config_from_dict, config_to_dict, save_config, write_json_atomic
+
+LogProbKind = Literal["exact", "bound", "estimate", "unnormalized"]
+WEIGHTS_FILE = "weights.pt"
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.json"
+CURVE_FILE = "curve.csv"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+# Log-density threshold of the ARQ paper (seed 002, App. A.2): beta(a|s) >= e^-5.
+ARQ_LOG_THRESHOLD = -5.0
+
+
+class InputError(BehaviorModelsError, ValueError):
+    """Inputs of the wrong shape, dtype or device for a model."""
+
+
+@dataclass(frozen=True)
+class BehaviorModelConfig:
+    """Fields every backend's config shares. Backends subclass it and add their own."""
+
+    steps: int = 20_000  # gradient steps of the fit
+    batch_size: int = 256
+    lr: float = 1e-3
+    seed: int = 0
+    # Fit on actions clipped to [-1 + delta, 1 - delta]: planners and clipping put mass exactly
+    # on +-1, where a density model's log-density is unbounded (ALGORITHMS.md, "Conventions").
+    boundary_delta: float = 1e-3
+    normalize_states: bool = True
+    state_eps: float = 1e-3  # added to the state std
+    holdout_fraction: float = 0.1  # episodes held out for calibration and `bm eval`
+    support_quantile: float = 0.01  # calibrated threshold: this quantile of held-out log-probs
+    calibration_points: int = 4096  # held-out points used by calibrate()
+    ema_decay: float = 0.0  # 0 disables the weight EMA; the score model uses 0.999
+    # Cosine decay of every optimiser's learning rate from lr to lr * lr_final_fraction over
+    # the fit; 1.0 keeps it constant. Decay removes most of the final-iterate noise of Adam.
+    lr_final_fraction: float = 0.1
+    log_every: int = 100
+    checkpoint_every: int = 2_000
+
+
+class BehaviorModel(nn.Module, abc.ABC):
+    """Base class of every backend; see the module docstring for the contract."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[BehaviorModelConfig]] = BehaviorModelConfig
+    log_prob_kind: ClassVar[LogProbKind]
+    differentiable_log_prob: ClassVar[bool]
+    native_grad_log_prob: ClassVar[bool] = False
+    reparameterized_sample: ClassVar[bool]
+
+    def __init__(self, obs_dim: int, act_dim: int, config: BehaviorModelConfig) -> None:
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise ConfigError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        self.obs_dim = int(obs_dim)
+        self.act_dim = int(act_dim)
+        self.config = config
+        self.register_buffer("obs_mean", torch.zeros(obs_dim))
+        self.register_buffer("obs_std", torch.ones(obs_dim))
+        self.register_buffer("support_threshold", torch.tensor(math.nan))
+        self.threshold_source = "none"  # "quantile=<q>" or "absolute"
+        self.dataset_id = ""
+        self.dataset_fingerprint = ""
+
+    # ------------------------------------------------------------------ backend hooks
+    @abc.abstractmethod
+    def _log_prob(self, obs: Tensor, act: Tensor, **options: Any) -> Tensor:
+        """log beta(act | obs) in nats, [B]; ``obs`` already normalised."""
+
+    @abc.abstractmethod
+    def _sample(self, obs: Tensor, n: int, **options: Any) -> Tensor:
+        """[B, n, A] samples (not yet clipped); ``obs`` already normalised."""
+
+    def _grad_log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimisers ``training_step`` uses, by name (saved in checkpoints)."""
+
+    @abc.abstractmethod
+    def training_step(self, obs: Tensor, act: Tensor, step: int,
+                      optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Tensor]:
+        """One update on a minibatch (normalised obs, boundary-clipped actions).
+
+        Returns detached scalar tensors; the loop reads them only when it logs, so that a
+        step never waits on the device.
+        """
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        return self.obs_mean.device
+
+    @classmethod
+    def capabilities(cls) -> dict[str, Any]:
+        return {
+            "log_prob_kind": cls.log_prob_kind,
+            "differentiable_log_prob": cls.differentiable_log_prob,
+            "native_grad_log_prob": cls.native_grad_log_prob,
+            "grad_log_prob": cls.native_grad_log_prob or cls.differentiable_log_prob,
+            "reparameterized_sample": cls.reparameterized_sample,
+        }
+
+    def set_normalization(self, stats: NormalizationStats) -> None:
+        self.obs_mean.copy_(torch.as_tensor(stats.mean))
+        self.obs_std.copy_(torch.as_tensor(stats.std))
+
+    def normalize(self, obs: Tensor) -> Tensor:
+        return (obs - self.obs_mean) / self.obs_std
+
+    # ------------------------------------------------------------------ validation
+    def _check(self, obs: Tensor, act: Tensor | None = None) -> None:
+        for label, value, dim in (("obs", obs, self.obs_dim), ("act", act, self.act_dim)):
+            if value is None:
+                continue
+            if not isinstance(value, Tensor):
+                raise InputError(f"{label} must be a torch.Tensor, got {type(value).__name__}; "
+                                 "convert with torch.as_tensor(x, dtype=torch.float32)")
+            if not value.is_floating_point():
+                raise InputError(f"{label} must be a floating-point tensor, got {value.dtype}; "
+                                 f"use {label}.float()")
+            if value.ndim != 2 or value.shape[1] != dim:
+                raise InputError(f"{label} must have shape [B, {dim}], got {list(value.shape)}")
+            if value.device != self.device:
+                raise InputError(f"{label} is on {value.device} but the model is on {self.device}; "
+                                 f"move one of them (model.to(device) or {label}.to(device))")
+        if act is not None and act.shape[0] != obs.shape[0]:
+            raise InputError(f"obs and act must have the same batch size, got {obs.shape[0]} and {act.shape[0]}")
+
+    # ------------------------------------------------------------------ public contract
+    def log_prob(self, obs: Tensor, act: Tensor, **options: Any) -> Tensor:
+        """log beta(act|obs) in nats per sample, [B]. What it is: see :attr:`log_prob_kind`."""
+        self._check(obs, act)
+        return self._log_prob(self.normalize(obs), act, **options)
+
+    def grad_log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
+        """d/da log beta(a|s), [B, A]: natively where the backend has it, else by autograd."""
+        self._check(obs, act)
+        if self.native_grad_log_prob:
+            return self._grad_log_prob(self.normalize(obs), act)
+        if not self.differentiable_log_prob:
+            raise BehaviorModelsError(f"the {self.name} backend's log_prob is not differentiable in the action; "
+                                      "check model.capabilities()['grad_log_prob'] before calling grad_log_prob")
+        with torch.enable_grad():
+            act = act.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self._log_prob(self.normalize(obs), act).sum(), act)
+        return grad
+
+    def sample(self, obs: Tensor, n: int = 1, **options: Any) -> Tensor:
+        """[B, n, A] actions drawn from beta(.|obs), clipped to the action box [-1, 1]."""
+        self._check(obs)
+        if n < 1:
+            raise InputError(f"n must be >= 1, got {n}")
+        return self._sample(self.normalize(obs), int(n), **options).clamp(-1.0, 1.0)
+
+    def resolve_threshold(self, threshold: float | None = None) -> float:
+        if threshold is not None:
+            return float(threshold)
+        value = float(self.support_threshold)
+        if math.isnan(value):
+            raise BehaviorModelsError(f"this {self.name} model has no support threshold: call "
+                                      "calibrate(transitions) or pass threshold= (a log-density)")
+        return value
+
+    def support_mask(self, obs: Tensor, act: Tensor, threshold: float | None = None, **options: Any) -> Tensor:
+        """True where ``act`` is in the behaviour support: log_prob >= threshold (a log-density).
+
+        ``threshold=None`` uses the stored one (see :meth:`calibrate`); ARQ passes
+        :data:`ARQ_LOG_THRESHOLD` = -5, i.e. beta >= e^-5.
+        """
+        return self.log_prob(obs, act, **options) >= self.resolve_threshold(threshold)
+
+    @torch.no_grad()
+    def calibrate(self, transitions: Transitions, quantile: float | None = None,
+                  absolute: float | None = None, batch_size: int = 1024, **options: Any) -> float:
+        """Store the support threshold and return it.
+
+        Either ``absolute`` (a log-density, e.g. ARQ's -5) or the ``quantile`` (default: the
+        config's ``support_quantile``) of log-probs on ``transitions``, which should be
+        held-out data: on the training set the quantile is optimistic.
+        """
+        if absolute is not None:
+            value, source = float(absolute), "absolute"
+        else:
+            quantile = self.config.support_quantile if quantile is None else quantile
+            if not 0.0 < quantile < 1.0:
+                raise ConfigError(f"quantile must be in (0, 1), got {quantile}")
+            count = min(len(transitions), self.config.calibration_points)
+            index = np.random.default_rng(self.config.seed).choice(len(transitions), count, replace=False)
+            log_probs = self.batched_log_prob(transitions.observations[index], transitions.actions[index],
+                                              batch_size=batch_size, **options)
+            value, source = float(torch.quantile(log_probs.double(), quantile)), f"quantile={quantile:g}"
+        self.support_threshold.fill_(value)
+        self.threshold_source = source
+        return value
+
+    def batched_log_prob(self, observations: np.ndarray | Tensor, actions: np.ndarray | Tensor,
+                         batch_size: int = 1024, **options: Any) -> Tensor:
+        """log_prob over a large array in chunks of ``batch_size``; returns a CPU tensor."""
+        results = []
+        for start in range(0, len(observations), batch_size):
+            obs = torch.as_tensor(observations[start:start + batch_size], dtype=torch.float32, device=self.device)
+            act = torch.as_tensor(actions[start:start + batch_size], dtype=torch.float32, device=self.device)
+            results.append(self.log_prob(obs, act, **options).detach().cpu())
+        return torch.cat(results)
+
+    # ------------------------------------------------------------------ persistence
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
+            "dataset_id": self.dataset_id,
+            "dataset_fingerprint": self.dataset_fingerprint,
+            "support_threshold": None if math.isnan(float(self.support_threshold)) else float(self.support_threshold),
+            "threshold_source": self.threshold_source,
+            "normalization": {"mean": self.obs_mean.tolist(), "std": self.obs_std.tolist()},
+            "capabilities": self.capabilities(),
+            "library_version": __version__,
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        """Write weights (``weights.pt``), ``config.json`` and ``model.json`` into ``directory``."""
+        from behavior_models.io import atomic_path
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {key: value.detach().cpu() for key, value in self.state_dict().items()}
+        with atomic_path(directory / WEIGHTS_FILE) as tmp:
+            torch.save(state, tmp)
+        save_config(directory / CONFIG_FILE, self.config)
+        write_json_atomic(directory / MODEL_FILE, self.metadata())
+        return directory
+
+    @classmethod
+    def from_directory(cls, directory: str | Path, device: str | torch.device = "cpu") -> "BehaviorModel":
+        directory = Path(directory)
+        meta = json.loads((directory / MODEL_FILE).read_text())
+        if meta["backend"] != cls.name:
+            raise ArtefactMismatchError(f"{directory} holds a {meta['backend']} model, not {cls.name}")
+        config = config_from_dict(cls.config_class, json.loads((directory / CONFIG_FILE).read_text()))
+        model = cls(meta["obs_dim"], meta["act_dim"], config)
+        state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        model.threshold_source = meta.get("threshold_source", "none")
+        model.dataset_id = meta.get("dataset_id", "")
+        model.dataset_fingerprint = meta.get("dataset_fingerprint", "")
+        return model.to(device).eval()
+
+    @classmethod
+    def fit(cls, transitions: Transitions, config: BehaviorModelConfig | None = None, *,
+            out_dir: str | Path | None = None, device: str | torch.device = "cpu", resume: bool = False,
+            force: bool = False, progress: bool = True) -> "BehaviorModel":
+        """Fit on ``transitions`` with the generic loop of :mod:`behavior_models.training`."""
+        from behavior_models.training import fit_model
+
+        return fit_model(cls, transitions, config or cls.config_class(), out_dir=out_dir, device=device,
+                         resume=resume, force=force, progress=progress)
+
+
+def config_dict(model: BehaviorModel) -> dict[str, Any]:
+    return config_to_dict(model.config)

@@ -1,0 +1,136 @@
+"""Small I/O helpers shared by every artefact writer: atomic writes, JSON configs, fingerprints.
+
+Every long job writes through these so that an interrupted run never leaves a half-written
+file under the final name: data goes to a temporary file in the same directory, is flushed
+to disk, then renamed over the target (``os.replace`` is atomic on POSIX).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, TypeVar
+
+import numpy as np
+
+from behavior_models.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` if the block succeeds.
+
+    ``suffix`` is kept on the temporary name for writers that insist on an extension
+    (``np.savez`` appends ``.npz`` otherwise).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(target: str | os.PathLike, text: str) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+
+
+def write_json_atomic(target: str | os.PathLike, payload: Any) -> None:
+    write_text_atomic(target, json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def save_npz_atomic(target: str | os.PathLike, **arrays: np.ndarray) -> None:
+    with atomic_path(target, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
+
+
+def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Load every array of an ``.npz`` file eagerly, refusing pickled objects."""
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass config as a plain JSON-ready dict (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=_json_default))
+
+
+def config_from_dict(cls: type[T], payload: dict[str, Any]) -> T:
+    """Rebuild a dataclass config, refusing unknown keys with a message naming them.
+
+    Lists are turned back into tuples where the field's default is a tuple, so a frozen
+    config survives the JSON round trip unchanged (and stays hashable).
+    """
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    unknown = sorted(set(payload) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown field(s) {unknown} for {cls.__name__}; valid fields are {sorted(fields)}"
+        )
+    values = {}
+    for name, value in payload.items():
+        default = fields[name].default
+        if isinstance(value, list) and isinstance(default, tuple):
+            value = tuple(value)
+        values[name] = value
+    return cls(**values)
+
+
+def save_config(path: str | os.PathLike, config: Any) -> None:
+    write_json_atomic(path, config_to_dict(config))
+
+
+def load_config(cls: type[T], path: str | os.PathLike) -> T:
+    return config_from_dict(cls, json.loads(Path(path).read_text()))
+
+
+def fingerprint_arrays(*arrays: np.ndarray) -> str:
+    """A content hash of arrays: their dtypes, shapes and bytes. 16 hex characters."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def fingerprint_directory(directory: str | os.PathLike, pattern: str = "*") -> str:
+    """A content hash of the files in a directory (names and bytes), in sorted order.
+
+    Used to notice that a model directory changed under an artefact built from it.
+    """
+    digest = hashlib.sha256()
+    directory = Path(directory)
+    for path in sorted(p for p in directory.glob(pattern) if p.is_file() and not p.name.startswith(".")):
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]

@@ -1,0 +1,39 @@
+"""Backend names -> classes, imported lazily so ``import behavior_models`` stays light."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+
+from behavior_models.errors import ArtefactMismatchError, ConfigError
+
+# name -> "module:Class". One line per backend; nothing else to edit when adding one.
+BACKENDS: dict[str, str] = {
+    "gaussian": "behavior_models.gaussian:GaussianBehaviorModel",
+    "cvae": "behavior_models.cvae:CVAEBehaviorModel",
+    "flow": "behavior_models.flow:FlowBehaviorModel",
+    "gan": "behavior_models.gan:GANBehaviorModel",
+    "score": "behavior_models.score.model:ScoreBehaviorModel",
+}
+
+
+def backend_class(name: str):
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown behavior model {name!r}; choose one of {sorted(BACKENDS)}")
+    module_name, class_name = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def load(directory: str | Path, device="cpu"):
+    """Load a fitted behavior model from ``directory``, whatever its backend."""
+    from behavior_models.base import MODEL_FILE
+
+    directory = Path(directory)
+    meta_path = directory / MODEL_FILE
+    if not meta_path.is_file():
+        raise ArtefactMismatchError(f"{directory} is not a behavior-model directory: {MODEL_FILE} is missing "
+                                    "(fit one with `bm fit --model ... --out DIR`)")
+    backend = json.loads(meta_path.read_text())["backend"]
+    return backend_class(backend).from_directory(directory, device=device)

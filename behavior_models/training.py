@@ -1,0 +1,187 @@
+"""The one fit loop every backend uses: minibatches on the device, EMA, progress, checkpoints.
+
+``fit_model`` writes into ``out_dir``:
+
+* ``checkpoint.pt`` every ``checkpoint_every`` steps (atomically): weights, optimiser and EMA
+  state, RNG states and the step, so ``resume=True`` continues an interrupted fit exactly;
+* at the end ``weights.pt``, ``config.json``, ``model.json`` (normalisation, calibrated
+  support threshold, dataset fingerprint) and ``curve.csv`` (the logged losses).
+
+An existing directory is never silently overwritten: a finished or different run is refused
+unless ``force=True``; an interrupted one needs ``resume=True`` (or ``force``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from behavior_models.base import (
+    CHECKPOINT_FILE, CURVE_FILE, MODEL_FILE, BehaviorModel, BehaviorModelConfig,
+)
+from behavior_models.data.transitions import NormalizationStats, Transitions
+from behavior_models.errors import ArtefactMismatchError
+from behavior_models.io import atomic_path, config_to_dict, write_text_atomic
+
+
+def seed_everything(seed: int) -> None:
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def prepare_tensors(model: BehaviorModel, transitions: Transitions, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised observations and boundary-clipped actions, as tensors on ``device``."""
+    delta = model.config.boundary_delta
+    obs = torch.as_tensor(transitions.observations, dtype=torch.float32, device=device)
+    act = torch.as_tensor(transitions.actions, dtype=torch.float32, device=device)
+    return model.normalize(obs), act.clamp(-1.0 + delta, 1.0 - delta)
+
+
+def _check_out_dir(out_dir: Path, cls: type[BehaviorModel], config: BehaviorModelConfig,
+                   transitions: Transitions, resume: bool, force: bool) -> dict[str, Any] | None:
+    """Decide what to do with an existing ``out_dir``; return a checkpoint to resume or None."""
+    if force and out_dir.exists():
+        shutil.rmtree(out_dir)
+    if not out_dir.exists():
+        return None
+    checkpoint_path = out_dir / CHECKPOINT_FILE
+    if (out_dir / MODEL_FILE).exists() and not (resume and checkpoint_path.exists()):
+        raise ArtefactMismatchError(f"{out_dir} already holds a fitted model; pass --force to overwrite it "
+                                    "or choose another --out")
+    if not checkpoint_path.exists():
+        if any(out_dir.iterdir()):
+            raise ArtefactMismatchError(f"{out_dir} exists and is not a behavior-model run; choose another --out "
+                                        "or pass --force to replace it")
+        return None
+    if not resume:
+        raise ArtefactMismatchError(f"{out_dir} holds an interrupted fit; pass --resume to continue it or "
+                                    "--force to start over")
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    saved = json.loads(checkpoint["config_json"])
+    wanted = config_to_dict(config)
+    # The step budget may grow on resume; anything else must match.
+    differing = sorted(k for k in set(saved) | set(wanted) if k != "steps" and saved.get(k) != wanted.get(k))
+    if checkpoint["backend"] != cls.name or differing:
+        raise ArtefactMismatchError(
+            f"{out_dir} holds a checkpoint of another run (backend {checkpoint['backend']}; differing config "
+            f"fields {differing}); resume with the same settings, or pass --force to start over")
+    if checkpoint["dataset_fingerprint"] != transitions.fingerprint:
+        raise ArtefactMismatchError(
+            f"{out_dir} was fitted on dataset {checkpoint['dataset_id']} (fingerprint "
+            f"{checkpoint['dataset_fingerprint']}), not on {transitions.dataset_id} (fingerprint "
+            f"{transitions.fingerprint}); resume with the same dataset, or pass --force")
+    return checkpoint
+
+
+def fit_model(cls: type[BehaviorModel], transitions: Transitions, config: BehaviorModelConfig, *,
+              out_dir: str | Path | None = None, device: str | torch.device = "cpu", resume: bool = False,
+              force: bool = False, progress: bool = True) -> BehaviorModel:
+    """Fit a ``cls`` model on ``transitions``; see the module docstring for what is written."""
+    device = torch.device(device)
+    out_dir = Path(out_dir) if out_dir is not None else None
+    checkpoint = _check_out_dir(out_dir, cls, config, transitions, resume, force) if out_dir else None
+
+    seed_everything(config.seed)
+    train, held_out = transitions.split_episodes(config.holdout_fraction, seed=config.seed)
+    stats = (train.state_stats(config.state_eps) if config.normalize_states
+             else NormalizationStats.identity(transitions.obs_dim))
+    model = cls(transitions.obs_dim, transitions.act_dim, config)
+    model.set_normalization(stats)
+    model.dataset_id, model.dataset_fingerprint = transitions.dataset_id, transitions.fingerprint
+    model.to(device).train()
+    optimizers = model.make_optimizers()
+    # Read before a checkpoint overwrites the optimisers' (already decayed) learning rates.
+    base_lrs = {name: [group["lr"] for group in opt.param_groups] for name, opt in optimizers.items()}
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+           if config.ema_decay > 0 else None)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(config.seed)
+    curve: list[dict[str, float]] = []
+    start_step = 0
+
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(checkpoint["optimizers"][name])
+        if ema is not None:
+            ema.load_state_dict(checkpoint["ema"])
+        generator.set_state(checkpoint["generator"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in checkpoint:
+            torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)
+        curve = list(csv.DictReader(io.StringIO(checkpoint["curve_csv"])))
+        start_step = int(checkpoint["step"])
+
+    obs, act = prepare_tensors(model, train, device)
+    size = obs.shape[0]
+
+    def save_checkpoint(step: int) -> None:
+        payload = {
+            "backend": cls.name, "config_json": json.dumps(config_to_dict(config)), "step": step,
+            "dataset_id": transitions.dataset_id, "dataset_fingerprint": transitions.fingerprint,
+            "model": model.state_dict(), "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+            "ema": ema.state_dict() if ema is not None else {}, "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(), "curve_csv": _curve_csv(curve),
+        }
+        if device.type == "cuda":
+            payload["cuda_rng"] = torch.cuda.get_rng_state(device)
+        with atomic_path(out_dir / CHECKPOINT_FILE) as tmp:
+            torch.save(payload, tmp)
+
+    bar = tqdm(range(start_step, config.steps), initial=start_step, total=config.steps, disable=not progress,
+               desc=f"fit {cls.name}", dynamic_ncols=True)
+    for step in bar:
+        factor = cosine_factor(step, config.steps, config.lr_final_fraction)
+        for name, optimizer in optimizers.items():
+            for group, base_lr in zip(optimizer.param_groups, base_lrs[name]):
+                group["lr"] = base_lr * factor
+        index = torch.randint(size, (config.batch_size,), device=device, generator=generator)
+        metrics = model.training_step(obs[index], act[index], step, optimizers)
+        if ema is not None:
+            ema.update_parameters(model)
+        if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
+            row = {"step": step + 1, **{k: float(v) for k, v in metrics.items()}}
+            curve.append(row)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k != "step"}, refresh=False)
+        if out_dir is not None and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
+            save_checkpoint(step + 1)
+    bar.close()
+
+    if out_dir is not None:
+        save_checkpoint(config.steps)  # raw weights: a later --resume with a larger --steps continues
+    if ema is not None:
+        model.load_state_dict(ema.module.state_dict())
+    model.eval()
+    if len(held_out):
+        model.calibrate(held_out)
+    if out_dir is not None:
+        model.save(out_dir)
+        write_text_atomic(out_dir / CURVE_FILE, _curve_csv(curve))
+    return model
+
+
+def cosine_factor(step: int, total: int, final_fraction: float) -> float:
+    """Learning-rate multiplier: 1 at step 0, ``final_fraction`` at ``total``, cosine between."""
+    progress = min(step / max(total, 1), 1.0)
+    return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _curve_csv(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

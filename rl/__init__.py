@@ -1,0 +1,1 @@
+"""Offline RL algorithms that consume behavior models (ARQ, SPOT, BEAR, TD3+BC, DASCO)."""

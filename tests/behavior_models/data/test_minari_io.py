@@ -1,0 +1,157 @@
+import time
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from behavior_models.data import load_transitions, resolve_dataset_id, write_minari_dataset
+from behavior_models.data.minari_io import describe, flatten_observations
+from behavior_models.errors import DatasetError, DatasetNotFoundError
+from tests.helpers import write_flat_dataset
+
+
+def test_flat_dataset_round_trip():
+    episodes = write_flat_dataset("test/flat-v0", episode_lengths=(5, 7, 4))
+    data = load_transitions("test/flat-v0")
+    assert len(data) == 16 and data.obs_dim == 3 and data.act_dim == 2
+    assert data.observations.dtype == np.float32 and data.terminals.dtype == bool
+    np.testing.assert_array_equal(data.observations[:5], episodes[0]["observations"][:-1])
+    np.testing.assert_array_equal(data.next_observations[:5], episodes[0]["observations"][1:])
+    np.testing.assert_array_equal(data.actions[5:12], episodes[1]["actions"])
+    assert data.info.num_episodes == 3 and data.info.num_transitions == 16
+    np.testing.assert_array_equal(data.timesteps[:6], [0, 1, 2, 3, 4, 0])
+
+
+def test_next_actions_align_within_episodes_and_are_invalid_at_ends():
+    episodes = write_flat_dataset("test/next-v0", episode_lengths=(3, 4))
+    data = load_transitions("test/next-v0")
+    np.testing.assert_array_equal(data.next_action_valid, [True, True, False, True, True, True, False])
+    np.testing.assert_array_equal(data.next_actions[:2], episodes[0]["actions"][1:])
+    np.testing.assert_array_equal(data.next_actions[3:6], episodes[1]["actions"][1:])
+    # The last step's a' must not leak the first action of the next episode.
+    assert not np.allclose(data.next_actions[2], episodes[1]["actions"][0])
+    np.testing.assert_array_equal(data.episode_ends, [False, False, True, False, False, False, True])
+
+
+def test_terminal_is_termination_only():
+    write_flat_dataset("test/done-v0", episode_lengths=(3, 4), terminated=[True, False])
+    data = load_transitions("test/done-v0")
+    np.testing.assert_array_equal(data.terminals, [False, False, True, False, False, False, False])
+    np.testing.assert_array_equal(data.timeouts, [False, False, False, False, False, False, True])
+
+
+def test_nested_dict_observations_flatten_in_documented_order():
+    rng = np.random.default_rng(0)
+    steps = 4
+    goal_space = spaces.Dict({"microwave": spaces.Box(-9, 9, (1,), np.float64), "kettle": spaces.Box(-9, 9, (2,), np.float64)})
+    obs_space = spaces.Dict({
+        "desired_goal": goal_space, "achieved_goal": goal_space, "observation": spaces.Box(-9, 9, (3,), np.float64)})
+
+    def goals():
+        return {"microwave": rng.normal(size=(steps + 1, 1)), "kettle": rng.normal(size=(steps + 1, 2))}
+
+    observations = {"observation": rng.normal(size=(steps + 1, 3)), "achieved_goal": goals(), "desired_goal": goals()}
+    episode = {"observations": observations, "actions": rng.uniform(-1, 1, (steps, 2)).astype(np.float32),
+               "rewards": np.zeros(steps), "terminations": np.zeros(steps, bool),
+               "truncations": np.eye(steps, dtype=bool)[-1]}
+    write_minari_dataset("test/kitchenlike-v0", [episode], observation_space=obs_space,
+                         action_space=spaces.Box(-1, 1, (2,), np.float32))
+    data = load_transitions("test/kitchenlike-v0")
+    assert data.info.observation_keys == (
+        "observation", "achieved_goal/kettle", "achieved_goal/microwave", "desired_goal/kettle", "desired_goal/microwave")
+    expected = np.concatenate([observations["observation"], observations["achieved_goal"]["kettle"],
+                               observations["achieved_goal"]["microwave"], observations["desired_goal"]["kettle"],
+                               observations["desired_goal"]["microwave"]], axis=1).astype(np.float32)
+    np.testing.assert_allclose(data.observations, expected[:-1])
+    np.testing.assert_allclose(data.next_observations, expected[1:])
+
+
+def test_flatten_orders_other_top_level_keys_after_the_goal_keys():
+    _, names = flatten_observations({"zeta": np.zeros((2, 1)), "desired_goal": np.zeros((2, 2)),
+                                     "alpha": np.zeros((2, 1)), "observation": np.zeros((2, 3))})
+    assert names == ["observation", "desired_goal", "alpha", "zeta"]
+
+
+def test_aliases_resolve_to_minari_ids():
+    assert resolve_dataset_id("kitchen-mixed") == "D4RL/kitchen/mixed-v2"
+    assert resolve_dataset_id("hopper-medium") == "mujoco/hopper/medium-v0"
+    assert resolve_dataset_id("door-cloned") == "D4RL/door/cloned-v2"
+    assert resolve_dataset_id("antmaze-large-diverse") == "D4RL/antmaze/large-diverse-v1"
+    assert resolve_dataset_id("pointmaze-umaze-noisy") == "local/pointmaze-umaze-noisy-v0"
+    assert resolve_dataset_id("some/other-v3") == "some/other-v3"
+
+
+def test_alias_loads_a_dataset_stored_under_its_target_id():
+    write_flat_dataset("D4RL/kitchen/mixed-v2")
+    assert load_transitions("kitchen-mixed").dataset_id == "D4RL/kitchen/mixed-v2"
+
+
+def test_missing_dataset_fails_fast_with_instructions(minari_datasets_path):
+    start = time.perf_counter()
+    with pytest.raises(DatasetNotFoundError) as error:
+        load_transitions("kitchen-mixed")
+    assert time.perf_counter() - start < 5.0
+    message = str(error.value)
+    assert "D4RL/kitchen/mixed-v2" in message and str(minari_datasets_path) in message
+    assert "minari download D4RL/kitchen/mixed-v2" in message and "MINARI_DATASETS_PATH" in message
+
+
+def test_unknown_name_suggests_close_aliases():
+    with pytest.raises(DatasetNotFoundError, match="Did you mean kitchen-mixed"):
+        load_transitions("kitchen-mixd")
+
+
+@pytest.mark.parametrize("field", ["observations", "actions", "rewards"])
+def test_non_finite_values_are_refused(field):
+    def poison(episodes):
+        episodes[1][field][2] = np.nan
+
+    write_flat_dataset("test/nan-v0", mutate=poison)
+    with pytest.raises(DatasetError, match=f"non-finite.*{field}.*episode 1"):
+        load_transitions("test/nan-v0")
+
+
+def test_empty_dataset_is_refused():
+    write_flat_dataset("test/empty-v0", episode_lengths=())
+    with pytest.raises(DatasetError, match="empty"):
+        load_transitions("test/empty-v0")
+
+
+def test_actions_outside_the_box_are_clipped_with_a_warning():
+    def push_out(episodes):
+        episodes[0]["actions"][0] = [1.5, -3.0]
+
+    write_flat_dataset("test/outside-v0", mutate=push_out)
+    with pytest.warns(UserWarning, match="2 action entries lie outside"):
+        data = load_transitions("test/outside-v0")
+    np.testing.assert_array_equal(data.actions[0], [1.0, -1.0])
+    assert data.info.clipped_action_entries == 2
+
+
+def test_fingerprint_is_content_based():
+    write_flat_dataset("test/a-v0", seed=1)
+    write_flat_dataset("test/b-v0", seed=1)
+    write_flat_dataset("test/c-v0", seed=2)
+    a, b, c = (load_transitions(f"test/{x}-v0") for x in "abc")
+    assert a.fingerprint == b.fingerprint != c.fingerprint
+
+
+def test_reference_scores_and_describe():
+    write_flat_dataset("test/ref-v0", episode_lengths=(2, 3), ref_min_score=-1.0, ref_max_score=3.0)
+    data = load_transitions("test/ref-v0")
+    assert (data.info.ref_min_score, data.info.ref_max_score) == (-1.0, 3.0)
+    np.testing.assert_allclose(data.info.normalized_score(np.array([1.0])), [50.0])
+    summary = describe(data)
+    assert summary["episodes"] == 2 and summary["transitions"] == 5
+    assert summary["fingerprint"] == data.fingerprint
+
+
+def test_split_by_episodes_and_state_stats():
+    write_flat_dataset("test/split-v0", episode_lengths=(3, 4, 5, 6))
+    data = load_transitions("test/split-v0")
+    train, held = data.split_episodes(0.25, seed=0)
+    assert len(train) + len(held) == len(data)
+    assert not set(train.episode_ids) & set(held.episode_ids)
+    stats = data.state_stats()
+    np.testing.assert_allclose(stats.mean, data.observations.mean(0), rtol=1e-5, atol=1e-6)
+    assert np.all(stats.std > 0)

@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+import torch
+
+from behavior_models.base import InputError
+from behavior_models.data import load_transitions
+from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
+from tests.helpers import gaussian_log_density, gaussian_mean_std, write_conditional_gaussian_dataset
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("gauss_data")))
+        write_conditional_gaussian_dataset("test/gauss-fit-v0", episodes=200, steps=100)
+        data = load_transitions("test/gauss-fit-v0")
+    config = GaussianConfig(steps=4000, batch_size=256, lr=2e-3, hidden=(64, 64))
+    return GaussianBehaviorModel.fit(data, config, progress=False), data
+
+
+def test_log_prob_matches_the_analytic_density(fitted):
+    model, _ = fitted
+    rng = np.random.default_rng(123)
+    obs = rng.uniform(-1, 1, (2000, 2))
+    mean, std = gaussian_mean_std(obs)
+    act = mean + std * rng.normal(size=mean.shape)
+    truth = gaussian_log_density(obs, act)
+    ours = model.log_prob(torch.tensor(obs, dtype=torch.float32), torch.tensor(act, dtype=torch.float32)).detach().numpy()
+    assert np.mean(np.abs(ours - truth)) <= 0.1
+
+
+def test_grad_log_prob_matches_finite_differences(fitted):
+    model, data = fitted
+    obs = torch.as_tensor(data.observations[:16]).double()
+    act = torch.as_tensor(data.actions[:16]).double()
+    model = model.double()
+    try:
+        grad = model.grad_log_prob(obs, act)
+        eps = 1e-6
+        for dim in range(act.shape[1]):
+            shift = torch.zeros_like(act)
+            shift[:, dim] = eps
+            numeric = (model.log_prob(obs, act + shift) - model.log_prob(obs, act - shift)) / (2 * eps)
+            torch.testing.assert_close(grad[:, dim], numeric, rtol=1e-5, atol=1e-5)
+    finally:
+        model.float()
+
+
+def test_support_mask_separates_data_from_far_actions(fitted):
+    model, data = fitted
+    obs = torch.as_tensor(data.observations[:1000])
+    act = torch.as_tensor(data.actions[:1000])
+    assert model.support_mask(obs, act).float().mean() >= 0.95
+    # In-box actions at least 4 sigma (sigma <= 0.14) from the conditional mean on every axis.
+    far = torch.where(act > 0, act - 0.6, act + 0.6).clamp(-1, 1)
+    assert (far - act).abs().min() >= 4 * 0.135
+    assert (~model.support_mask(obs, far)).float().mean() >= 0.95
+
+
+def test_samples_are_clipped_and_shaped(fitted):
+    model, data = fitted
+    samples = model.sample(torch.as_tensor(data.observations[:5]), 7)
+    assert samples.shape == (5, 7, 3) and samples.abs().max() <= 1
+
+
+def test_wrong_inputs_give_clear_errors(fitted):
+    model, _ = fitted
+    obs = torch.zeros(4, 2)
+    with pytest.raises(InputError, match=r"shape \[B, 3\]"):
+        model.log_prob(obs, torch.zeros(4, 2))
+    with pytest.raises(InputError, match="floating-point"):
+        model.log_prob(obs, torch.zeros(4, 3, dtype=torch.long))
+    with pytest.raises(InputError, match="torch.Tensor"):
+        model.sample(np.zeros((4, 2)), 2)
+    with pytest.raises(InputError, match="same batch size"):
+        model.log_prob(obs, torch.zeros(5, 3))
+    with pytest.raises(InputError, match="is on meta"):
+        model.log_prob(obs.to("meta"), torch.zeros(4, 3, device="meta"))
+
+
+def test_capabilities():
+    caps = GaussianBehaviorModel.capabilities()
+    assert caps == {"log_prob_kind": "exact", "differentiable_log_prob": True, "native_grad_log_prob": False,
+                    "grad_log_prob": True, "reparameterized_sample": True}

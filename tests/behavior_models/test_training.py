@@ -1,0 +1,107 @@
+"""The generic fit loop, exercised through the Gaussian backend (the cheapest one)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import behavior_models
+from behavior_models.data import load_transitions
+from behavior_models.errors import ArtefactMismatchError
+from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
+from tests.helpers import write_conditional_gaussian_dataset
+
+SMALL = GaussianConfig(steps=200, batch_size=64, hidden=(32, 32), log_every=50, checkpoint_every=100)
+
+
+@pytest.fixture
+def data():
+    write_conditional_gaussian_dataset("test/gauss-v0", episodes=10, steps=50)
+    return load_transitions("test/gauss-v0")
+
+
+def test_fit_writes_every_artefact(data, tmp_path):
+    model = GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "run", progress=False)
+    for name in ("weights.pt", "config.json", "model.json", "curve.csv", "checkpoint.pt"):
+        assert (tmp_path / "run" / name).is_file(), name
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert meta["dataset_fingerprint"] == data.fingerprint and meta["backend"] == "gaussian"
+    assert meta["support_threshold"] == pytest.approx(float(model.support_threshold))
+    assert meta["threshold_source"] == "quantile=0.01"
+    curve = (tmp_path / "run" / "curve.csv").read_text().splitlines()
+    assert curve[0] == "step,nll" and len(curve) == 1 + 200 // 50
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_after_a_crash_continues_exactly(data, tmp_path, monkeypatch):
+    straight = GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "a", progress=False)
+    original = GaussianBehaviorModel.training_step
+
+    def crash_at_150(self, obs, act, step, optimizers):
+        if step == 150:
+            raise Interrupted
+        return original(self, obs, act, step, optimizers)
+
+    monkeypatch.setattr(GaussianBehaviorModel, "training_step", crash_at_150)
+    with pytest.raises(Interrupted):
+        GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "b", progress=False)
+    assert not (tmp_path / "b" / "model.json").exists()
+    with pytest.raises(ArtefactMismatchError, match="--resume"):
+        GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "b", progress=False)
+    monkeypatch.setattr(GaussianBehaviorModel, "training_step", original)
+    resumed = GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "b", resume=True, progress=False)
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
+    assert (tmp_path / "a" / "curve.csv").read_text() == (tmp_path / "b" / "curve.csv").read_text()
+
+
+def test_existing_runs_are_not_overwritten(data, tmp_path):
+    GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "run", progress=False)
+    with pytest.raises(ArtefactMismatchError, match="--force"):
+        GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "run", progress=False)
+    other = GaussianConfig(**{**SMALL.__dict__, "lr": 1e-2})
+    with pytest.raises(ArtefactMismatchError, match="differing config fields \\['lr'\\]"):
+        GaussianBehaviorModel.fit(data, other, out_dir=tmp_path / "run", resume=True, progress=False)
+    GaussianBehaviorModel.fit(data, other, out_dir=tmp_path / "run", force=True, progress=False)
+
+
+def test_resume_refuses_another_dataset(data, tmp_path):
+    GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "run", progress=False)
+    write_conditional_gaussian_dataset("test/gauss-other-v0", episodes=10, steps=50, seed=5)
+    other = load_transitions("test/gauss-other-v0")
+    with pytest.raises(ArtefactMismatchError, match="fingerprint"):
+        GaussianBehaviorModel.fit(other, SMALL, out_dir=tmp_path / "run", resume=True, progress=False)
+
+
+def test_load_round_trip_gives_identical_outputs(data, tmp_path):
+    model = GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "run", progress=False)
+    loaded = behavior_models.load(tmp_path / "run")
+    obs = torch.as_tensor(data.observations[:32])
+    act = torch.as_tensor(data.actions[:32])
+    torch.testing.assert_close(loaded.log_prob(obs, act), model.log_prob(obs, act), rtol=0, atol=0)
+    torch.manual_seed(0)
+    first = model.sample(obs, 4)
+    torch.manual_seed(0)
+    torch.testing.assert_close(loaded.sample(obs, 4), first, rtol=0, atol=0)
+    assert float(loaded.support_threshold) == float(model.support_threshold)
+
+
+def test_ema_weights_are_what_is_saved(data, tmp_path):
+    config = GaussianConfig(**{**SMALL.__dict__, "ema_decay": 0.9})
+    model = GaussianBehaviorModel.fit(data, config, out_dir=tmp_path / "run", progress=False)
+    raw = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
+    assert not torch.equal(raw["net.0.weight"], model.state_dict()["net.0.weight"])
+    saved = torch.load(tmp_path / "run" / "weights.pt", weights_only=True)
+    assert torch.equal(saved["net.0.weight"], model.state_dict()["net.0.weight"])
+
+
+def test_boundary_delta_clips_training_actions(data):
+    from behavior_models.training import prepare_tensors
+
+    model = GaussianBehaviorModel(data.obs_dim, data.act_dim, GaussianConfig(boundary_delta=0.05))
+    _, act = prepare_tensors(model, data.subset(np.arange(len(data))), torch.device("cpu"))
+    assert float(act.abs().max()) <= 0.95

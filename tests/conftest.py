@@ -1,0 +1,12 @@
+"""Every test gets its own empty Minari datasets directory and a fixed torch thread count."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def minari_datasets_path(tmp_path_factory, monkeypatch):
+    root = tmp_path_factory.mktemp("minari_datasets")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    return root

@@ -1,0 +1,75 @@
+"""Small real Minari datasets for tests, written through ``create_dataset_from_buffers``."""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+
+from behavior_models.data import write_minari_dataset
+
+
+def flat_episode(rng: np.random.Generator, steps: int, obs_dim: int, act_dim: int,
+                 terminated: bool = False) -> dict:
+    terminations = np.zeros(steps, bool)
+    truncations = np.zeros(steps, bool)
+    if steps:
+        (terminations if terminated else truncations)[-1] = True
+    return {
+        "observations": rng.normal(size=(steps + 1, obs_dim)).astype(np.float32),
+        "actions": rng.uniform(-1, 1, size=(steps, act_dim)).astype(np.float32),
+        "rewards": rng.normal(size=steps).astype(np.float32),
+        "terminations": terminations,
+        "truncations": truncations,
+    }
+
+
+def write_flat_dataset(dataset_id: str, episode_lengths=(5, 7, 4), obs_dim: int = 3, act_dim: int = 2,
+                       seed: int = 0, terminated=None, mutate=None, **kwargs):
+    """Flat Box observations; episode i terminates if ``terminated[i]`` else is truncated."""
+    rng = np.random.default_rng(seed)
+    terminated = terminated or [False] * len(episode_lengths)
+    episodes = [flat_episode(rng, n, obs_dim, act_dim, t) for n, t in zip(episode_lengths, terminated)]
+    if mutate is not None:
+        mutate(episodes)
+    write_minari_dataset(
+        dataset_id, episodes,
+        observation_space=spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
+        action_space=spaces.Box(-1.0, 1.0, (act_dim,), np.float32),
+        **kwargs,
+    )
+    return episodes
+
+
+# A conditional Gaussian with a closed-form density: a | s ~ N(W s + b, diag(sigma(s)^2)),
+# sigma(s) = sigma0 * exp(0.3 * tanh(s_0)). Means stay within [-0.6, 0.6] and sigma <= 0.14,
+# so the action box [-1, 1] cuts off less than 1e-6 of the mass.
+GAUSSIAN_W = np.array([[0.3, -0.2], [0.1, 0.25], [-0.15, 0.1]], np.float64)  # [S=2, A=3]^T layout: A x S
+GAUSSIAN_B = np.array([0.1, -0.1, 0.05])
+GAUSSIAN_SIGMA0 = 0.1
+
+
+def gaussian_mean_std(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = obs @ GAUSSIAN_W.T + GAUSSIAN_B
+    std = GAUSSIAN_SIGMA0 * np.exp(0.3 * np.tanh(obs[:, :1])) * np.ones((1, GAUSSIAN_W.shape[0]))
+    return mean, std
+
+
+def gaussian_log_density(obs: np.ndarray, act: np.ndarray) -> np.ndarray:
+    mean, std = gaussian_mean_std(obs.astype(np.float64))
+    z = (act - mean) / std
+    return (-0.5 * z**2 - np.log(std) - 0.5 * np.log(2 * np.pi)).sum(1)
+
+
+def write_conditional_gaussian_dataset(dataset_id: str, episodes: int = 40, steps: int = 100, seed: int = 0):
+    """States s ~ U[-1, 1]^2 drawn i.i.d. per step; actions from the closed-form Gaussian."""
+    rng = np.random.default_rng(seed)
+    buffers = []
+    for _ in range(episodes):
+        obs = rng.uniform(-1, 1, size=(steps + 1, 2))
+        mean, std = gaussian_mean_std(obs[:-1])
+        act = np.clip(mean + std * rng.normal(size=mean.shape), -1, 1)
+        buffers.append({"observations": obs.astype(np.float32), "actions": act.astype(np.float32),
+                        "rewards": np.zeros(steps, np.float32), "terminations": np.zeros(steps, bool),
+                        "truncations": np.eye(steps, dtype=bool)[-1]})
+    write_minari_dataset(dataset_id, buffers, observation_space=spaces.Box(-1, 1, (2,), np.float32),
+                         action_space=spaces.Box(-1, 1, (3,), np.float32))
