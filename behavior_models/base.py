@@ -192,6 +192,18 @@ class BehaviorModel(nn.Module, abc.ABC):
             raise InputError(f"n must be >= 1, got {n}")
         return self._sample(self.normalize(obs), int(n), **options).clamp(-1.0, 1.0)
 
+    def sample_and_log_prob(self, obs: Tensor, n: int, **sample_options: Any) -> tuple[Tensor, Tensor]:
+        """Samples [B, n, A] (clipped to the box) and the log-probs [B, n] *of those clipped actions*.
+
+        The default samples, then scores the returned actions with ``log_prob``. Backends that
+        get a sample's log-prob for free (the score model's probability-flow ODE) override it,
+        and must still re-score the samples that clipping moved.
+        """
+        actions = self.sample(obs, n, **sample_options)
+        batch = obs.shape[0]
+        log_probs = self.log_prob(obs.repeat_interleave(n, dim=0), actions.reshape(batch * n, self.act_dim))
+        return actions, log_probs.reshape(batch, n)
+
     def resolve_threshold(self, threshold: float | None = None) -> float:
         if threshold is not None:
             return float(threshold)

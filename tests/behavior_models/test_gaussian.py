@@ -82,3 +82,12 @@ def test_capabilities():
     caps = GaussianBehaviorModel.capabilities()
     assert caps == {"log_prob_kind": "exact", "differentiable_log_prob": True, "native_grad_log_prob": False,
                     "grad_log_prob": True, "reparameterized_sample": True}
+
+
+def test_sample_and_log_prob_scores_the_returned_actions(fitted):
+    model, data = fitted
+    obs = torch.as_tensor(data.observations[:6])
+    actions, log_probs = model.sample_and_log_prob(obs, 5)
+    assert actions.shape == (6, 5, 3) and log_probs.shape == (6, 5)
+    expected = model.log_prob(obs.repeat_interleave(5, 0), actions.reshape(30, 3)).reshape(6, 5)
+    torch.testing.assert_close(log_probs, expected)
