@@ -9,4 +9,13 @@ __version__ = "0.1.0"
 
 from behavior_models.registry import BACKENDS, backend_class, load  # noqa: E402
 
-__all__ = ["BACKENDS", "__version__", "backend_class", "load"]
+__all__ = ["BACKENDS", "SampleCache", "__version__", "backend_class", "build_sample_cache", "load"]
+
+
+def __getattr__(name: str):
+    # The sample cache pulls in torch.distributed and tqdm: import it only when asked for.
+    if name in ("SampleCache", "build_sample_cache"):
+        from behavior_models import cache
+
+        return getattr(cache, name)
+    raise AttributeError(f"module 'behavior_models' has no attribute {name!r}")

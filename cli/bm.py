@@ -55,5 +55,10 @@ def datasets_info(dataset: str, as_json: bool) -> None:
         click.echo(f"{key:{width}s}  {value}")
 
 
+from cli.sample_cache import sample_cache  # noqa: E402
+
+main.add_command(sample_cache)
+
+
 if __name__ == "__main__":
     main()

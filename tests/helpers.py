@@ -73,3 +73,20 @@ def write_conditional_gaussian_dataset(dataset_id: str, episodes: int = 40, step
                         "truncations": np.eye(steps, dtype=bool)[-1]})
     write_minari_dataset(dataset_id, buffers, observation_space=spaces.Box(-1, 1, (2,), np.float32),
                          action_space=spaces.Box(-1, 1, (3,), np.float32))
+
+
+def assert_same_cache(a, b, action_atol: float = 1e-5, log_prob_atol: float = 1e-4, mask_margin: float = 1e-3):
+    """Two sample caches are equal in the sense of issue 6: actions within 1e-5, log-probs within
+    1e-4, masks identical except where a log-prob lies within 1e-3 of the threshold."""
+    import torch
+
+    assert a.candidates.shape == b.candidates.shape and a.candidates.dtype == b.candidates.dtype
+    torch.testing.assert_close(a.obs_row, b.obs_row, rtol=0, atol=0)
+    torch.testing.assert_close(a.next_obs_row, b.next_obs_row, rtol=0, atol=0)
+    torch.testing.assert_close(a.candidates.float(), b.candidates.float(), rtol=0, atol=action_atol)
+    torch.testing.assert_close(a.log_probs, b.log_probs, rtol=0, atol=log_prob_atol, equal_nan=True)
+    near = (a.log_probs - a.threshold).abs() <= mask_margin
+    assert torch.equal(a.in_support[~near], b.in_support[~near])
+    assert a.threshold == b.threshold
+    for key in ("dataset_fingerprint", "model_fingerprint", "num_samples", "seed", "batch_states", "dtype"):
+        assert a.metadata[key] == b.metadata[key], key

@@ -1,0 +1,101 @@
+"""``bm sample-cache``: N behaviour-model candidates per dataset state, written once to an npz."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from cli.common import ensure_dataset
+
+
+def _parse_options(pairs: tuple[str, ...], flag: str) -> dict[str, Any]:
+    """KEY=VALUE pairs; VALUE is read as JSON when it parses (numbers, true/false), else a string."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=flag)
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def _parse_threshold(value: str | None) -> float | str | None:
+    if value is None or value == "calibrated":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a log-density or 'calibrated', got {value!r}",
+                                 param_hint="--threshold") from None
+
+
+@click.command("sample-cache")
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A fitted behavior-model directory (any backend).")
+@click.option("--dataset", required=True, help="Dataset alias, recipe name or Minari id the model was fitted on.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file, ending in .npz.")
+@click.option("--num-samples", default=30, show_default=True, help="Candidates N per state (ARQ: 30).")
+@click.option("--threshold", default=None, metavar="X|calibrated",
+              help="Support threshold on the log-density: a number, or 'calibrated' for the model's stored "
+                   "threshold. Default: ARQ's log(e^-5) = -5.")
+@click.option("--likelihood", type=click.Choice(["joint", "separate", "none"]), default="joint", show_default=True,
+              help="joint: samples and log-probs in one pass (sample_and_log_prob; the score model's ODE/fast "
+                   "samplers); separate: sample, then a log_prob pass (e.g. after PC sampling); none: no log-probs, "
+                   "every candidate kept.")
+@click.option("--sampler", default=None, help="Backend sampler, passed as sample(..., sampler=NAME) "
+              "(score model: pc, ode, fast).")
+@click.option("--sampler-option", "sampler_option", multiple=True, metavar="KEY=VALUE",
+              help="Extra keyword for sample/sample_and_log_prob (repeatable), e.g. steps=20.")
+@click.option("--log-prob-option", "log_prob_option", multiple=True, metavar="KEY=VALUE",
+              help="Extra keyword for log_prob with --likelihood separate (repeatable), e.g. solver=dopri5.")
+@click.option("--batch-size", "batch_states", default=256, show_default=True,
+              help="States per model call (times N samples each); also the RNG block, so it changes the draws.")
+@click.option("--chunk-states", default=None, type=int,
+              help="States per resumable chunk file, a multiple of --batch-size. Default: about 64 MiB of output.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device; under torchrun with several GPUs "
+              "'cuda' means each rank's own GPU.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the candidates (keyed with the state index).")
+@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="Storage dtype of the candidates (log-probs stay float32).")
+@click.option("--force", is_flag=True, help="Overwrite an existing --out.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def sample_cache(model_dir: str, dataset: str, out: str, num_samples: int, threshold: str | None, likelihood: str,
+                 sampler: str | None, sampler_option: tuple[str, ...], log_prob_option: tuple[str, ...],
+                 batch_states: int, chunk_states: int | None, device: str, seed: int, dtype: str, force: bool,
+                 no_progress: bool) -> None:
+    """Draw N candidate actions at every state of DATASET from a behavior model, once.
+
+    \b
+    Each state is sampled once: an episode's observations and its final next observation.
+    The npz holds candidates [M,N,A], log_probs [M,N], in_support [M,N], obs_row and
+    next_obs_row (row of each transition's s and s'), and metadata_json (fingerprints,
+    threshold, sampler settings). Format: behavior_models/cache.py.
+
+    \b
+    Interrupted runs resume from OUT.work/ (rerun the same command). Scale out with
+    torchrun --standalone --nproc_per_node K -m cli.bm sample-cache ...
+    Results equal a single-process run with the same --seed and --batch-size.
+    """
+    from behavior_models.cache import build_sample_cache, init_distributed
+    from behavior_models.data import load_transitions
+
+    sampler_options = _parse_options(sampler_option, "--sampler-option")
+    if sampler is not None:
+        sampler_options["sampler"] = sampler
+    log_prob_options = _parse_options(log_prob_option, "--log-prob-option")
+    ranks = init_distributed()
+    if ranks.rank == 0:  # a recipe is built once, not by every rank
+        ensure_dataset(dataset)
+    ranks.barrier()
+    result = build_sample_cache(
+        model_dir, load_transitions(dataset), out, num_samples=num_samples, threshold=_parse_threshold(threshold),
+        likelihood=likelihood, sampler_options=sampler_options, log_prob_options=log_prob_options,
+        batch_states=batch_states, chunk_states=chunk_states, device=device, seed=seed, dtype=dtype,
+        overwrite=force, progress=not no_progress)
+    if result is not None:
+        click.echo(f"wrote {result}")

@@ -1,0 +1,203 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import behavior_models
+from behavior_models import cache as cache_module
+from behavior_models.base import ARQ_LOG_THRESHOLD
+from behavior_models.cache import SampleCache, build_sample_cache, cache_states
+from behavior_models.data import load_transitions
+from behavior_models.errors import ArtefactMismatchError, ConfigError
+from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
+from behavior_models.io import load_npz
+from tests.helpers import assert_same_cache, write_flat_dataset
+
+LENGTHS = (13, 20, 7, 11)  # 51 transitions, 55 states
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A small dataset and a (briefly) fitted Gaussian saved to a model directory."""
+    root = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINARI_DATASETS_PATH", str(root / "datasets"))
+        write_flat_dataset("test/cache-v0", episode_lengths=LENGTHS, obs_dim=3, act_dim=2, seed=1)
+        write_flat_dataset("test/cache-other-v0", episode_lengths=LENGTHS, obs_dim=3, act_dim=2, seed=2)
+        data, other = load_transitions("test/cache-v0"), load_transitions("test/cache-other-v0")
+    config = GaussianConfig(steps=40, batch_size=16, hidden=(16, 16), holdout_fraction=0.25, checkpoint_every=10_000)
+    GaussianBehaviorModel.fit(data, config, out_dir=root / "model", progress=False)
+    return root, data, other
+
+
+def build(setup, out, **options):
+    root, data, _ = setup
+    options = {"num_samples": 6, "batch_states": 4, "chunk_states": 8, "seed": 3, "progress": False, **options}
+    return SampleCache.load(build_sample_cache(root / "model", data, out, **options))
+
+
+def test_each_state_once_and_rows_recover_the_transitions(setup):
+    _, data, _ = setup
+    states, obs_row, next_obs_row = cache_states(data)
+    assert len(states) == sum(LENGTHS) + len(LENGTHS)
+    np.testing.assert_array_equal(states[obs_row], data.observations)
+    np.testing.assert_array_equal(states[next_obs_row], data.next_observations)
+    # Within an episode s_{t+1} is the next transition's s_t: no state is stored twice.
+    inner = ~data.episode_ends
+    np.testing.assert_array_equal(next_obs_row[:-1][inner[:-1]], obs_row[1:][inner[:-1]])
+    assert len(np.unique(np.concatenate([obs_row, next_obs_row]))) == len(states)
+
+
+def test_format_round_trips(setup, tmp_path):
+    root, data, _ = setup
+    cache = build(setup, tmp_path / "c.npz")
+    raw = load_npz(tmp_path / "c.npz")  # allow_pickle=False
+    assert set(raw) == {"candidates", "log_probs", "in_support", "obs_row", "next_obs_row", "metadata_json"}
+    assert raw["candidates"].dtype == np.float32 and raw["log_probs"].dtype == np.float32
+    assert raw["in_support"].dtype == bool and raw["obs_row"].dtype == np.int64
+    assert raw["metadata_json"].shape == () and raw["metadata_json"].dtype.kind == "U"
+    m = len(LENGTHS) + sum(LENGTHS)
+    assert cache.candidates.shape == (m, 6, 2) and cache.log_probs.shape == (m, 6)
+    assert cache.candidates.abs().max() <= 1.0
+    meta = cache.metadata
+    assert meta["dataset_id"] == "test/cache-v0" and meta["dataset_fingerprint"] == data.fingerprint
+    assert meta["model_fingerprint"] == behavior_models.io.fingerprint_directory(root / "model")
+    assert meta["backend"] == "gaussian" and meta["num_samples"] == 6 and meta["library_version"]
+    assert meta["threshold"] == {"value": ARQ_LOG_THRESHOLD, "kind": "absolute", "source": "ARQ default log(e^-5)"}
+    assert meta["log_probs_scored_after_clipping"] is True and "created_utc" in meta
+    assert not (tmp_path / "c.npz.work").exists()
+    # The stored log-probs belong to the stored actions, and the mask applies the recorded threshold.
+    model = behavior_models.load(root / "model")
+    states = cache.states(data)
+    rescored = model.log_prob(states.repeat_interleave(6, 0), cache.candidates.reshape(-1, 2)).reshape(m, 6)
+    torch.testing.assert_close(cache.log_probs, rescored, rtol=0, atol=1e-5)
+    assert torch.equal(cache.in_support, cache.log_probs >= ARQ_LOG_THRESHOLD)
+    assert behavior_models.SampleCache is SampleCache
+
+
+def test_candidates_follow_the_model_distribution(setup, tmp_path):
+    """Standardised by the model's Gaussian, each state's candidates are N(0, 1) draws.
+
+    The model is narrowed first (std 0.05, means within +-0.5) so clipping never bites.
+    """
+    root, data, _ = setup
+    model = behavior_models.load(root / "model")
+    with torch.no_grad():
+        head = model.net[-1]
+        head.weight.mul_(0.02)
+        head.bias[:2] = 0.1
+        head.bias[2:] = np.log(0.05)
+    model.save(tmp_path / "narrow")
+    cache = SampleCache.load(build_sample_cache(tmp_path / "narrow", data, tmp_path / "c.npz", num_samples=500,
+                                                batch_states=8, seed=5, progress=False))
+    with torch.no_grad():
+        dist = model.distribution(model.normalize(cache.states(data)))
+        z = (cache.candidates - dist.mean[:, None]) / dist.stddev[:, None]
+    assert cache.candidates.abs().max() < 0.9
+    assert float(z.mean().abs()) < 0.01 and abs(float(z.std()) - 1) < 0.01
+    assert float(z.mean(1).abs().max()) < 4 / np.sqrt(500)  # per state: samples sit at that state's mean
+
+
+def test_draws_depend_on_state_not_on_chunking(setup, tmp_path):
+    a = build(setup, tmp_path / "a.npz", chunk_states=8)
+    b = build(setup, tmp_path / "b.npz", chunk_states=20)
+    assert torch.equal(a.candidates, b.candidates) and torch.equal(a.log_probs, b.log_probs)
+    c = build(setup, tmp_path / "c.npz", seed=4)
+    assert not torch.allclose(a.candidates, c.candidates)
+
+
+def test_resume_after_interruption_skips_finished_chunks(setup, tmp_path, monkeypatch):
+    reference = build(setup, tmp_path / "ref.npz")
+    written = []
+    real_write = cache_module._write_chunk
+
+    def crash_after_three(path, **arrays):
+        if len(written) == 3:
+            raise KeyboardInterrupt  # as a Ctrl-C would, mid-run
+        written.append(path.name)
+        real_write(path, **arrays)
+
+    monkeypatch.setattr(cache_module, "_write_chunk", crash_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        build(setup, tmp_path / "c.npz")
+    assert not (tmp_path / "c.npz").exists()
+    assert sorted(p.name for p in (tmp_path / "c.npz.work").glob("chunk-*")) == sorted(written)
+
+    calls = []
+    real_draw = cache_module._draw
+    monkeypatch.setattr(cache_module, "_write_chunk", real_write)
+    monkeypatch.setattr(cache_module, "_draw", lambda model, obs, *a: calls.append(len(obs)) or real_draw(model, obs, *a))
+    resumed = build(setup, tmp_path / "c.npz")
+    total = len(LENGTHS) + sum(LENGTHS)
+    assert sum(calls) == total - 3 * 8  # the three finished chunks of 8 states are not redone
+    assert_same_cache(resumed, reference)
+
+
+def test_resume_refuses_a_changed_model_or_settings(setup, tmp_path, monkeypatch):
+    root, data, _ = setup
+    monkeypatch.setattr(cache_module, "_merge", lambda *a, **k: None)  # stop before the merge: a run in progress
+    build_sample_cache(root / "model", data, tmp_path / "c.npz", num_samples=6, batch_states=4, progress=False)
+    with pytest.raises(ConfigError, match="num_samples: then 6, now 7"):
+        build_sample_cache(root / "model", data, tmp_path / "c.npz", num_samples=7, batch_states=4, progress=False)
+    model_dir = tmp_path / "model"
+    model = behavior_models.load(root / "model")
+    model.save(model_dir)
+    (tmp_path / "c.npz.work" / "manifest.json").write_text(
+        (tmp_path / "c.npz.work" / "manifest.json").read_text().replace(str((root / "model").resolve()), str(model_dir)))
+    model.support_threshold.fill_(-1.0)  # a recalibrated model is a changed model directory
+    model.save(model_dir)
+    with pytest.raises(ArtefactMismatchError, match="changed since this cache was started") as error:
+        build_sample_cache(model_dir, data, tmp_path / "c.npz", num_samples=6, batch_states=4, progress=False)
+    manifest = json.loads((tmp_path / "c.npz.work" / "manifest.json").read_text())
+    assert manifest["model_fingerprint"] in str(error.value)
+
+
+def test_consumers_refuse_another_dataset(setup, tmp_path):
+    _, data, other = setup
+    cache = build(setup, tmp_path / "c.npz")
+    assert cache.matches(data) and not cache.matches(other)
+    cache.check(data)
+    with pytest.raises(ArtefactMismatchError) as error:
+        cache.check(other)
+    assert data.fingerprint in str(error.value) and other.fingerprint in str(error.value)
+    with pytest.raises(ArtefactMismatchError):
+        cache.states(other)
+
+
+def test_threshold_options_and_float16(setup, tmp_path):
+    root, data, _ = setup
+    calibrated = behavior_models.load(root / "model").resolve_threshold()
+    cache = build(setup, tmp_path / "cal.npz", threshold="calibrated")
+    assert cache.metadata["threshold"]["kind"] == "calibrated"
+    assert cache.threshold == pytest.approx(calibrated)
+    assert torch.equal(cache.in_support, cache.log_probs >= calibrated)
+    assert 0 < float(cache.in_support.float().mean()) < 1
+
+    half = build(setup, tmp_path / "half.npz", dtype="float16", threshold=-1.5)
+    full = build(setup, tmp_path / "full.npz", threshold=-1.5)
+    assert half.candidates.dtype == torch.float16 and half.metadata["threshold"]["value"] == -1.5
+    torch.testing.assert_close(half.candidates.float(), full.candidates, rtol=0, atol=1e-3)
+    assert torch.equal(half.log_probs, full.log_probs)
+
+    separate = build(setup, tmp_path / "sep.npz", likelihood="separate")
+    joint = build(setup, tmp_path / "joint.npz")
+    assert_same_cache(separate, joint)
+    none = build(setup, tmp_path / "none.npz", likelihood="none")
+    assert torch.isnan(none.log_probs).all() and none.in_support.all()
+    assert torch.equal(none.candidates, joint.candidates)
+
+
+def test_bad_inputs_are_refused_with_clear_errors(setup, tmp_path):
+    root, data, _ = setup
+    build(setup, tmp_path / "c.npz")
+    with pytest.raises(ConfigError, match="already exists"):
+        build(setup, tmp_path / "c.npz")
+    with pytest.raises(ConfigError, match="multiple of batch_states"):
+        build(setup, tmp_path / "d.npz", chunk_states=6)
+    with pytest.raises(ConfigError, match="refused an option"):
+        build(setup, tmp_path / "e.npz", sampler_options={"sampler": "pc"})
+    with pytest.raises(ConfigError, match="'calibrated'"):
+        build(setup, tmp_path / "f.npz", threshold="high")
+    with pytest.raises(ArtefactMismatchError, match="no sample cache"):
+        SampleCache.load(tmp_path / "missing.npz")
