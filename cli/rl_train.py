@@ -1,0 +1,170 @@
+"""``rl train ALGO`` and ``rl eval``: thin wrappers over :mod:`rl.core.trainer`.
+
+Every algorithm gets the same options (dataset, behaviour artefacts, steps, seed, device,
+output, resume, evaluation) from :func:`train_command`; its own config fields are set with
+``--set FIELD=VALUE`` (any field of its config dataclass) and, where the algorithm module
+defines ``PRESETS``, named variants with ``--variant``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+
+from behavior_models.errors import ConfigError
+from cli.common import ensure_dataset
+
+REWARD_CHOICES = ("auto", "none", "minus_one", "return_range")
+
+
+def parse_override(config_cls: type, assignment: str) -> tuple[str, Any]:
+    """``FIELD=VALUE`` -> (field, value typed like the field's default)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set takes FIELD=VALUE, got {assignment!r}")
+    key, text = (part.strip() for part in assignment.split("=", 1))
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    if key not in fields:
+        raise ConfigError(f"{config_cls.__name__} has no field {key!r}; fields: {', '.join(sorted(fields))}")
+    default = fields[key].default
+    try:
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return key, text.lower() in ("true", "1")
+        if isinstance(default, tuple):
+            return key, tuple(int(x) for x in text.split(",") if x)
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            return key, type(default)(float(text)) if isinstance(default, float) else int(text)
+        if default is None:
+            return key, json.loads(text)
+    except ValueError:
+        raise ConfigError(f"--set {assignment}: {text!r} is not a valid {type(default).__name__}") from None
+    return key, text
+
+
+def default_out(algorithm: str, dataset: str, seed: int) -> str:
+    return f"runs/{algorithm}-{re.sub(r'[^A-Za-z0-9._-]+', '_', dataset)}-seed{seed}"
+
+
+def train_command(algorithm: str, help_text: str) -> click.Command:
+    """The ``rl train <algorithm>`` command, with the options every algorithm shares."""
+    from rl.algos import ALGORITHMS
+
+    module = importlib.import_module(ALGORITHMS[algorithm].split(":")[0])
+    presets: dict[str, dict[str, Any]] = getattr(module, "PRESETS", {})
+
+    @click.command(algorithm, help=help_text)
+    @click.option("--dataset", required=True, help="Dataset alias or Minari id (built-in recipes are built on first use).")
+    @click.option("--behavior", type=click.Path(), default=None,
+                  help="A sample cache (.npz, `bm sample-cache`) or a behavior-model directory (`bm fit`), "
+                       "as the algorithm needs.")
+    @click.option("--behavior-model", type=click.Path(), default=None,
+                  help="Behavior-model directory for algorithms that also sample the model at act time "
+                       "(default: the one named in the cache's metadata).")
+    @click.option("--variant", type=click.Choice(sorted(presets)) if presets else click.STRING, default=None,
+                  help="A named preset of config fields: " + (", ".join(f"{k} {v or '(defaults)'}" for k, v in presets.items())
+                                                              if presets else "none for this algorithm."))
+    @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
+                  help="Set any field of the algorithm's config (repeatable), e.g. --set k=3.")
+    @click.option("--steps", type=int, default=20_000, show_default=True, help="Gradient steps.")
+    @click.option("--batch-size", type=int, default=None, help="Minibatch size (default: the algorithm's).")
+    @click.option("--reward", type=click.Choice(REWARD_CHOICES), default=None,
+                  help="Reward convention (default: the algorithm's, usually auto: r-1 on maze datasets, "
+                       "return-range scaling on MuJoCo locomotion, none otherwise).")
+    @click.option("--seed", type=int, default=0, show_default=True)
+    @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda:0.")
+    @click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/ALGO-DATASET-seedN).")
+    @click.option("--resume", is_flag=True, help="Continue the run in --out from its newest checkpoint.")
+    @click.option("--force", is_flag=True, help="Delete an existing run in --out and start over.")
+    @click.option("--eval-every", type=int, default=5_000, show_default=True, help="Evaluate every N steps (0: at the end only).")
+    @click.option("--eval-episodes", type=int, default=10, show_default=True, help="Episodes per evaluation (0: none).")
+    @click.option("--eval-sampled", is_flag=True, help="Evaluate sampled actions instead of the deterministic ones.")
+    @click.option("--checkpoint-every", type=int, default=5_000, show_default=True)
+    @click.option("--log-every", type=int, default=250, show_default=True)
+    @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+    def command(dataset, behavior, behavior_model, variant, overrides, steps, batch_size, reward, seed, device, out,
+                resume, force, eval_every, eval_episodes, eval_sampled, checkpoint_every, log_every, no_progress):
+        from rl.algos import algorithm_class
+        from rl.core.trainer import RunConfig, train
+
+        config_cls = algorithm_class(algorithm).config_class
+        values: dict[str, Any] = dict(presets.get(variant, {})) if variant else {}
+        if variant and not presets:
+            raise ConfigError(f"{algorithm} has no --variant presets")
+        values.update(parse_override(config_cls, item) for item in overrides)
+        if batch_size is not None:
+            values["batch_size"] = batch_size
+        if reward is not None:
+            values["reward_transform"] = reward
+        algo_config = config_cls(**values)
+        run_config = RunConfig(steps=steps, seed=seed, eval_every=eval_every, eval_episodes=eval_episodes,
+                               eval_deterministic=not eval_sampled, checkpoint_every=checkpoint_every,
+                               log_every=log_every)
+        ensure_dataset(dataset)
+        out_dir = out or default_out(algorithm, dataset, seed)
+        summary = train(algorithm, dataset, out_dir, algo_config, run_config, behavior=behavior,
+                        behavior_model=behavior_model, device=device, resume=resume, force=force,
+                        progress=not no_progress, echo=lambda line: click.echo(line, err=True))
+        print_summary(summary, Path(out_dir))
+
+    return command
+
+
+def print_summary(summary: dict[str, Any], where: Path) -> None:
+    for key in ("steps", "steps_per_second", "episodes", "score_kind", "return_mean", "normalized_score_std"):
+        if summary.get(key) is not None:
+            value = summary[key]
+            click.echo(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
+    click.echo(f"run: {where}")
+    score = summary.get("normalized_score_mean")
+    click.echo(f"normalized_score: {score:.2f}" if score is not None else "normalized_score: nan")
+
+
+@click.group("train")
+def train_group() -> None:
+    """Train an offline RL algorithm; writes DIR/config.json, metrics.csv, checkpoints/, summary.json.
+
+    The last line printed is `normalized_score: X` (D4RL-normalised, from the dataset's
+    reference scores; raw return when the dataset has none).
+    """
+
+
+train_group.add_command(train_command("bc", "Behavior cloning (deterministic actor, MSE): the floor to beat. "
+                                            "Needs no --behavior."))
+train_group.add_command(train_command(
+    "arq", "ARQ (seed 002): Q-learning with a K-th-max target over in-support cached behaviour samples (Eq. 5), "
+           "an explicit AWR policy or the implicit advantage-softmax policy (Eq. 6). "
+           "--behavior must be a sample cache (.npz)."))
+train_group.add_command(train_command(
+    "spot", "SPOT (seed 004): TD3 + Q normalisation + lambda * (-log beta(pi(s)|s)) with a fitted density. "
+            "--behavior must be a behavior-model directory (CVAE default; flow, Gaussian, score via its score)."))
+
+
+@click.command("eval")
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False), help="A run directory.")
+@click.option("--episodes", type=int, default=10, show_default=True)
+@click.option("--sampled", is_flag=True, help="Sampled actions instead of deterministic ones.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Evaluation seed (episode i resets with seed+i).")
+@click.option("--device", default="cpu", show_default=True)
+def eval_command(run_dir: str, episodes: int, sampled: bool, seed: int, device: str) -> None:
+    """Evaluate the newest checkpoint of a run; writes DIR/eval.json and prints `normalized_score: X` last."""
+    import torch
+
+    from behavior_models.io import write_json_atomic
+    from rl.core.evaluation import evaluate
+    from rl.core.trainer import load_run
+
+    run = load_run(run_dir, device=device)
+    with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        result = evaluate(run.policy(not sampled), run.transitions.dataset_id, run.transitions.info, episodes, seed,
+                          run.run_config.eval_parallel, run.run_config.eval_max_steps)
+    summary = {**result.summary(), "eval_deterministic": not sampled, "seed": seed}
+    write_json_atomic(Path(run_dir) / "eval.json", summary)
+    print_summary(summary, Path(run_dir))

@@ -1,0 +1,23 @@
+"""Offline RL algorithms, one module each, all on the shared core (:mod:`rl.core`).
+
+``ALGORITHMS`` maps a name to ``"module:Class"``; add one line per algorithm.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from behavior_models.errors import ConfigError
+
+ALGORITHMS: dict[str, str] = {
+    "bc": "rl.algos.bc:BC",
+    "arq": "rl.algos.arq:ARQ",
+    "spot": "rl.algos.spot:SPOT",
+}
+
+
+def algorithm_class(name: str):
+    if name not in ALGORITHMS:
+        raise ConfigError(f"unknown algorithm {name!r}; choose one of {sorted(ALGORITHMS)}")
+    module_name, class_name = ALGORITHMS[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)

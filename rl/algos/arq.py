@@ -1,0 +1,218 @@
+"""ARQ: Action-Restricted Q-learning (seed 002, "Know your boundaries", Algorithm 1).
+
+Q-learning whose max is restricted to in-support actions: candidates a'_1..a'_N drawn once
+from the behavior model beta_psi at every dataset state and kept only where
+beta_psi(a'|s) > epsilon (the sample cache, ``bm sample-cache``). Then:
+
+* **Policy evaluation, Eq. 5.** L(theta) = E_D[(Q_theta(s,a) - y)^2] for each of the two Q's, with
+  y = r + gamma (1 - done) * Kth_{a' in supp(s')} min_j Q_target_j(s', a'): the K-th largest
+  (K clipped to the number of kept candidates; K = 1 is the max) of the clipped double-Q
+  target over the kept candidates at s'. Polyak 0.995 target networks (App. A.2).
+* **Implicit policy, Eq. 6.** pi(a|s) = softmax_i(alpha * A(s, a_i)) over N fresh candidates
+  a_i ~ beta_psi(.|s) drawn at act time, with A(s,a) = Q(s,a) - mean_i Q(s,a_i). Needs the
+  behavior model at act time (found through the cache metadata, or ``--behavior-model``).
+* **Explicit policy (Algorithm 1, second loop).** AWR: max_phi E_D[exp(alpha A(s,a)) log pi_phi(a|s)],
+  with the weight clipped at ``awr_max_weight`` and A(s,a) = Q(s,a) - mean of Q over the kept
+  cached candidates at s. Deviation: Algorithm 1 trains pi_phi after Q has converged; here
+  both are updated in the same step (the AWR weight uses the current Q, without gradient).
+* **Ablations (seed 002, Table 2).** ``policy="behavior"``: beta_psi alone (s_psi), no value
+  function; ``q_target="sarsa"``: Q^beta, y = r + gamma (1 - done) Q_target(s', a'_dataset), one Q,
+  lr 1e-4 (App. A.2), acted on by the implicit policy (preset ``q-beta``).
+
+Options around Eq. 5:
+
+* ``include_dataset_next_action`` (default off, **a deviation from Eq. 5**): the dataset's a'
+  joins the candidates at s' and is always kept (where it exists).
+* **Fallback** when no candidate at a state survives the threshold: ``highest_log_prob``
+  keeps the single candidate of highest cached log-density (the first one if the cache has no
+  log-probs, i.e. NaN); ``all`` keeps every candidate of that state. Which rows fell back is
+  counted at start (``fallback_rows``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from behavior_models.errors import ConfigError
+from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, step
+from rl.core.buffer import Batch
+from rl.core.networks import DeterministicActor, GaussianActor, QEnsemble, soft_update
+
+POLICIES = ("explicit", "implicit", "behavior")
+Q_TARGETS = ("kth_max", "sarsa")
+FALLBACKS = ("highest_log_prob", "all")
+
+
+@dataclass(frozen=True)
+class ARQConfig(AlgoConfig):
+    batch_size: int = 512  # App. A.2
+    hidden: tuple[int, ...] = (256, 256)  # each Q: 2 layers of 256, ReLU (App. A.2)
+    num_q: int = 2  # two Q functions, min for the target (App. A.2); Q^beta uses one
+    q_lr: float = 3e-4  # Table A.2 (1e-4 for kitchen/adroit; 1e-4 for Q^beta, App. A.2)
+    tau: float = 0.005  # polyak coefficient 0.995 (App. A.2)
+    k: int = 9  # the K-th max of Eq. 5 (Table A.2: 9; 3 for AntMaze)
+    q_target: str = "kth_max"  # kth_max (Eq. 5) | sarsa (the Q^beta ablation, Table 2)
+    use_support_mask: bool = True  # drop cached candidates flagged out of support (beta <= eps)
+    include_dataset_next_action: bool = False  # DEVIATION from Eq. 5: a' always kept as a candidate
+    empty_fallback: str = "highest_log_prob"  # highest_log_prob | all (see the module docstring)
+    policy: str = "explicit"  # explicit (AWR pi_phi) | implicit (Eq. 6) | behavior (beta alone)
+    alpha: float = 1.0  # temperature of Eq. 6 and of the AWR weight (Table A.3: 1 locomotion, 10 AntMaze)
+    awr_max_weight: float = 100.0  # clip of exp(alpha * A)
+    actor_type: str = "gaussian"  # gaussian: state-independent std (App. A.2, locomotion) | deterministic (AntMaze)
+    actor_hidden: tuple[int, ...] = (256, 256)  # 2-layer MLP of 256 (App. A.2)
+    actor_lr: float = 3e-4  # App. A.2
+    implicit_samples: int = 30  # fresh candidates per state at act time (App. A.2: N = 30)
+
+
+# Named variants for the CLI's --variant: the paper's method and its Table 2 ablations.
+PRESETS: dict[str, dict[str, object]] = {
+    "arq": {},
+    "arq-implicit": {"policy": "implicit"},
+    "q-beta": {"q_target": "sarsa", "num_q": 1, "q_lr": 1e-4, "policy": "implicit"},
+    "behavior": {"policy": "behavior"},
+}
+
+
+def kth_max_target(q: Tensor, keep: Tensor, k: int) -> Tensor:
+    """The K-th largest of ``q`` [B, N] over the kept entries ``keep`` [B, N] of each row, with K
+    clipped to the number kept (Eq. 5). Every row must keep at least one entry."""
+    masked = q.masked_fill(~keep, float("-inf"))
+    top = masked.topk(min(k, q.shape[1]), dim=1).values  # [B, K'] in descending order
+    index = keep.sum(1).clamp(max=k) - 1
+    return top.gather(1, index.unsqueeze(1)).squeeze(1)
+
+
+def effective_keep(in_support: Tensor, log_probs: Tensor, use_support_mask: bool, fallback: str) -> Tensor:
+    """The candidates the target may use, with the documented fallback for rows that keep none."""
+    keep = in_support.bool() if use_support_mask else torch.ones_like(in_support, dtype=torch.bool)
+    empty = ~keep.any(1)
+    if fallback == "highest_log_prob":
+        best = torch.nan_to_num(log_probs.float(), nan=float("-inf")).argmax(1)
+        pick = torch.nn.functional.one_hot(best, keep.shape[1]).bool()
+    elif fallback == "all":
+        pick = torch.ones_like(keep)
+    else:
+        raise ConfigError(f"unknown empty_fallback {fallback!r}; choose one of {FALLBACKS}")
+    return torch.where(empty.unsqueeze(1), pick, keep)
+
+
+class ARQ(Algorithm):
+    name = "arq"
+    config_class = ARQConfig
+    behavior_kind = "cache"
+
+    @classmethod
+    def needs_behavior_model(cls, config: ARQConfig) -> bool:
+        return config.policy in ("implicit", "behavior")
+
+    def __init__(self, config: ARQConfig, obs_dim: int, act_dim: int, device="cpu",
+                 behavior: BehaviorInputs | None = None) -> None:
+        super().__init__(config, obs_dim, act_dim, device, behavior)
+        for field, value, allowed in (("policy", config.policy, POLICIES), ("q_target", config.q_target, Q_TARGETS),
+                                      ("empty_fallback", config.empty_fallback, FALLBACKS),
+                                      ("actor_type", config.actor_type, ("gaussian", "deterministic"))):
+            if value not in allowed:
+                raise ConfigError(f"ARQ {field}={value!r}; choose one of {allowed}")
+        if config.k < 1:
+            raise ConfigError(f"ARQ k must be >= 1, got {config.k}")
+        cache = self.behavior.cache
+        if cache is None:
+            raise ConfigError("ARQ needs a sample cache (--behavior cache.npz, from `bm sample-cache`)")
+        if self.needs_behavior_model(config) and self.behavior.model is None:
+            raise ConfigError(f"ARQ with policy={config.policy} samples the behavior model at act time; "
+                              "pass --behavior-model DIR (or use a cache whose metadata names its model)")
+        # Frozen cache tensors live outside the module tree: never checkpointed, never trained.
+        self.candidates = cache.candidates.to(self.device, torch.float32)
+        self.keep = effective_keep(cache.in_support.to(self.device), cache.log_probs.to(self.device),
+                                   config.use_support_mask, config.empty_fallback)
+        self.fallback_rows = int((~cache.in_support.bool().any(1)).sum()) if config.use_support_mask else 0
+        self.obs_row = cache.obs_row.to(self.device, torch.long)
+        self.next_obs_row = cache.next_obs_row.to(self.device, torch.long)
+
+        self.critic = QEnsemble(obs_dim, act_dim, config.hidden, config.num_q).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.optimizers = {"critic": torch.optim.Adam(self.critic.parameters(), lr=config.q_lr)}
+        self.actor = None
+        if config.policy == "explicit":
+            actor_cls = GaussianActor if config.actor_type == "gaussian" else DeterministicActor
+            self.actor = actor_cls(obs_dim, act_dim, config.actor_hidden).to(self.device)
+            self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+
+    # ------------------------------------------------------------------ targets
+    def candidates_at(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """Cached candidates [B, N, A] and their kept mask [B, N] at cache ``rows``."""
+        return self.candidates[rows], self.keep[rows]
+
+    def critic_target_value(self, batch: Batch) -> Tensor:
+        """y of Eq. 5 (or of the SARSA ablation) for every transition in ``batch``, [B]."""
+        config = self.config
+        if config.q_target == "sarsa":
+            q_next = self.critic_target(batch.next_observations, batch.next_actions).min(0).values
+        else:
+            candidates, keep = self.candidates_at(self.next_obs_row[batch.indices])
+            if config.include_dataset_next_action:
+                candidates = torch.cat([candidates, batch.next_actions.unsqueeze(1)], dim=1)
+                keep = torch.cat([keep, batch.next_action_valid.bool().unsqueeze(1)], dim=1)
+            next_obs = batch.next_observations.unsqueeze(1).expand(-1, candidates.shape[1], -1)
+            q = self.critic_target(next_obs, candidates).min(0).values  # [B, N]
+            q_next = kth_max_target(q, keep, config.k)
+        return batch.rewards + config.gamma * (1.0 - batch.dones) * q_next
+
+    # ------------------------------------------------------------------ update
+    def update(self, batch: Batch) -> dict[str, Tensor]:
+        if self.config.policy == "behavior":  # the s_psi ablation learns nothing
+            self.updates += 1
+            return {}
+        with torch.no_grad():
+            target = self.critic_target_value(batch)
+        q = self.critic(batch.observations, batch.actions)  # [E, B]
+        error = (q - target.unsqueeze(0)).pow(2)
+        if self.config.q_target == "sarsa":
+            # A truncated episode's last step has no a' to bootstrap from: it is left out.
+            usable = torch.maximum(batch.next_action_valid, batch.dones)
+            critic_loss = (error * usable).sum(1).div(usable.sum().clamp(min=1.0)).sum()
+        else:
+            critic_loss = error.mean(1).sum()
+        step(self.optimizers["critic"], critic_loss)
+        soft_update(self.critic_target, self.critic, self.config.tau)
+        metrics = {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean(), "target_mean": target.mean()}
+        if self.actor is not None:
+            metrics.update(self.update_actor(batch, q.detach().min(0).values))
+        self.updates += 1
+        return metrics
+
+    def advantage(self, obs: Tensor, q_data: Tensor, rows: Tensor) -> Tensor:
+        """A(s,a) = Q(s,a) - mean of Q over the kept cached candidates at s (Eq. 6), [B]."""
+        candidates, keep = self.candidates_at(rows)
+        with torch.no_grad():
+            q = self.critic(obs.unsqueeze(1).expand(-1, candidates.shape[1], -1), candidates).min(0).values
+        keep = keep.float()
+        return q_data - (q * keep).sum(1) / keep.sum(1)
+
+    def update_actor(self, batch: Batch, q_data: Tensor) -> dict[str, Tensor]:
+        """AWR (Algorithm 1, second loop): weights exp(alpha * A), clipped."""
+        advantage = self.advantage(batch.observations, q_data, self.obs_row[batch.indices])
+        weight = (self.config.alpha * advantage).exp().clamp(max=self.config.awr_max_weight)
+        if isinstance(self.actor, GaussianActor):
+            actor_loss = -(weight * self.actor.log_prob(batch.observations, batch.actions)).mean()
+        else:
+            actor_loss = (weight * (self.actor(batch.observations) - batch.actions).pow(2).sum(1)).mean()
+        step(self.optimizers["actor"], actor_loss)
+        return {"actor_loss": actor_loss.detach(), "advantage_mean": advantage.mean(), "awr_weight_mean": weight.mean()}
+
+    # ------------------------------------------------------------------ acting
+    def act(self, obs: Tensor, raw_obs: Tensor, deterministic: bool = True) -> Tensor:
+        if self.config.policy == "explicit":
+            return self.actor(obs, deterministic) if isinstance(self.actor, GaussianActor) else self.actor(obs)
+        model = self.behavior.model
+        if self.config.policy == "behavior":
+            return model.sample(raw_obs, 1)[:, 0]
+        candidates = model.sample(raw_obs, self.config.implicit_samples)  # [B, N, A], fresh (Eq. 6)
+        q = self.critic(obs.unsqueeze(1).expand(-1, candidates.shape[1], -1), candidates).min(0).values
+        logits = self.config.alpha * (q - q.mean(1, keepdim=True))
+        index = logits.argmax(1) if deterministic else torch.distributions.Categorical(logits=logits).sample()
+        return candidates[torch.arange(len(candidates), device=candidates.device), index]

@@ -1,0 +1,96 @@
+"""What every algorithm is: a module of networks, its optimisers, ``update(batch)`` and ``act``.
+
+An algorithm is an :class:`torch.nn.Module` so that one ``state_dict`` holds every network
+and target network (and, through ``get_extra_state``, its update counter); its optimisers sit
+in ``self.optimizers`` by name. Frozen inputs (a behavior model, a sample cache) are held
+*outside* the module tree, so they are never saved in checkpoints or trained.
+
+The trainer (:mod:`rl.core.trainer`) owns everything else: minibatches, seeds, logging,
+evaluation and checkpoints.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from rl.core.buffer import Batch
+
+BehaviorKind = Literal["none", "cache", "model"]
+
+
+@dataclass(frozen=True)
+class AlgoConfig:
+    """Fields every algorithm's config shares; each algorithm subclasses it."""
+
+    batch_size: int = 256
+    gamma: float = 0.99  # discount
+    # Reward convention (rl.core.rewards): auto | none | minus_one | return_range. `auto` is
+    # resolved from the dataset id before training; config.json records the resolved name.
+    reward_transform: str = "auto"
+    normalize_states: bool = True  # z-score observations with dataset statistics (TD3+BC style)
+    state_eps: float = 1e-3  # added to the state std
+
+
+@dataclass
+class BehaviorInputs:
+    """The frozen behaviour artefacts a run was given (either may be None)."""
+
+    cache: Any = None  # a behavior_models.SampleCache (or anything with its fields)
+    model: Any = None  # a behavior_models.base.BehaviorModel
+    cache_path: str | None = None
+    model_dir: str | None = None
+
+
+class Algorithm(nn.Module, abc.ABC):
+    name: ClassVar[str]
+    config_class: ClassVar[type[AlgoConfig]] = AlgoConfig
+    # What --behavior must be: nothing, a sample cache (.npz) or a behavior-model directory.
+    behavior_kind: ClassVar[BehaviorKind] = "none"
+
+    def __init__(self, config: AlgoConfig, obs_dim: int, act_dim: int, device: str | torch.device = "cpu",
+                 behavior: BehaviorInputs | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
+        self.device = torch.device(device)
+        self.behavior = behavior or BehaviorInputs()
+        self.updates = 0  # number of update() calls so far; checkpointed through get_extra_state
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+
+    @abc.abstractmethod
+    def update(self, batch: Batch) -> dict[str, Tensor]:
+        """One gradient step; returns detached scalar tensors (read only when logged)."""
+
+    @abc.abstractmethod
+    def act(self, obs: Tensor, raw_obs: Tensor, deterministic: bool = True) -> Tensor:
+        """Actions [B, A] in [-1, 1] for normalised ``obs`` (``raw_obs`` for behavior models)."""
+
+    @classmethod
+    def needs_behavior_model(cls, config: AlgoConfig) -> bool:
+        """True if, with ``config``, a cache-based algorithm also samples the model itself."""
+        return False
+
+    def get_extra_state(self) -> dict[str, int]:
+        return {"updates": self.updates}
+
+    def set_extra_state(self, state: dict[str, int]) -> None:
+        self.updates = int(state["updates"])
+
+    def optimizer_state(self) -> dict[str, Any]:
+        return {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()}
+
+    def load_optimizer_state(self, state: dict[str, Any]) -> None:
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state[name])
+
+
+def step(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
+    """zero_grad, backward, step: the three lines every update repeats."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()

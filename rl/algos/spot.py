@@ -1,0 +1,143 @@
+"""SPOT: Supported Policy Optimization (seed 004, Algorithm 1; ALGORITHMS.md "SPOT").
+
+TD3 (twin critics, target policy smoothing, delayed actor and target updates) whose actor
+minimises the density-regularised objective of seed 004, Eq. 9, with the TD3+BC Q scaling:
+
+    J_pi(phi) = E_{s~D}[ -Q_1(s, pi(s)) / mean|Q_1(s, pi(s))|  +  lambda_nats * (-log beta_hat(pi(s)|s)) ]
+
+(mean|Q_1| over the batch, detached). Critic: J_Q(theta) = sum_j E_D[(Q_j(s,a) - y)^2],
+y = r + gamma (1 - done) min_j Q_target_j(s', clip(pi_target(s') + clip(sigma * eps, -c, c), -1, 1)).
+
+**The density.** beta_hat is a fitted behavior model (``--behavior DIR``), any backend whose
+density is differentiable in the action:
+
+* ``density="log_prob"``: autograd through ``model.log_prob`` (CVAE ELBO, the SPOT default;
+  IW-CVAE; flow; Gaussian);
+* ``density="grad_log_prob"``: the score model's native score. d(-log beta)/da = -score, so the
+  penalty is the surrogate ``-(stop_grad(score(pi(s)|s)) . pi(s))``, whose gradient in the
+  action is exactly minus the score (no ODE solve). Its value is not -log beta; the log
+  reports the score's norm instead.
+* ``density="auto"`` picks ``grad_log_prob`` for backends with a native score, else
+  ``log_prob``; unnormalised densities (the GAN's discriminator) are refused.
+
+**Units of lambda** (ALGORITHMS.md, CVAE "Units"). SPOT's published lambda multiplies its CVAE
+loss (MSE + beta_KL * KL, both averaged over dimensions) = (beta_KL / (2A)) * (-ELBO in nats)
++ const. With ``lambda_units="spot_cvae"`` (default) the penalty on a log-density in nats
+uses lambda_nats = lambda * beta_KL / (2A); with ``"nats"`` lambda is used as given.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from behavior_models.errors import ConfigError
+from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, step
+from rl.core.buffer import Batch
+from rl.core.networks import DeterministicActor, QEnsemble, soft_update
+
+DENSITIES = ("auto", "log_prob", "grad_log_prob")
+
+
+@dataclass(frozen=True)
+class SPOTConfig(AlgoConfig):
+    batch_size: int = 256  # TD3
+    hidden: tuple[int, ...] = (256, 256)  # actor and critics
+    actor_lr: float = 3e-4  # TD3 (SPOT uses 1e-4 on AntMaze)
+    critic_lr: float = 3e-4
+    tau: float = 0.005
+    policy_noise: float = 0.2  # target policy smoothing std
+    noise_clip: float = 0.5
+    policy_freq: int = 2  # actor and target updates every this many critic updates
+    lambda_: float = 0.1  # penalty weight, in `lambda_units` (SPOT: 0.05-1.0 locomotion, 0.025-0.25 AntMaze)
+    lambda_units: str = "spot_cvae"  # spot_cvae: lambda_nats = lambda * cvae_kl_weight / (2A) | nats
+    cvae_kl_weight: float = 0.5  # beta of SPOT's CVAE loss, used only by the units conversion
+    density: str = "auto"  # auto | log_prob | grad_log_prob (see the module docstring)
+    q_normalization: bool = True  # divide Q by mean|Q| (detached) in the actor loss (TD3+BC)
+
+
+class SPOT(Algorithm):
+    name = "spot"
+    config_class = SPOTConfig
+    behavior_kind = "model"
+
+    def __init__(self, config: SPOTConfig, obs_dim: int, act_dim: int, device="cpu",
+                 behavior: BehaviorInputs | None = None) -> None:
+        super().__init__(config, obs_dim, act_dim, device, behavior)
+        model = self.behavior.model
+        if model is None:
+            raise ConfigError("SPOT needs a behavior model: --behavior DIR (from `bm fit`)")
+        self.density = resolve_density(config.density, model.capabilities(), model.name)
+        if config.lambda_units == "spot_cvae":
+            self.lambda_nats = config.lambda_ * config.cvae_kl_weight / (2 * act_dim)
+        elif config.lambda_units == "nats":
+            self.lambda_nats = config.lambda_
+        else:
+            raise ConfigError(f"SPOT lambda_units={config.lambda_units!r}; choose spot_cvae or nats")
+        self.actor = DeterministicActor(obs_dim, act_dim, config.hidden).to(self.device)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic = QEnsemble(obs_dim, act_dim, config.hidden, 2).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.optimizers = {"actor": torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr),
+                           "critic": torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)}
+        self._actor_metrics: dict[str, Tensor] = {}
+
+    def penalty(self, raw_obs: Tensor, actions: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Per-sample -log beta_hat(a|s) [B] (or its gradient surrogate) and what to log."""
+        model = self.behavior.model
+        if self.density == "log_prob":
+            neg_log_beta = -model.log_prob(raw_obs, actions)
+            return neg_log_beta, {"neg_log_beta": neg_log_beta.detach().mean()}
+        score = model.grad_log_prob(raw_obs, actions.detach()).detach()
+        return -(score * actions).sum(-1), {"score_norm": score.norm(dim=-1).mean()}
+
+    def actor_loss(self, obs: Tensor, raw_obs: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """J_pi of Eq. 9 with TD3+BC scaling (see the module docstring)."""
+        actions = self.actor(obs)
+        q = self.critic(obs, actions)[0]
+        scale = 1.0 / q.abs().mean().detach() if self.config.q_normalization else 1.0
+        penalty, logged = self.penalty(raw_obs, actions)
+        loss = -scale * q.mean() + self.lambda_nats * penalty.mean()
+        return loss, {"actor_loss": loss.detach(), "actor_q": q.detach().mean(), **logged}
+
+    def update(self, batch: Batch) -> dict[str, Tensor]:
+        config = self.config
+        with torch.no_grad():
+            noise = (torch.randn_like(batch.actions) * config.policy_noise).clamp(-config.noise_clip, config.noise_clip)
+            next_actions = (self.actor_target(batch.next_observations) + noise).clamp(-1.0, 1.0)
+            q_next = self.critic_target(batch.next_observations, next_actions).min(0).values
+            target = batch.rewards + config.gamma * (1.0 - batch.dones) * q_next
+        q = self.critic(batch.observations, batch.actions)
+        critic_loss = (q - target.unsqueeze(0)).pow(2).mean(1).sum()
+        step(self.optimizers["critic"], critic_loss)
+        self.updates += 1
+        if self.updates % config.policy_freq == 0:
+            loss, self._actor_metrics = self.actor_loss(batch.observations, batch.raw_observations)
+            step(self.optimizers["actor"], loss)
+            soft_update(self.critic_target, self.critic, config.tau)
+            soft_update(self.actor_target, self.actor, config.tau)
+        return {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean(), **self._actor_metrics}
+
+    def act(self, obs: Tensor, raw_obs: Tensor, deterministic: bool = True) -> Tensor:
+        return self.actor(obs)  # TD3's actor is deterministic
+
+
+def resolve_density(density: str, capabilities: dict[str, Any], backend: str) -> str:
+    """Which way the penalty reaches the actor for a backend with ``capabilities``."""
+    if density not in DENSITIES:
+        raise ConfigError(f"SPOT density={density!r}; choose one of {DENSITIES}")
+    if capabilities.get("log_prob_kind") == "unnormalized":
+        raise ConfigError(f"SPOT needs a density, and the {backend} backend's log_prob is unnormalised; use a "
+                          "cvae, flow, gaussian or score model")
+    if density == "auto":
+        density = "grad_log_prob" if capabilities.get("native_grad_log_prob") else "log_prob"
+    if density == "log_prob" and not capabilities.get("differentiable_log_prob"):
+        raise ConfigError(f"the {backend} backend's log_prob is not differentiable in the action; use "
+                          "density=grad_log_prob" + (" (it has a native score)" if capabilities.get("native_grad_log_prob") else ""))
+    if density == "grad_log_prob" and not capabilities.get("grad_log_prob"):
+        raise ConfigError(f"the {backend} backend offers no grad_log_prob")
+    return density

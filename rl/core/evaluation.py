@@ -1,0 +1,114 @@
+"""Policy rollouts in the evaluation environment Minari recovers, and normalised scores.
+
+The environment is ``minari.load_dataset(id).recover_environment(eval_env=True)``: the one
+the dataset declares for evaluation (or its collection env). Observations are flattened
+exactly as the dataset loader flattens them (:func:`behavior_models.data.minari_io.flatten_observations`),
+so a policy sees the same layout in training and in the environment.
+
+Several episodes run side by side (``parallel`` environments), so the policy is called once
+per time step on a batch, not once per episode step.
+
+Normalised score (ALGORITHMS.md, "Conventions"): 100 * (R - ref_min) / (ref_max - ref_min),
+from the dataset's reference scores; without them the raw return is reported and labelled so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from behavior_models.data import DatasetInfo
+from behavior_models.data.minari_io import flatten_observations
+from behavior_models.errors import DatasetError
+
+Policy = Callable[[np.ndarray], np.ndarray]  # [n, S] flat observations -> [n, A] actions
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    returns: np.ndarray  # [episodes] undiscounted env returns
+    scores: np.ndarray  # [episodes] normalised scores, or the raw returns when there are no references
+    score_kind: str  # "normalized" or "raw_return"
+    lengths: np.ndarray  # [episodes]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "normalized_score_mean": float(self.scores.mean()),
+            "normalized_score_std": float(self.scores.std()),
+            "return_mean": float(self.returns.mean()),
+            "return_std": float(self.returns.std()),
+            "episode_length_mean": float(self.lengths.mean()),
+            "episodes": int(len(self.returns)),
+            "score_kind": self.score_kind,
+        }
+
+
+def make_eval_env_factory(dataset_id: str) -> Callable[[], Any]:
+    """A function returning a fresh evaluation env of ``dataset_id`` each call."""
+    import minari
+
+    dataset = minari.load_dataset(dataset_id)
+    if dataset.spec.env_spec is None and dataset.storage.metadata.get("eval_env_spec") is None:
+        raise DatasetError(f"dataset {dataset_id} stores no environment spec, so it cannot be evaluated in an "
+                           "environment; rebuild it with an env (write_minari_dataset(..., env=...)) or train "
+                           "with --eval-episodes 0")
+    return lambda: dataset.recover_environment(eval_env=True)
+
+
+def flatten_batch(observations: list[Any]) -> np.ndarray:
+    """Stack single-step observations (arrays or nested dicts) and flatten them to [n, S]."""
+    return flatten_observations(_stack(observations))[0]
+
+
+def _stack(items: list[Any]) -> Any:
+    if isinstance(items[0], dict):
+        return {key: _stack([item[key] for item in items]) for key in items[0]}
+    return np.stack([np.asarray(item, np.float32) for item in items])
+
+
+def rollout(policy: Policy, env_factory: Callable[[], Any], episodes: int, seed: int, parallel: int = 10,
+            max_steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Returns and lengths of ``episodes`` episodes; episode i is reset with seed ``seed + i``.
+
+    ``max_steps`` caps episodes of environments without a time limit.
+    """
+    returns, lengths = np.zeros(episodes), np.zeros(episodes, np.int64)
+    envs = [env_factory() for _ in range(min(parallel, episodes))]
+    try:
+        low, high = envs[0].action_space.low, envs[0].action_space.high
+        for first in range(0, episodes, len(envs)):
+            wave = list(range(first, min(first + len(envs), episodes)))
+            observations = {i: envs[k].reset(seed=seed + i)[0] for k, i in enumerate(wave)}
+            env_of = {i: envs[k] for k, i in enumerate(wave)}
+            active = list(wave)
+            while active:
+                actions = np.clip(policy(flatten_batch([observations[i] for i in active])), low, high)
+                still = []
+                for i, action in zip(active, actions):
+                    obs, reward, terminated, truncated, _ = env_of[i].step(action)
+                    returns[i] += float(reward)
+                    lengths[i] += 1
+                    observations[i] = obs
+                    if not (terminated or truncated or (max_steps is not None and lengths[i] >= max_steps)):
+                        still.append(i)
+                active = still
+    finally:
+        for env in envs:
+            env.close()
+    return returns, lengths
+
+
+def score(returns: np.ndarray, lengths: np.ndarray, info: DatasetInfo) -> EvalResult:
+    if info.has_reference_scores:
+        return EvalResult(returns, info.normalized_score(returns), "normalized", lengths)
+    return EvalResult(returns, returns.copy(), "raw_return", lengths)
+
+
+def evaluate(policy: Policy, dataset_id: str, info: DatasetInfo, episodes: int, seed: int, parallel: int = 10,
+             max_steps: int | None = None, env_factory: Callable[[], Any] | None = None) -> EvalResult:
+    """Roll ``policy`` out for ``episodes`` episodes and score them against ``info``'s references."""
+    factory = env_factory or make_eval_env_factory(dataset_id)
+    returns, lengths = rollout(policy, factory, episodes, seed, parallel, max_steps)
+    return score(returns, lengths, info)

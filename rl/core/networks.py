@@ -1,0 +1,142 @@
+"""Critics and actors shared by every algorithm.
+
+* :class:`EnsembleLinear` / :class:`QEnsemble`: E critics evaluated as one batched matmul
+  (``torch.baddbmm`` over weights ``[E, in, out]``), not a Python loop over critics.
+* :class:`DeterministicActor`: a = tanh(MLP(s)).
+* :class:`TanhGaussianActor`: a = tanh(u), u ~ N(mu(s), sigma(s)^2), with the tanh log-det term.
+* :class:`GaussianActor`: N(tanh(mu(s)), diag(sigma^2)) with a learned, state-independent
+  sigma (the explicit AWR policy of seed 002, App. A.2, after Kostrikov et al. 2021).
+* :func:`soft_update`: polyak averaging of target networks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Independent, Normal
+
+from behavior_models.nets import mlp
+
+
+class EnsembleLinear(nn.Module):
+    """E independent linear layers applied as one batched matmul: [E, B, in] -> [E, B, out]."""
+
+    def __init__(self, in_features: int, out_features: int, ensemble_size: int) -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.ensemble_size = in_features, out_features, ensemble_size
+        self.weight = nn.Parameter(torch.empty(ensemble_size, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(ensemble_size, 1, out_features))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # The initialisation of nn.Linear, member by member: U(-1/sqrt(in), 1/sqrt(in)).
+        bound = 1.0 / math.sqrt(self.in_features)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, ensemble={self.ensemble_size}"
+
+
+class QEnsemble(nn.Module):
+    """E critics Q_e(s, a), each an MLP of widths ``hidden`` with ReLU, as one vectorised module.
+
+    ``forward(obs [..., S], act [..., A]) -> [E, ...]``: every member sees the same inputs.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), ensemble_size: int = 2) -> None:
+        super().__init__()
+        self.ensemble_size = ensemble_size
+        widths = [obs_dim + act_dim, *hidden]
+        layers: list[nn.Module] = []
+        for width_in, width_out in zip(widths[:-1], widths[1:]):
+            layers += [EnsembleLinear(width_in, width_out, ensemble_size), nn.ReLU()]
+        layers.append(EnsembleLinear(widths[-1], 1, ensemble_size))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, obs: Tensor, act: Tensor) -> Tensor:
+        x = torch.cat([obs, act], dim=-1)
+        lead = x.shape[:-1]
+        x = x.reshape(1, -1, x.shape[-1]).expand(self.ensemble_size, -1, -1)
+        return self.net(x).reshape(self.ensemble_size, *lead)
+
+
+class DeterministicActor(nn.Module):
+    """a = max_action * tanh(MLP(s)), in the action box."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256)) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, act_dim)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return torch.tanh(self.net(obs))
+
+
+class TanhGaussianActor(nn.Module):
+    """a = tanh(u), u ~ N(mu(s), sigma(s)^2); log-probs include the tanh change of variables."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256),
+                 log_std_min: float = -5.0, log_std_max: float = 2.0) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, 2 * act_dim)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def base_distribution(self, obs: Tensor) -> Independent:
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        return Independent(Normal(mean, log_std.clamp(self.log_std_min, self.log_std_max).exp()), 1)
+
+    def forward(self, obs: Tensor, deterministic: bool = False) -> Tensor:
+        dist = self.base_distribution(obs)
+        return torch.tanh(dist.base_dist.loc if deterministic else dist.rsample())
+
+    def sample(self, obs: Tensor, n: int) -> tuple[Tensor, Tensor]:
+        """n reparameterised actions [B, n, A] and their log-probs [B, n]."""
+        dist = self.base_distribution(obs)
+        u = dist.rsample((n,)).transpose(0, 1)
+        log_prob = dist.log_prob(u.transpose(0, 1)).transpose(0, 1) - _tanh_log_det(u)
+        return torch.tanh(u), log_prob
+
+    def log_prob(self, obs: Tensor, act: Tensor, eps: float = 1e-6) -> Tensor:
+        """log pi(a|s) of actions in (-1, 1); clipped by ``eps`` so a = +-1 stays finite."""
+        u = torch.atanh(act.clamp(-1.0 + eps, 1.0 - eps))
+        return self.base_distribution(obs).log_prob(u) - _tanh_log_det(u)
+
+
+def _tanh_log_det(u: Tensor) -> Tensor:
+    # log |d tanh(u)/du| = log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), numerically stable.
+    return (2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))).sum(-1)
+
+
+class GaussianActor(nn.Module):
+    """N(tanh(mu(s)), diag(sigma^2)) with a state-independent, learned log-sigma."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256),
+                 log_std_min: float = -5.0, log_std_max: float = 2.0) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, act_dim)
+        self.log_std = nn.Parameter(torch.zeros(act_dim))
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def distribution(self, obs: Tensor) -> Independent:
+        std = self.log_std.clamp(self.log_std_min, self.log_std_max).exp()
+        return Independent(Normal(torch.tanh(self.net(obs)), std), 1)
+
+    def forward(self, obs: Tensor, deterministic: bool = False) -> Tensor:
+        dist = self.distribution(obs)
+        return (dist.mean if deterministic else dist.sample()).clamp(-1.0, 1.0)
+
+    def log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
+        return self.distribution(obs).log_prob(act)
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Polyak update: target <- (1 - tau) * target + tau * source (tau = 1 - polyak coefficient)."""
+    for target_param, source_param in zip(target.parameters(), source.parameters()):
+        target_param.lerp_(source_param, tau)

@@ -1,0 +1,54 @@
+"""Reward conventions: documented, explicit options, never applied silently.
+
+The transform is a named field of every run config (``reward_transform``) and is written to
+``config.json``; the trainer prints the one it uses. Evaluation always reports the
+environment's own, untransformed return.
+
+* ``none``: the dataset's rewards as they are.
+* ``minus_one``: r - 1, so the goal gives 0 and every other step -1 (the maze convention of
+  seed 002, Table A.2, "-1 except goal", and of SPOT on AntMaze, ALGORITHMS.md "SPOT").
+* ``return_range``: r * 1000 / (max episode return - min episode return), the locomotion
+  normalisation of seed 002, App. A.2 (after Kostrikov et al. 2021).
+* ``auto``: resolved once, before training, from the dataset id: ids containing ``maze``
+  take ``minus_one``; ids under ``mujoco/`` take ``return_range``; anything else ``none``.
+  The resolved name, not ``auto``, is what the run config records.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from behavior_models.data import Transitions
+from behavior_models.errors import ConfigError
+
+REWARD_TRANSFORMS = ("none", "minus_one", "return_range")
+
+
+def resolve_reward_transform(name: str, dataset_id: str) -> str:
+    """The concrete transform behind ``name`` (``auto`` is resolved from ``dataset_id``)."""
+    if name == "auto":
+        if "maze" in dataset_id.lower():
+            return "minus_one"
+        if dataset_id.startswith("mujoco/"):
+            return "return_range"
+        return "none"
+    if name not in REWARD_TRANSFORMS:
+        raise ConfigError(f"unknown reward_transform {name!r}; choose one of {('auto',) + REWARD_TRANSFORMS}")
+    return name
+
+
+def transform_rewards(transitions: Transitions, name: str) -> np.ndarray:
+    """The rewards of ``transitions`` under the (already resolved) transform ``name``."""
+    rewards = transitions.rewards.astype(np.float32)
+    if name == "none":
+        return rewards
+    if name == "minus_one":
+        return rewards - 1.0
+    if name == "return_range":
+        returns = transitions.episode_returns()
+        spread = float(returns.max() - returns.min())
+        if spread <= 0:
+            raise ConfigError(f"reward_transform=return_range needs episodes with different returns; all of "
+                              f"{transitions.dataset_id}'s episodes return {returns.max():g}. Use 'none'.")
+        return (rewards * (1000.0 / spread)).astype(np.float32)
+    raise ConfigError(f"unknown reward_transform {name!r}; resolve 'auto' first, or choose one of {REWARD_TRANSFORMS}")

@@ -1,0 +1,392 @@
+"""The one training loop every algorithm uses.
+
+``train(...)`` builds a :class:`Run` (dataset on the device, behaviour artefacts, the
+algorithm), then steps ``algorithm.update(buffer.sample(...))`` with a tqdm bar, logging
+every ``log_every`` steps, evaluating every ``eval_every`` steps and checkpointing every
+``checkpoint_every`` steps. A run directory holds:
+
+* ``config.json``: algorithm, its frozen config, the run config, dataset id and fingerprint,
+  behaviour artefacts (paths and fingerprints), state normalisation, library version;
+* ``metrics.csv`` (always) and ``tb/`` (TensorBoard, when it is installed);
+* ``checkpoints/step_XXXXXXXX.pt``: networks, optimisers, the minibatch generator's and torch's
+  RNG states, the step, the log so far. ``resume=True`` continues from the newest one and
+  reproduces the uninterrupted run bit for bit (same seed, same device, same thread count);
+* ``summary.json``: the final evaluation (``normalized_score_mean``, ``normalized_score_std``,
+  ``episodes``, ``steps``, ``steps_per_second``, ...).
+
+Evaluation runs under a forked torch RNG seeded from (seed, step), so how often a run
+evaluates never changes its training curve.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from behavior_models import __version__
+from behavior_models.data import NormalizationStats, Transitions, load_transitions
+from behavior_models.errors import ArtefactMismatchError, ConfigError
+from behavior_models.io import atomic_path, config_from_dict, config_to_dict, write_json_atomic, write_text_atomic
+from rl.algos import algorithm_class
+from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs
+from rl.core import behavior as behavior_io
+from rl.core.buffer import DeviceBuffer
+from rl.core.evaluation import EvalResult, evaluate
+from rl.core.rewards import resolve_reward_transform, transform_rewards
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.csv"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_DIR = "checkpoints"
+# Run-config fields that may differ when resuming: they change neither the networks nor the
+# training curve (evaluation runs under its own forked RNG).
+RESUMABLE_CHANGES = ("steps", "eval_every", "eval_episodes", "eval_parallel", "checkpoint_every", "keep_checkpoints")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How long to train and how to log, evaluate and checkpoint; shared by every algorithm."""
+
+    steps: int = 20_000
+    seed: int = 0
+    eval_every: int = 5_000  # evaluate every this many steps (0: only at the end)
+    eval_episodes: int = 10  # episodes per evaluation (0: no environment evaluation at all)
+    eval_deterministic: bool = True  # the policy's mean/argmax action rather than a sample
+    eval_parallel: int = 10  # environments stepped side by side during evaluation
+    eval_max_steps: int | None = None  # cap for environments without a time limit
+    log_every: int = 250
+    checkpoint_every: int = 5_000
+    keep_checkpoints: int = 2  # newest checkpoints kept on disk
+
+
+@dataclass
+class Run:
+    """Everything a run is built from: data on the device, behaviour inputs, the algorithm."""
+
+    algorithm_name: str
+    algo_config: AlgoConfig
+    run_config: RunConfig
+    transitions: Transitions
+    stats: NormalizationStats
+    buffer: DeviceBuffer
+    algorithm: Algorithm
+    behavior: BehaviorInputs
+    device: torch.device
+
+    @classmethod
+    def build(cls, algorithm_name: str, transitions: Transitions, algo_config: AlgoConfig | None = None,
+              run_config: RunConfig | None = None, behavior: str | None = None, behavior_model: str | None = None,
+              device: str | torch.device = "cpu", behavior_inputs: BehaviorInputs | None = None) -> "Run":
+        """``behavior`` is the ``--behavior`` path; ``behavior_inputs`` passes already-open artefacts (tests)."""
+        device = torch.device(device)
+        algo_cls = algorithm_class(algorithm_name)
+        algo_config = algo_config or algo_cls.config_class()
+        if not isinstance(algo_config, algo_cls.config_class):
+            raise ConfigError(f"{algorithm_name} needs a {algo_cls.config_class.__name__}, got {type(algo_config).__name__}")
+        run_config = run_config or RunConfig()
+        reward = resolve_reward_transform(algo_config.reward_transform, transitions.dataset_id)
+        algo_config = dataclasses.replace(algo_config, reward_transform=reward)
+        inputs = behavior_inputs or open_behavior(algo_cls, algo_config, transitions, behavior, behavior_model, device)
+        stats = (transitions.state_stats(algo_config.state_eps) if algo_config.normalize_states
+                 else NormalizationStats.identity(transitions.obs_dim))
+        buffer = DeviceBuffer(transitions, transform_rewards(transitions, reward), stats, device)
+        torch.manual_seed(run_config.seed)  # network initialisation
+        algorithm = algo_cls(algo_config, transitions.obs_dim, transitions.act_dim, device, inputs).to(device)
+        return cls(algorithm_name, algo_config, run_config, transitions, stats, buffer, algorithm, inputs, device)
+
+    def config_record(self) -> dict[str, Any]:
+        return {
+            "algorithm": self.algorithm_name,
+            "algo": config_to_dict(self.algo_config),
+            "run": config_to_dict(self.run_config),
+            "dataset_id": self.transitions.dataset_id,
+            "dataset_fingerprint": self.transitions.fingerprint,
+            "behavior": behavior_io.describe_behavior(self.behavior.cache_path, self.behavior.model_dir),
+            "normalization": self.stats.to_dict(),
+            "library_version": __version__,
+        }
+
+    def policy(self, deterministic: bool) -> Callable[[np.ndarray], np.ndarray]:
+        """The policy as a function of raw flat observations [n, S] -> actions [n, A] (numpy)."""
+        mean = torch.as_tensor(self.stats.mean, device=self.device)
+        std = torch.as_tensor(self.stats.std, device=self.device)
+
+        @torch.no_grad()
+        def act(observations: np.ndarray) -> np.ndarray:
+            raw = torch.as_tensor(observations, dtype=torch.float32, device=self.device)
+            return self.algorithm.act((raw - mean) / std, raw, deterministic).cpu().numpy()
+
+        return act
+
+    def evaluate(self, episodes: int, step: int, deterministic: bool | None = None) -> EvalResult:
+        """Roll the current policy out under a forked RNG seeded from (seed, step)."""
+        deterministic = self.run_config.eval_deterministic if deterministic is None else deterministic
+        devices = [self.device] if self.device.type == "cuda" else []
+        seed = self.run_config.seed * 1_000_003 + step
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            return evaluate(self.policy(deterministic), self.transitions.dataset_id, self.transitions.info, episodes,
+                            seed=seed % (2**31), parallel=self.run_config.eval_parallel,
+                            max_steps=self.run_config.eval_max_steps)
+
+
+def open_behavior(algo_cls: type[Algorithm], config: AlgoConfig, transitions: Transitions, behavior: str | None,
+                  behavior_model: str | None, device: torch.device) -> BehaviorInputs:
+    """Open ``--behavior`` (and ``--behavior-model``) as the algorithm needs them, or refuse."""
+    wanted = algo_cls.behavior_kind
+    kind = behavior_io.artefact_kind(behavior) if behavior is not None else None
+    how = {"cache": "a sample cache (.npz from `bm sample-cache`)",
+           "model": "a behavior-model directory (from `bm fit`)"}
+    if wanted == "none":
+        if behavior is not None or behavior_model is not None:
+            raise ConfigError(f"{algo_cls.name} uses no behavior model; drop --behavior/--behavior-model")
+        return BehaviorInputs()
+    if kind is None:
+        raise ConfigError(f"{algo_cls.name} needs --behavior: {how[wanted]}")
+    if kind != wanted:
+        raise ConfigError(f"{algo_cls.name} needs --behavior to be {how[wanted]}, but {behavior} is {how[kind]}"
+                          + (". Build a cache from it with `bm sample-cache`." if wanted == "cache" else "."))
+    if wanted == "model":
+        return BehaviorInputs(model=behavior_io.load_model(behavior, transitions, device), model_dir=str(behavior))
+    cache = behavior_io.load_cache(behavior, transitions, device)
+    model_dir = behavior_model
+    if model_dir is None and algo_cls.needs_behavior_model(config):
+        model_dir = cache.metadata.get("model_dir")
+        if not model_dir or not Path(model_dir).is_dir():
+            raise ConfigError(f"{algo_cls.name} with this config samples the behavior model at act time, and the "
+                              f"cache's metadata names no model directory that exists ({model_dir!r}); pass "
+                              "--behavior-model DIR")
+    model = behavior_io.load_model(model_dir, transitions, device) if model_dir is not None else None
+    return BehaviorInputs(cache=cache, model=model, cache_path=str(behavior), model_dir=model_dir)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def checkpoint_paths(out_dir: Path) -> list[Path]:
+    return sorted((out_dir / CHECKPOINT_DIR).glob("step_*.pt"))
+
+
+def load_algorithm_state(algorithm: Algorithm, state: dict[str, Any], source: str) -> None:
+    """Load networks and optimisers, refusing a checkpoint of other shapes with a clear message."""
+    try:
+        algorithm.load_state_dict(state["algorithm"])
+        algorithm.load_optimizer_state(state["optimizers"])
+    except (RuntimeError, KeyError, ValueError) as error:
+        first = str(error).strip().splitlines()
+        detail = "; ".join(line.strip() for line in first[:4])
+        raise ArtefactMismatchError(
+            f"checkpoint {source} does not fit this {algorithm.name} run (networks or optimisers of another shape or "
+            f"kind: {detail}); it was made with another dataset or config. Start a new --out, or resume with the "
+            "settings it was made with.") from None
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class Trainer:
+    """Runs, logs, evaluates and checkpoints a :class:`Run` in ``out_dir``."""
+
+    def __init__(self, run: Run, out_dir: str | Path, resume: bool = False, force: bool = False,
+                 progress: bool = True, echo: Callable[[str], None] = print) -> None:
+        self.run, self.out_dir, self.progress, self.echo = run, Path(out_dir), progress, echo
+        self.rows: dict[int, dict[str, float]] = {}
+        self.evals: list[dict[str, Any]] = []
+        self.start_step, self.train_seconds = 0, 0.0
+        self.generator = torch.Generator(device=run.device)
+        self.generator.manual_seed(run.run_config.seed)
+        checkpoint = self._prepare_out_dir(resume, force)
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        write_json_atomic(self.out_dir / CONFIG_FILE, run.config_record())
+
+    # -------------------------------------------------------------- directory and resume
+    def _prepare_out_dir(self, resume: bool, force: bool) -> dict[str, Any] | None:
+        if force and self.out_dir.exists():
+            shutil.rmtree(self.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        checkpoints = checkpoint_paths(self.out_dir)
+        if not checkpoints:
+            if (self.out_dir / CONFIG_FILE).exists() and not resume:
+                raise ArtefactMismatchError(f"{self.out_dir} already holds a run; pass --resume to continue it, "
+                                            "--force to start over, or choose another --out")
+            return None
+        if not resume:
+            raise ArtefactMismatchError(f"{self.out_dir} already holds a run (checkpoint {checkpoints[-1].name}); "
+                                        "pass --resume to continue it, --force to start over, or choose another --out")
+        saved = json.loads((self.out_dir / CONFIG_FILE).read_text())
+        wanted = self.run.config_record()
+        differing = [key for key in ("algorithm", "algo", "dataset_fingerprint") if saved.get(key) != wanted[key]]
+        run_diff = sorted(k for k in set(saved["run"]) | set(wanted["run"])
+                          if k not in RESUMABLE_CHANGES and saved["run"].get(k) != wanted["run"].get(k))
+        if differing or run_diff:
+            detail = ", ".join(differing + [f"run.{k}" for k in run_diff])
+            raise ArtefactMismatchError(
+                f"{self.out_dir} holds a run made with other settings ({detail} differ: saved "
+                f"{ {k: saved.get(k) for k in differing} } {[saved['run'].get(k) for k in run_diff]}); resume with "
+                "the same algorithm, dataset and options, or start a new --out")
+        return read_checkpoint(checkpoints[-1]) | {"_path": str(checkpoints[-1])}
+
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        load_algorithm_state(self.run.algorithm, checkpoint, checkpoint["_path"])
+        self.generator.set_state(checkpoint["generator"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+        if self.run.device.type == "cuda" and "cuda_rng" in checkpoint:
+            torch.cuda.set_rng_state(checkpoint["cuda_rng"], self.run.device)
+        self.start_step = int(checkpoint["step"])
+        self.train_seconds = float(checkpoint["train_seconds"])
+        self.evals = json.loads(checkpoint["evals_json"])
+        for row in csv.DictReader(io.StringIO(checkpoint["metrics_csv"])):
+            values = {k: float(v) for k, v in row.items() if v not in ("", None)}
+            self.rows[int(row["step"])] = values | {"step": int(row["step"])}
+        self.echo(f"resuming {self.out_dir} from step {self.start_step}")
+
+    def _save_checkpoint(self, step: int) -> None:
+        algorithm = self.run.algorithm
+        payload = {
+            "step": step, "algorithm_name": self.run.algorithm_name,
+            "algorithm": algorithm.state_dict(), "optimizers": algorithm.optimizer_state(),
+            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "train_seconds": self.train_seconds, "metrics_csv": self._metrics_csv(),
+            "evals_json": json.dumps(self.evals), "dataset_fingerprint": self.run.transitions.fingerprint,
+        }
+        if self.run.device.type == "cuda":
+            payload["cuda_rng"] = torch.cuda.get_rng_state(self.run.device)
+        path = self.out_dir / CHECKPOINT_DIR / f"step_{step:08d}.pt"
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+        for old in checkpoint_paths(self.out_dir)[:-max(1, self.run.run_config.keep_checkpoints)]:
+            old.unlink()
+
+    # -------------------------------------------------------------- logging
+    def _metrics_csv(self) -> str:
+        rows = [self.rows[step] for step in sorted(self.rows)]
+        if not rows:
+            return ""
+        columns = ["step"] + sorted({key for row in rows for key in row} - {"step"})
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        return buffer.getvalue()
+
+    def _log(self, step: int, values: dict[str, float], writer: Any) -> None:
+        self.rows.setdefault(step, {"step": step}).update(values)
+        write_text_atomic(self.out_dir / METRICS_FILE, self._metrics_csv())
+        if writer is not None:
+            for key, value in values.items():
+                writer.add_scalar(key, value, step)
+
+    def _tensorboard(self) -> Any:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # TensorBoard is optional; metrics.csv is always written
+            return None
+        return SummaryWriter(str(self.out_dir / "tb"), purge_step=self.start_step or None)
+
+    def _evaluate(self, step: int, episodes: int, writer: Any) -> EvalResult:
+        result = self.run.evaluate(episodes, step)
+        summary = result.summary()
+        self.evals.append({"step": step, **summary})
+        self._log(step, {"eval/normalized_score_mean": summary["normalized_score_mean"],
+                         "eval/normalized_score_std": summary["normalized_score_std"],
+                         "eval/return_mean": summary["return_mean"]}, writer)
+        return result
+
+    # -------------------------------------------------------------- the loop
+    def train(self) -> dict[str, Any]:
+        run, config = self.run, self.run.run_config
+        algorithm, buffer = run.algorithm, run.buffer
+        batch_size = run.algo_config.batch_size
+        writer = self._tensorboard()
+        self.echo(f"{run.algorithm_name} on {run.transitions.dataset_id}: {len(buffer.data)} transitions, "
+                  f"reward_transform={run.algo_config.reward_transform}, device={run.device}, out={self.out_dir}")
+        bar = tqdm(range(self.start_step, config.steps), initial=self.start_step, total=config.steps,
+                   disable=not self.progress, desc=f"train {run.algorithm_name}", dynamic_ncols=True)
+        tic = time.perf_counter()
+        steps_this_session = 0
+        try:
+            for step in bar:
+                metrics = algorithm.update(buffer.sample(batch_size, self.generator))
+                done = step + 1
+                steps_this_session += 1
+                if done % config.log_every == 0 or done == config.steps:
+                    values = {key: float(value) for key, value in metrics.items()}  # the only host sync
+                    self._log(done, values, writer)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in list(values.items())[:4]}, refresh=False)
+                periodic_eval = config.eval_every and done % config.eval_every == 0 and done < config.steps
+                if (periodic_eval and config.eval_episodes) or (done % config.checkpoint_every == 0 and done < config.steps):
+                    self.train_seconds += time.perf_counter() - tic
+                    if periodic_eval and config.eval_episodes:
+                        result = self._evaluate(done, config.eval_episodes, writer)
+                        self.echo(f"step {done}: normalized_score {result.scores.mean():.2f} ± {result.scores.std():.2f}")
+                    if done % config.checkpoint_every == 0:
+                        self._save_checkpoint(done)
+                    tic = time.perf_counter()
+            self.train_seconds += time.perf_counter() - tic
+        finally:
+            bar.close()
+        steps = max(config.steps, self.start_step)
+        self._save_checkpoint(steps)
+        summary: dict[str, Any] = {
+            "algorithm": run.algorithm_name, "dataset_id": run.transitions.dataset_id, "seed": config.seed,
+            "steps": steps, "steps_per_second": steps / self.train_seconds if self.train_seconds > 0 else None,
+            "train_seconds": self.train_seconds, "device": str(run.device),
+        }
+        if config.eval_episodes:
+            result = self._evaluate(steps, config.eval_episodes, writer)
+            summary.update(result.summary(), eval_deterministic=config.eval_deterministic)
+            self._save_checkpoint(steps)  # keeps the final evaluation in the checkpoint's log
+        else:
+            summary.update(normalized_score_mean=None, normalized_score_std=None, episodes=0, score_kind="none")
+        if writer is not None:
+            writer.close()
+        write_json_atomic(self.out_dir / SUMMARY_FILE, summary)
+        return summary
+
+
+def train(algorithm_name: str, dataset: str | Transitions, out_dir: str | Path, algo_config: AlgoConfig | None = None,
+          run_config: RunConfig | None = None, behavior: str | None = None, behavior_model: str | None = None,
+          device: str | torch.device = "cpu", resume: bool = False, force: bool = False, progress: bool = True,
+          echo: Callable[[str], None] = print, behavior_inputs: BehaviorInputs | None = None) -> dict[str, Any]:
+    """Train ``algorithm_name`` on ``dataset`` into ``out_dir``; returns the summary (also in summary.json)."""
+    transitions = load_transitions(dataset) if isinstance(dataset, str) else dataset
+    run = Run.build(algorithm_name, transitions, algo_config, run_config, behavior, behavior_model, device,
+                    behavior_inputs=behavior_inputs)
+    return Trainer(run, out_dir, resume=resume, force=force, progress=progress, echo=echo).train()
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
+             behavior_inputs: BehaviorInputs | None = None) -> Run:
+    """Rebuild a run from its directory with the weights of its newest checkpoint."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise ArtefactMismatchError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing (make one with `rl train`)")
+    record = json.loads((run_dir / CONFIG_FILE).read_text())
+    checkpoints = checkpoint_paths(run_dir)
+    if not checkpoints:
+        raise ArtefactMismatchError(f"{run_dir} has no checkpoint yet; train it first (`rl train ... --out {run_dir}`)")
+    algo_cls = algorithm_class(record["algorithm"])
+    transitions = load_transitions(record["dataset_id"])
+    if transitions.fingerprint != record["dataset_fingerprint"]:
+        raise ArtefactMismatchError(
+            f"dataset {record['dataset_id']} changed since {run_dir} was trained (fingerprint "
+            f"{transitions.fingerprint}, the run recorded {record['dataset_fingerprint']})")
+    behavior = record["behavior"]
+    cache_path = behavior["cache"]["path"] if behavior.get("cache") else None
+    model_dir = behavior["model_dir"]["path"] if behavior.get("model_dir") else None
+    run = Run.build(record["algorithm"], transitions, config_from_dict(algo_cls.config_class, record["algo"]),
+                    config_from_dict(RunConfig, record["run"]), behavior=cache_path or model_dir,
+                    behavior_model=model_dir if cache_path else None, device=device, behavior_inputs=behavior_inputs)
+    load_algorithm_state(run.algorithm, read_checkpoint(checkpoints[-1]), str(checkpoints[-1]))
+    return run

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+import torch
+
+from behavior_models.data import NormalizationStats, load_transitions
+from behavior_models.errors import ConfigError
+from rl.core.buffer import DeviceBuffer
+from rl.core.rewards import resolve_reward_transform, transform_rewards
+from tests.helpers import write_flat_dataset
+
+
+@pytest.fixture
+def transitions():
+    write_flat_dataset("test/flat-v0", episode_lengths=(5, 7, 4), terminated=[True, False, False])
+    return load_transitions("test/flat-v0")
+
+
+def test_batches_are_the_dataset_rows(transitions):
+    stats = transitions.state_stats()
+    buffer = DeviceBuffer(transitions, transitions.rewards - 1.0, stats)
+    generator = torch.Generator().manual_seed(0)
+    batch = buffer.sample(32, generator)
+    index = batch.indices.numpy()
+    assert index.min() >= 0 and index.max() < len(transitions)
+    np.testing.assert_allclose(batch.raw_observations.numpy(), transitions.observations[index])
+    np.testing.assert_allclose(batch.observations.numpy(), stats.normalize(transitions.observations[index]), rtol=1e-6)
+    np.testing.assert_allclose(batch.next_observations.numpy(),
+                               stats.normalize(transitions.next_observations[index]), rtol=1e-6)
+    np.testing.assert_allclose(batch.actions.numpy(), transitions.actions[index])
+    np.testing.assert_allclose(batch.rewards.numpy(), transitions.rewards[index] - 1.0)
+    np.testing.assert_array_equal(batch.dones.numpy(), transitions.terminals[index])
+    np.testing.assert_array_equal(batch.next_action_valid.numpy(), transitions.next_action_valid[index])
+    np.testing.assert_allclose(batch.next_actions.numpy(), transitions.next_actions[index])
+    assert batch.observations.device == buffer.device
+
+
+def test_sampling_is_reproducible_from_the_generator(transitions):
+    buffer = DeviceBuffer(transitions, transitions.rewards, NormalizationStats.identity(transitions.obs_dim))
+    a = buffer.sample(16, torch.Generator().manual_seed(3)).indices
+    b = buffer.sample(16, torch.Generator().manual_seed(3)).indices
+    assert torch.equal(a, b)
+
+
+def test_reward_transforms(transitions):
+    np.testing.assert_allclose(transform_rewards(transitions, "minus_one"), transitions.rewards - 1)
+    np.testing.assert_allclose(transform_rewards(transitions, "none"), transitions.rewards)
+    returns = transitions.episode_returns()
+    scaled = transform_rewards(transitions, "return_range")
+    np.testing.assert_allclose(scaled, transitions.rewards * 1000 / (returns.max() - returns.min()), rtol=1e-5)
+    assert resolve_reward_transform("auto", "local/pointmaze-umaze-biased-v0") == "minus_one"
+    assert resolve_reward_transform("auto", "mujoco/hopper/medium-v0") == "return_range"
+    assert resolve_reward_transform("auto", "D4RL/kitchen/mixed-v2") == "none"
+    with pytest.raises(ConfigError, match="reward_transform"):
+        resolve_reward_transform("r-1", "x")

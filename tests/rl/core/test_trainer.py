@@ -1,0 +1,142 @@
+import csv
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from behavior_models.errors import ArtefactMismatchError, ConfigError
+from cli.rl import main as rl_main
+from rl.algos.arq import ARQConfig
+from rl.algos.base import BehaviorInputs
+from rl.algos.bc import BCConfig
+from rl.algos.spot import SPOTConfig
+from rl.core.behavior import check_cache
+from rl.core.trainer import Run, RunConfig, Trainer, load_algorithm_state, read_checkpoint, train
+from tests.rl.helpers import random_cache
+
+RUN = RunConfig(steps=60, seed=3, eval_every=20, eval_episodes=2, log_every=10, checkpoint_every=20)
+
+
+def build(name, transitions, gaussian_dir):
+    if name == "bc":
+        return Run.build("bc", transitions, BCConfig(batch_size=32, hidden=(16, 16)), RUN)
+    if name == "arq":
+        return Run.build("arq", transitions, ARQConfig(batch_size=32, hidden=(16, 16), actor_hidden=(16,), k=3), RUN,
+                         behavior_inputs=BehaviorInputs(cache=random_cache(transitions)))
+    return Run.build("spot", transitions, SPOTConfig(batch_size=32, hidden=(16, 16)), RUN, behavior=str(gaussian_dir))
+
+
+@pytest.mark.parametrize("name", ["bc", "arq", "spot"])
+def test_resumed_run_equals_uninterrupted_run(name, env_transitions, gaussian_dir, tmp_path):
+    full = build(name, env_transitions, gaussian_dir)
+    Trainer(full, tmp_path / "full", progress=False, echo=lambda _: None).train()
+
+    interrupted = build(name, env_transitions, gaussian_dir)
+    original = interrupted.algorithm.update
+
+    def crash_at_45(batch):
+        if interrupted.algorithm.updates == 45:
+            raise KeyboardInterrupt
+        return original(batch)
+
+    interrupted.algorithm.update = crash_at_45
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(interrupted, tmp_path / "resumed", progress=False, echo=lambda _: None).train()
+    assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir())[-1] == "step_00000040.pt"
+
+    resumed = build(name, env_transitions, gaussian_dir)
+    Trainer(resumed, tmp_path / "resumed", resume=True, progress=False, echo=lambda _: None).train()
+    for key, value in full.algorithm.state_dict().items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, resumed.algorithm.state_dict()[key]), key
+    assert (tmp_path / "full" / "metrics.csv").read_text() == (tmp_path / "resumed" / "metrics.csv").read_text()
+    full_summary = json.loads((tmp_path / "full" / "summary.json").read_text())
+    resumed_summary = json.loads((tmp_path / "resumed" / "summary.json").read_text())
+    assert full_summary["normalized_score_mean"] == resumed_summary["normalized_score_mean"]
+
+
+def test_run_directory_contents_and_summary(env_transitions, tmp_path):
+    summary = train("bc", env_transitions, tmp_path / "run", BCConfig(batch_size=32, hidden=(16,)), RUN,
+                    progress=False, echo=lambda _: None)
+    for key in ("normalized_score_mean", "normalized_score_std", "episodes", "steps", "steps_per_second"):
+        assert summary[key] is not None
+    assert summary["steps"] == 60 and summary["episodes"] == 2
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["algorithm"] == "bc" and config["dataset_fingerprint"] == env_transitions.fingerprint
+    assert config["algo"]["reward_transform"] == "none"
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows] == [10, 20, 30, 40, 50, 60]
+    assert rows[1]["eval/normalized_score_mean"] != "" and rows[0]["eval/normalized_score_mean"] == ""
+    assert (tmp_path / "run" / "tb").is_dir()
+
+
+def test_existing_run_is_not_overwritten_and_other_settings_are_refused(env_transitions, tmp_path):
+    short = RunConfig(steps=20, eval_episodes=0, checkpoint_every=10, log_every=10)
+    train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), short, progress=False, echo=lambda _: None)
+    with pytest.raises(ArtefactMismatchError, match="--resume"):
+        train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), short, progress=False, echo=lambda _: None)
+    with pytest.raises(ArtefactMismatchError, match="other settings"):
+        train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(32,)), short, resume=True, progress=False,
+              echo=lambda _: None)
+
+
+def test_checkpoint_of_another_shape_is_refused(env_transitions, tmp_path):
+    short = RunConfig(steps=10, eval_episodes=0, checkpoint_every=10, log_every=10)
+    train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), short, progress=False, echo=lambda _: None)
+    checkpoint = read_checkpoint(next((tmp_path / "run" / "checkpoints").glob("*.pt")))
+    other = Run.build("bc", env_transitions, BCConfig(hidden=(32,)), short).algorithm
+    with pytest.raises(ArtefactMismatchError, match="another shape"):
+        load_algorithm_state(other, checkpoint, "ckpt.pt")
+
+
+def test_cache_of_another_dataset_or_size_is_refused(env_transitions):
+    cache = random_cache(env_transitions)
+    check_cache(cache, env_transitions)  # the right one passes
+    cache.metadata["dataset_fingerprint"] = "0123456789abcdef"
+    with pytest.raises(ArtefactMismatchError, match="built for dataset .* not for"):
+        check_cache(cache, env_transitions)
+    cache = random_cache(env_transitions)
+    cache.obs_row = cache.obs_row[:-1]
+    with pytest.raises(ArtefactMismatchError, match="obs_row has shape"):
+        check_cache(cache, env_transitions)
+    cache = random_cache(env_transitions)
+    cache.candidates = torch.zeros(cache.candidates.shape[0], 4, 3)
+    with pytest.raises(ArtefactMismatchError, match="action dims"):
+        check_cache(cache, env_transitions)
+
+
+def test_wrong_kind_of_behavior_is_refused(env_transitions, gaussian_dir, tmp_path):
+    with pytest.raises(ConfigError, match="needs --behavior to be a sample cache"):
+        Run.build("arq", env_transitions, behavior=str(gaussian_dir))
+    cache_file = tmp_path / "cache.npz"
+    cache_file.write_bytes(b"")
+    with pytest.raises(ConfigError, match="needs --behavior to be a behavior-model directory"):
+        Run.build("spot", env_transitions, behavior=str(cache_file))
+    with pytest.raises(ConfigError, match="uses no behavior model"):
+        Run.build("bc", env_transitions, behavior=str(gaussian_dir))
+    with pytest.raises(ConfigError, match="needs --behavior"):
+        Run.build("spot", env_transitions)
+
+
+def test_cli_train_and_eval_print_the_score_last(env_transitions, gaussian_dir, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "spot"
+    result = runner.invoke(rl_main, ["train", "spot", "--dataset", "test/mcar-v0", "--behavior", str(gaussian_dir),
+                                     "--steps", "20", "--eval-episodes", "2", "--out", str(out), "--no-progress",
+                                     "--set", "hidden=16,16", "--set", "lambda_=0.5"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1].startswith("normalized_score: ")
+    config = json.loads((out / "config.json").read_text())
+    assert config["algo"]["hidden"] == [16, 16] and config["algo"]["lambda_"] == 0.5
+    result = runner.invoke(rl_main, ["eval", "--run", str(out), "--episodes", "2"])
+    assert result.exit_code == 0, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("normalized_score: ")
+    assert json.loads((out / "eval.json").read_text())["episodes"] == 2
+    result = runner.invoke(rl_main, ["train", "arq", "--dataset", "test/mcar-v0", "--behavior", str(gaussian_dir),
+                                     "--out", str(tmp_path / "arq")])
+    assert result.exit_code == 1 and "needs --behavior to be a sample cache" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(rl_main, ["train", "bc", "--dataset", "test/mcar-v0", "--set", "nope=1"])
+    assert result.exit_code == 1 and "has no field 'nope'" in result.output

@@ -1,0 +1,84 @@
+import functools
+
+import minari
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import rl.datasets
+from behavior_models.data import load_transitions
+from behavior_models.errors import ArtefactMismatchError, DatasetNotFoundError
+from cli.bm import main as bm
+from rl.datasets import make_dataset
+
+SMALL = {"episodes": 3, "episode_steps": 50, "reference_episodes": 2, "progress": False}
+
+
+def test_recipe_is_deterministic_for_a_seed():
+    first = load_transitions(make_dataset("pointmaze-umaze-noisy", seed=3, **SMALL)).fingerprint
+    again = load_transitions(make_dataset("pointmaze-umaze-noisy", seed=3, overwrite=True, **SMALL)).fingerprint
+    other = load_transitions(make_dataset("pointmaze-umaze-noisy", seed=4, overwrite=True, **SMALL)).fingerprint
+    assert first == again
+    assert other != first
+
+
+def test_metadata_and_eval_env_are_stored():
+    dataset_id = make_dataset("pointmaze-umaze-biased", **SMALL)
+    assert dataset_id == "local/pointmaze-umaze-biased-v0"
+    dataset = minari.load_dataset(dataset_id)
+    meta = dataset.storage.metadata
+    assert meta["ref_min_score"] < meta["ref_max_score"]
+    assert meta["recipe"]["config"]["policy"] == "biased" and meta["recipe"]["config"]["seed"] == 0
+    env = dataset.recover_environment(eval_env=True)  # no extra arguments needed
+    assert env.spec.max_episode_steps == 300
+    assert env.spec.kwargs["reset_target"] is False and env.spec.kwargs["continuing_task"] is True
+    obs, _ = env.reset(seed=0)
+    assert set(obs) == {"observation", "achieved_goal", "desired_goal"}
+    assert dataset.recover_environment().spec.max_episode_steps == 50  # the collection env
+    info = load_transitions(dataset_id).info
+    assert info.has_reference_scores and info.has_env_spec and info.obs_dim == 8 and info.act_dim == 2
+
+
+def test_contamination_recipe_end_to_end():
+    # N = 3 x 50 = 150 expert transitions; 30% -> 45 random, so both cuts fall inside episodes.
+    data = load_transitions(make_dataset("pointmaze-umaze-expert-random-30", **SMALL))
+    expert = load_transitions("pointmaze-umaze-expert")
+    random = load_transitions("pointmaze-umaze-random")
+    assert len(data) == 150
+    np.testing.assert_array_equal(data.actions[:105], expert.actions[:105])
+    np.testing.assert_array_equal(data.actions[105:], random.actions[:45])
+    np.testing.assert_array_equal(data.observations[105:], random.observations[:45])
+    ends = np.flatnonzero(data.episode_ends)
+    assert ends.tolist() == [49, 99, 104, 149]
+    assert data.timeouts[ends].all() and not data.terminals.any()  # cuts end truncated, not terminal
+    assert not data.next_action_valid[104] and not data.next_action_valid[149]
+    assert data.next_action_valid[:104].sum() == 102  # only episode ends lack a next action
+    meta = minari.load_dataset("local/pointmaze-umaze-expert-random-30-v0").storage.metadata
+    assert meta["recipe"]["counts"]["random"] == 45 and meta["recipe"]["counts"]["expert"] == 105
+    assert meta["ref_max_score"] == minari.load_dataset("local/pointmaze-umaze-expert-v0").storage.metadata[
+        "ref_max_score"]
+
+
+def test_a_dataset_from_another_recipe_is_refused_without_overwrite():
+    make_dataset("pointmaze-umaze-random", seed=0, **SMALL)
+    assert make_dataset("pointmaze-umaze-random", seed=0, **SMALL) == "local/pointmaze-umaze-random-v0"
+    with pytest.raises(ArtefactMismatchError, match="--force"):
+        make_dataset("pointmaze-umaze-random", seed=1, **SMALL)
+
+
+def test_unknown_name_fails_fast():
+    with pytest.raises(DatasetNotFoundError, match="not a built-in recipe"):
+        make_dataset("pointmaze-umaze-expertt")
+
+
+def test_cli_make_and_build_on_first_use(monkeypatch):
+    runner = CliRunner()
+    result = runner.invoke(bm, ["datasets", "make", "pointmaze-medium-random", "--episodes", "2",
+                                "--episode-steps", "20", "--reference-episodes", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "local/pointmaze-medium-random-v0: 40 transitions" in result.output
+    # Any command given a recipe name that is not on disk builds it first (here with small sizes).
+    monkeypatch.setattr(rl.datasets, "make_dataset", functools.partial(make_dataset, **SMALL))
+    result = runner.invoke(bm, ["datasets", "info", "pointmaze-large-expert"])
+    assert result.exit_code == 0, result.output
+    assert "local/pointmaze-large-expert-v0" in result.output and "ref_max_score" in result.output

@@ -1,0 +1,70 @@
+"""Small real datasets with an evaluation environment, and sample caches built from arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from behavior_models.data import Transitions, load_transitions, write_minari_dataset
+
+ENV_ID = "MountainCarContinuous-v0"  # Box obs (2), Box action (1) in [-1, 1], no MuJoCo: cheap
+
+
+def write_env_dataset(dataset_id: str = "test/mcar-v0", episodes: int = 6, steps: int = 40, seed: int = 0,
+                      ref_scores: tuple[float, float] | None = (-5.0, 5.0)) -> Transitions:
+    """Episodes of a noisy scripted policy in the real environment, with its env spec stored."""
+    env = gym.make(ENV_ID, max_episode_steps=steps)
+    rng = np.random.default_rng(seed)
+    buffers = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        observations, actions, rewards, terms, truncs = [obs], [], [], [], []
+        done = False
+        while not done:
+            action = np.clip(np.sign(obs[1] + 1e-3) + 0.3 * rng.normal(size=1), -1, 1).astype(np.float32)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            observations.append(obs), actions.append(action), rewards.append(reward)
+            terms.append(terminated), truncs.append(truncated)
+            done = terminated or truncated
+        buffers.append({"observations": np.asarray(observations, np.float32), "actions": np.asarray(actions),
+                        "rewards": np.asarray(rewards, np.float32), "terminations": np.asarray(terms),
+                        "truncations": np.asarray(truncs)})
+    kwargs = {} if ref_scores is None else {"ref_min_score": ref_scores[0], "ref_max_score": ref_scores[1]}
+    write_minari_dataset(dataset_id, buffers, env=env, **kwargs)
+    return load_transitions(dataset_id)
+
+
+@dataclass
+class ArrayCache:
+    """The fields of the sample cache (behavior_models.SampleCache), built from arrays in tests."""
+
+    candidates: torch.Tensor  # [M, N, A]
+    log_probs: torch.Tensor  # [M, N]
+    in_support: torch.Tensor  # [M, N] bool
+    obs_row: torch.Tensor  # [num_transitions]
+    next_obs_row: torch.Tensor  # [num_transitions]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def array_cache(transitions: Transitions, candidates: np.ndarray, log_probs: np.ndarray | None = None,
+                in_support: np.ndarray | None = None) -> ArrayCache:
+    """Rows 0..n-1 hold the candidates at s_t, rows n..2n-1 those at s_{t+1}."""
+    n = len(transitions)
+    assert candidates.shape[0] == 2 * n
+    log_probs = np.full(candidates.shape[:2], np.nan) if log_probs is None else log_probs
+    in_support = np.ones(candidates.shape[:2], bool) if in_support is None else in_support
+    return ArrayCache(torch.as_tensor(candidates, dtype=torch.float32), torch.as_tensor(log_probs, dtype=torch.float32),
+                      torch.as_tensor(in_support), torch.arange(n), torch.arange(n, 2 * n),
+                      {"dataset_id": transitions.dataset_id, "dataset_fingerprint": transitions.fingerprint})
+
+
+def random_cache(transitions: Transitions, n: int = 8, seed: int = 0, drop: float = 0.3) -> ArrayCache:
+    rng = np.random.default_rng(seed)
+    rows = 2 * len(transitions)
+    candidates = rng.uniform(-1, 1, size=(rows, n, transitions.act_dim)).astype(np.float32)
+    log_probs = rng.normal(size=(rows, n)).astype(np.float32)
+    return array_cache(transitions, candidates, log_probs, rng.uniform(size=(rows, n)) > drop)
