@@ -17,6 +17,7 @@ def datasets(ctx: click.Context) -> None:
     \b
     Subcommands:
       info ID    sizes, dims, returns, reference scores, boundary mass, fingerprint
+      make NAME  build a built-in recipe (PointMaze expert/noisy/biased/random, contamination)
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -58,6 +59,18 @@ def datasets_info(dataset: str, as_json: bool) -> None:
 from cli.sample_cache import sample_cache  # noqa: E402
 
 main.add_command(sample_cache)
+
+
+from cli.datasets_make import datasets_make  # noqa: E402
+
+datasets.add_command(datasets_make)
+
+
+from cli.bm_models import eval_command, fit_command, plot_command  # noqa: E402
+
+main.add_command(fit_command)
+main.add_command(eval_command)
+main.add_command(plot_command)
 
 
 if __name__ == "__main__":
