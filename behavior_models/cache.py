@@ -51,7 +51,8 @@ chunking, resume or the rank that computed them. Changing ``batch_states`` chang
 
 Streaming and resume
 --------------------
-Rows are grouped into chunks of ``chunk_states`` (a multiple of ``batch_states``). Each finished
+Rows are grouped into chunks of ``chunk_states`` (a multiple of ``batch_states``; by default 16
+batches, or fewer if that exceeds 64 MiB of output). Each finished
 chunk is written atomically to ``<out>.work/chunk-<start>-<stop>.npz``; the work directory also
 holds ``manifest.json`` with the settings. A rerun with the same settings skips finished chunks;
 a rerun with other settings, or after the model directory changed, is refused. When every chunk
@@ -63,7 +64,8 @@ Scale-out
 ---------
 ``torchrun --standalone --nproc_per_node K -m cli.bm sample-cache ...``: chunk c goes to rank
 c mod K; ranks write their own chunk files, meet at a barrier (gloo: only barriers are
-exchanged, so gloo serves GPUs too), and rank 0 merges. With several GPUs and ``--device cuda``,
+exchanged, so gloo serves GPUs too), and rank 0 merges. The progress bar (rank 0) counts rank 0's
+share. With several GPUs and ``--device cuda``,
 rank r uses ``cuda:<LOCAL_RANK>``.
 """
 
@@ -95,7 +97,8 @@ ARRAYS = ("candidates", "log_probs", "in_support", "obs_row", "next_obs_row", "m
 DTYPES = {"float32": np.float32, "float16": np.float16}
 LIKELIHOODS = ("joint", "separate", "none")
 MANIFEST_FILE = "manifest.json"
-CHUNK_TARGET_BYTES = 64 * 2**20  # default chunk: about this much candidate/log-prob data
+CHUNK_TARGET_BYTES = 64 * 2**20  # default chunk: at most about this much candidate/log-prob data
+CHUNK_MAX_BATCHES = 16  # ... and at most this many model calls, so a kill loses little work
 RNG_SCHEME = "torch global RNG seeded per block of batch_states rows with SeedSequence([seed, block])"
 
 
@@ -281,9 +284,12 @@ def _check_manifest(work: Path, manifest: dict[str, Any]) -> None:
 
 
 def default_chunk_states(batch_states: int, num_samples: int, act_dim: int) -> int:
-    """Rows per chunk: the largest multiple of ``batch_states`` within ``CHUNK_TARGET_BYTES``."""
+    """Rows per chunk: at most ``CHUNK_MAX_BATCHES`` batches and about ``CHUNK_TARGET_BYTES``.
+
+    Small chunks bound the work an interruption loses; the byte cap bounds memory.
+    """
     row_bytes = num_samples * (4 * act_dim + 5)  # candidates + log-prob + mask
-    return batch_states * max(1, CHUNK_TARGET_BYTES // (batch_states * row_bytes))
+    return batch_states * max(1, min(CHUNK_MAX_BATCHES, CHUNK_TARGET_BYTES // (batch_states * row_bytes)))
 
 
 @torch.no_grad()

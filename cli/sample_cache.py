@@ -56,7 +56,8 @@ def _parse_threshold(value: str | None) -> float | str | None:
 @click.option("--batch-size", "batch_states", default=256, show_default=True,
               help="States per model call (times N samples each); also the RNG block, so it changes the draws.")
 @click.option("--chunk-states", default=None, type=int,
-              help="States per resumable chunk file, a multiple of --batch-size. Default: about 64 MiB of output.")
+              help="States per resumable chunk file, a multiple of --batch-size. Default: 16 batches "
+                   "(fewer if that exceeds 64 MiB of output).")
 @click.option("--device", default="cpu", show_default=True, help="Torch device; under torchrun with several GPUs "
               "'cuda' means each rank's own GPU.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the candidates (keyed with the state index).")

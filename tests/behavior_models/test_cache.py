@@ -201,3 +201,9 @@ def test_bad_inputs_are_refused_with_clear_errors(setup, tmp_path):
         build(setup, tmp_path / "f.npz", threshold="high")
     with pytest.raises(ArtefactMismatchError, match="no sample cache"):
         SampleCache.load(tmp_path / "missing.npz")
+
+
+def test_default_chunks_bound_lost_work_and_memory():
+    assert cache_module.default_chunk_states(256, 30, 2) == 16 * 256  # a kill loses at most 16 batches
+    big = cache_module.default_chunk_states(256, 1000, 64)  # 1000 x 64-d candidates per state
+    assert big % 256 == 0 and big * 1000 * (4 * 64 + 5) <= cache_module.CHUNK_TARGET_BYTES
