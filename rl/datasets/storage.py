@@ -72,6 +72,8 @@ def write_dataset_atomically(
             del dataset  # release the HDF5 file before the move
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():
+            if not overwrite:  # another process built it meanwhile: keep theirs, which is in use
+                return dataset_id
             shutil.rmtree(target)
         os.replace(staging / dataset_id, target)
     finally:
