@@ -167,6 +167,9 @@ def open_behavior(algo_cls: type[Algorithm], config: AlgoConfig, transitions: Tr
             raise ConfigError(f"{algo_cls.name} with this config samples the behavior model at act time, and the "
                               f"cache's metadata names no model directory that exists ({model_dir!r}); pass "
                               "--behavior-model DIR")
+        if hasattr(cache, "model_matches") and not cache.model_matches(model_dir):
+            raise ArtefactMismatchError(f"the behavior model in {model_dir} changed since the cache {behavior} was "
+                                        "drawn from it; rebuild the cache, or pass --behavior-model DIR explicitly")
     model = behavior_io.load_model(model_dir, transitions, device) if model_dir is not None else None
     return BehaviorInputs(cache=cache, model=model, cache_path=str(behavior), model_dir=model_dir)
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import gymnasium as gym
 import numpy as np
 import torch
 
+from behavior_models.cache import SampleCache
 from behavior_models.data import Transitions, load_transitions, write_minari_dataset
 
 ENV_ID = "MountainCarContinuous-v0"  # Box obs (2), Box action (1) in [-1, 1], no MuJoCo: cheap
@@ -38,31 +36,20 @@ def write_env_dataset(dataset_id: str = "test/mcar-v0", episodes: int = 6, steps
     return load_transitions(dataset_id)
 
 
-@dataclass
-class ArrayCache:
-    """The fields of the sample cache (behavior_models.SampleCache), built from arrays in tests."""
-
-    candidates: torch.Tensor  # [M, N, A]
-    log_probs: torch.Tensor  # [M, N]
-    in_support: torch.Tensor  # [M, N] bool
-    obs_row: torch.Tensor  # [num_transitions]
-    next_obs_row: torch.Tensor  # [num_transitions]
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
 def array_cache(transitions: Transitions, candidates: np.ndarray, log_probs: np.ndarray | None = None,
-                in_support: np.ndarray | None = None) -> ArrayCache:
-    """Rows 0..n-1 hold the candidates at s_t, rows n..2n-1 those at s_{t+1}."""
+                in_support: np.ndarray | None = None) -> SampleCache:
+    """A SampleCache built from arrays: rows 0..n-1 hold the candidates at s_t, rows n..2n-1 those
+    at s_{t+1} (``bm sample-cache`` shares rows between s_{t+1} and s_{t+1}'s own transition)."""
     n = len(transitions)
     assert candidates.shape[0] == 2 * n
     log_probs = np.full(candidates.shape[:2], np.nan) if log_probs is None else log_probs
     in_support = np.ones(candidates.shape[:2], bool) if in_support is None else in_support
-    return ArrayCache(torch.as_tensor(candidates, dtype=torch.float32), torch.as_tensor(log_probs, dtype=torch.float32),
+    return SampleCache(torch.as_tensor(candidates, dtype=torch.float32), torch.as_tensor(log_probs, dtype=torch.float32),
                       torch.as_tensor(in_support), torch.arange(n), torch.arange(n, 2 * n),
                       {"dataset_id": transitions.dataset_id, "dataset_fingerprint": transitions.fingerprint})
 
 
-def random_cache(transitions: Transitions, n: int = 8, seed: int = 0, drop: float = 0.3) -> ArrayCache:
+def random_cache(transitions: Transitions, n: int = 8, seed: int = 0, drop: float = 0.3) -> SampleCache:
     rng = np.random.default_rng(seed)
     rows = 2 * len(transitions)
     candidates = rng.uniform(-1, 1, size=(rows, n, transitions.act_dim)).astype(np.float32)

@@ -98,7 +98,7 @@ def test_cache_of_another_dataset_or_size_is_refused(env_transitions):
         check_cache(cache, env_transitions)
     cache = random_cache(env_transitions)
     cache.obs_row = cache.obs_row[:-1]
-    with pytest.raises(ArtefactMismatchError, match="obs_row has shape"):
+    with pytest.raises(ArtefactMismatchError, match="240 transitions"):
         check_cache(cache, env_transitions)
     cache = random_cache(env_transitions)
     cache.candidates = torch.zeros(cache.candidates.shape[0], 4, 3)
@@ -140,3 +140,29 @@ def test_cli_train_and_eval_print_the_score_last(env_transitions, gaussian_dir, 
     assert "Traceback" not in result.output
     result = runner.invoke(rl_main, ["train", "bc", "--dataset", "test/mcar-v0", "--set", "nope=1"])
     assert result.exit_code == 1 and "has no field 'nope'" in result.output
+
+
+def test_cli_arq_on_a_real_sample_cache(env_transitions, gaussian_dir, tmp_path):
+    from cli.bm import main as bm_main
+
+    runner = CliRunner()
+    cache = tmp_path / "cache.npz"
+    result = runner.invoke(bm_main, ["sample-cache", "--model", str(gaussian_dir), "--dataset", "test/mcar-v0",
+                                     "--out", str(cache), "--num-samples", "6", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    for variant in ("arq", "q-beta"):
+        result = runner.invoke(rl_main, ["train", "arq", "--dataset", "test/mcar-v0", "--behavior", str(cache),
+                                         "--variant", variant, "--steps", "10", "--eval-episodes", "1", "--no-progress",
+                                         "--batch-size", "16", "--out", str(tmp_path / variant)])
+        assert result.exit_code == 0, result.output
+        assert result.output.strip().splitlines()[-1].startswith("normalized_score: ")
+    # The implicit policy found the model through the cache's metadata.
+    config = json.loads((tmp_path / "q-beta" / "config.json").read_text())
+    assert config["behavior"]["model_dir"]["backend"] == "gaussian"
+    # A cache of another dataset is refused.
+    from tests.rl.helpers import write_env_dataset
+
+    write_env_dataset("test/mcar-other-v0", seed=5)
+    result = runner.invoke(rl_main, ["train", "arq", "--dataset", "test/mcar-other-v0", "--behavior", str(cache),
+                                     "--steps", "10", "--out", str(tmp_path / "other")])
+    assert result.exit_code == 1 and "built for dataset test/mcar-v0" in result.output, result.output
