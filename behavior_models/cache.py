@@ -328,6 +328,9 @@ def build_sample_cache(model_dir: str | os.PathLike, transitions: Transitions, o
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} already exists; delete it, choose another --out, or pass --force")
     sampler_options, log_prob_options = dict(sampler_options or {}), dict(log_prob_options or {})
+    if log_prob_options and likelihood != "separate":
+        raise ConfigError(f"log_prob options {sorted(log_prob_options)} apply only to likelihood='separate' "
+                          f"(a log_prob pass after sampling); with {likelihood!r} they would be ignored")
 
     ranks = init_distributed()
     device = rank_device(device, ranks)

@@ -5,12 +5,12 @@ Run by hand (not by the tests):
     .venv/bin/python benchmarks/sample_cache.py                      # every registered backend
     .venv/bin/python benchmarks/sample_cache.py --backends gaussian,score --score-samplers fast,ode
 
-For each backend a model is fitted briefly (``--fit-steps``: sampling cost does not depend
-on how well a model is trained, except for adaptive ODE solvers, whose step count grows as
-the learned score gets sharper) and then a cache is built over the first ``--states`` states
-of the dataset, in a fresh worker process per (backend, sampler) so that each peak RSS is
-that run's own. Printed per row: states, samples/s of the cache build (fit excluded), the
-worker's RSS before the build and its peak RSS. Backends whose module is missing or fails to
+For each backend a model is fitted briefly in a worker process (``--fit-steps``: sampling
+cost does not depend on how well a model is trained, except for adaptive ODE solvers, whose
+step count grows as the learned score gets sharper); then a cache is built over the first
+``--states`` transitions of the dataset in a fresh process per (backend, sampler), so that
+each peak RSS is that build's own. Printed per row: states M, samples/s of the build, the
+process's RSS before the build (imports and dataset loaded) and its peak RSS. Backends whose module is missing or fails to
 load are listed with the error and skipped.
 
 The dataset is ``pointmaze-umaze-biased`` built by ``rl.datasets.make_dataset`` when that is
@@ -76,36 +76,51 @@ def write_synthetic(dataset_id: str, episodes: int = 40, steps: int = 250, seed:
                          action_space=spaces.Box(-1, 1, (2,), np.float32))
 
 
-def worker(args: argparse.Namespace) -> None:
-    """Fit one backend, build one cache, print one JSON line."""
+def load_prefix(dataset: str, states: int):
+    """The first ``states`` transitions (whole episodes, the last one possibly cut)."""
+    import numpy as np
+
+    from behavior_models.data import load_transitions
+
+    data = load_transitions(dataset)
+    return data.subset(np.arange(min(len(data), states)))
+
+
+def fit_worker(args: argparse.Namespace) -> None:
+    """Fit one backend briefly into ``args.model_dir`` (its own process: its memory is not counted)."""
+    import torch
+
+    from behavior_models.registry import backend_class
+
+    torch.set_num_threads(args.threads)
+    cls = backend_class(args.fit)
+    cls.fit(load_prefix(args.dataset, args.states), cls.config_class(steps=args.fit_steps), out_dir=args.model_dir,
+            progress=False)
+
+
+def build_worker(args: argparse.Namespace) -> None:
+    """Build one cache in a fresh process and print one JSON line with its speed and memory."""
     import numpy as np
     import torch
 
     from behavior_models.cache import build_sample_cache
-    from behavior_models.data import load_transitions
-    from behavior_models.registry import backend_class
 
     torch.set_num_threads(args.threads)
-    data = load_transitions(args.dataset)
-    data = data.subset(np.arange(min(len(data), args.states)))  # a prefix: whole episodes, the last one cut
-    cls = backend_class(args.worker)
+    data = load_prefix(args.dataset, args.states)
+    likelihood, options = SCORE_SAMPLERS[args.sampler] if args.sampler else ("joint", {})
+    before = rss_mib()
     with tempfile.TemporaryDirectory() as tmp:
-        config = cls.config_class(steps=args.fit_steps)
-        cls.fit(data, config, out_dir=Path(tmp) / "model", progress=False)
-        likelihood, options = (SCORE_SAMPLERS[args.sampler] if args.sampler else ("joint", {}))
-        before = rss_mib()
         start = time.perf_counter()
-        out = build_sample_cache(Path(tmp) / "model", data, Path(tmp) / "cache.npz", num_samples=args.num_samples,
+        out = build_sample_cache(args.model_dir, data, Path(tmp) / "cache.npz", num_samples=args.num_samples,
                                  likelihood=likelihood, sampler_options=options, batch_states=args.batch_states,
                                  seed=0, progress=False)
         seconds = time.perf_counter() - start
         size = out.stat().st_size
         meta = json.loads(str(np.load(out, allow_pickle=False)["metadata_json"]))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps({"backend": args.worker, "sampler": args.sampler or "default", "likelihood": likelihood,
-                      "states": meta["num_states"], "samples_per_s": meta["num_states"] * args.num_samples / seconds,
-                      "seconds": seconds, "rss_before_mib": before, "peak_rss_mib": peak,
-                      "file_mib": size / 2**20}))
+    print(json.dumps({"sampler": args.sampler or "default", "states": meta["num_states"],
+                      "samples_per_s": meta["num_states"] * args.num_samples / seconds, "seconds": seconds,
+                      "rss_before_mib": before, "peak_rss_mib": peak, "file_mib": size / 2**20}))
 
 
 def main() -> None:
@@ -120,11 +135,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--synthetic", action="store_true", help="use a PointMaze-shaped stand-in dataset")
     parser.add_argument("--dataset", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--fit", default=None, help=argparse.SUPPRESS)  # worker modes
+    parser.add_argument("--build", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--sampler", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        return worker(args)
+    if args.fit:
+        return fit_worker(args)
+    if args.build:
+        return build_worker(args)
 
     from behavior_models.registry import BACKENDS
 
@@ -143,23 +162,27 @@ def main() -> None:
           f"{args.threads} thread(s), fit {args.fit_steps} steps")
     print(f"{'backend':10s} {'sampler':8s} {'states':>7s} {'samples/s':>10s} {'seconds':>8s} "
           f"{'RSS before':>10s} {'peak RSS':>9s} {'file':>7s}")
-    for backend, sampler in runs:
-        states = args.pc_states if sampler == "pc" else args.states
-        command = [sys.executable, __file__, "--worker", backend, "--dataset", dataset, "--states", str(states),
-                   "--num-samples", str(args.num_samples), "--batch-states", str(args.batch_states),
-                   "--fit-steps", str(args.fit_steps), "--threads", str(args.threads)]
-        if sampler:
-            command += ["--sampler", sampler]
-        run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        if run.returncode != 0:
-            reason = (run.stderr.strip().splitlines() or ["?"])[-1]
-            print(f"{backend:10s} {sampler or '-':8s} skipped: {reason[:150]}")
-            continue
-        row = json.loads(run.stdout.strip().splitlines()[-1])
-        print(f"{backend:10s} {row['sampler']:8s} {row['states']:7d} {row['samples_per_s']:10.0f} "
-              f"{row['seconds']:8.1f} {row['rss_before_mib']:8.0f}Mi {row['peak_rss_mib']:7.0f}Mi "
-              f"{row['file_mib']:5.1f}Mi", flush=True)
-
+    common = ["--dataset", dataset, "--num-samples", str(args.num_samples), "--batch-states",
+              str(args.batch_states), "--fit-steps", str(args.fit_steps), "--threads", str(args.threads)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend, sampler in runs:
+            model_dir = Path(tmp) / backend
+            fit = None if model_dir.exists() else subprocess.run(
+                [sys.executable, __file__, "--fit", backend, "--model-dir", str(model_dir), "--states",
+                 str(args.states), *common], cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            states = args.pc_states if sampler == "pc" else args.states
+            command = [sys.executable, __file__, "--build", "--model-dir", str(model_dir), "--states", str(states),
+                       *common, *(["--sampler", sampler] if sampler else [])]
+            run = fit if fit is not None and fit.returncode != 0 else subprocess.run(
+                command, cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            if run.returncode != 0:
+                reason = (run.stderr.strip().splitlines() or ["?"])[-1]
+                print(f"{backend:10s} {sampler or '-':8s} skipped: {reason[:150]}")
+                continue
+            row = json.loads(run.stdout.strip().splitlines()[-1])
+            print(f"{backend:10s} {row['sampler']:8s} {row['states']:7d} {row['samples_per_s']:10.0f} "
+                  f"{row['seconds']:8.1f} {row['rss_before_mib']:8.0f}Mi {row['peak_rss_mib']:7.0f}Mi "
+                  f"{row['file_mib']:5.1f}Mi", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -197,6 +197,8 @@ def test_bad_inputs_are_refused_with_clear_errors(setup, tmp_path):
         build(setup, tmp_path / "d.npz", chunk_states=6)
     with pytest.raises(ConfigError, match="refused an option"):
         build(setup, tmp_path / "e.npz", sampler_options={"sampler": "pc"})
+    with pytest.raises(ConfigError, match="only to likelihood='separate'"):
+        build(setup, tmp_path / "g.npz", log_prob_options={"solver": "dopri5"})
     with pytest.raises(ConfigError, match="'calibrated'"):
         build(setup, tmp_path / "f.npz", threshold="high")
     with pytest.raises(ArtefactMismatchError, match="no sample cache"):
