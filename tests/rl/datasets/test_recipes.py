@@ -82,3 +82,22 @@ def test_cli_make_and_build_on_first_use(monkeypatch):
     result = runner.invoke(bm, ["datasets", "info", "pointmaze-large-expert"])
     assert result.exit_code == 0, result.output
     assert "local/pointmaze-large-expert-v0" in result.output and "ref_max_score" in result.output
+
+
+def test_biased_dataset_noise_and_bias_follow_listing_1_per_x_bucket():
+    import minari
+
+    from rl.datasets.analysis import x_bucket_statistics
+    from rl.datasets.storage import read_episodes
+
+    dataset_id = make_dataset("pointmaze-umaze-biased", episodes=6, episode_steps=1000, reference_episodes=1,
+                              progress=False)
+    rows = x_bucket_statistics(read_episodes(minari.load_dataset(dataset_id)), "umaze", "biased")
+    checked = [row for row in rows if row["count"] >= 200]
+    assert len(checked) >= 6  # the planner visits most of the x-range
+    for row in checked:
+        # The measured residual mean matches the clipped-normal expectation given each expert action.
+        assert abs(row["residual_mean"] - row["expected_mean"]) < 6 * row["mean_standard_error"] + 1e-6, row
+        assert abs(row["residual_std"] - row["expected_std"]) < 0.1 * row["expected_std"] + 1e-6, row
+    means = {row["bucket"]: row["residual_mean"] for row in checked}
+    assert means[5] > 0.1 and means[4] < -0.1  # bias -0.3 (so added) versus +0.2 (subtracted)
