@@ -55,7 +55,11 @@ class SPOTConfig(AlgoConfig):
     policy_freq: int = 2  # actor and target updates every this many critic updates
     lambda_: float = 0.1  # penalty weight, in `lambda_units` (SPOT: 0.05-1.0 locomotion, 0.025-0.25 AntMaze)
     lambda_units: str = "spot_cvae"  # spot_cvae: lambda_nats = lambda * cvae_kl_weight / (2A) | nats
-    cvae_kl_weight: float = 0.5  # beta of SPOT's CVAE loss, used only by the units conversion
+    # beta of SPOT's CVAE loss, for the units conversion when beta_hat is not a CVAE (a CVAE's own
+    # kl_weight is used when it is one).
+    cvae_kl_weight: float = 0.5
+    cvae_estimator: str = "elbo"  # a CVAE's density: elbo (SPOT's default, L = 1) | iw (IW-CVAE)
+    cvae_samples: int = 1  # L of the CVAE estimator (SPOT: 1 for the ELBO; IW-CVAE: L > 1)
     density: str = "auto"  # auto | log_prob | grad_log_prob (see the module docstring)
     q_normalization: bool = True  # divide Q by mean|Q| (detached) in the actor loss (TD3+BC)
 
@@ -72,8 +76,12 @@ class SPOT(Algorithm):
         if model is None:
             raise ConfigError("SPOT needs a behavior model: --behavior DIR (from `bm fit`)")
         self.density = resolve_density(config.density, model.capabilities(), model.name)
+        # Options of the CVAE's log_prob (its own default is the evaluation-grade IW estimate).
+        is_cvae = model.name == "cvae"
+        self.density_options = {"estimator": config.cvae_estimator, "num_samples": config.cvae_samples} if is_cvae else {}
+        kl_weight = float(model.config.kl_weight) if is_cvae else config.cvae_kl_weight
         if config.lambda_units == "spot_cvae":
-            self.lambda_nats = config.lambda_ * config.cvae_kl_weight / (2 * act_dim)
+            self.lambda_nats = config.lambda_ * kl_weight / (2 * act_dim)
         elif config.lambda_units == "nats":
             self.lambda_nats = config.lambda_
         else:
@@ -90,7 +98,7 @@ class SPOT(Algorithm):
         """Per-sample -log beta_hat(a|s) [B] (or its gradient surrogate) and what to log."""
         model = self.behavior.model
         if self.density == "log_prob":
-            neg_log_beta = -model.log_prob(raw_obs, actions)
+            neg_log_beta = -model.log_prob(raw_obs, actions, **self.density_options)
             return neg_log_beta, {"neg_log_beta": neg_log_beta.detach().mean()}
         score = model.grad_log_prob(raw_obs, actions.detach()).detach()
         return -(score * actions).sum(-1), {"score_norm": score.norm(dim=-1).mean()}
