@@ -21,6 +21,14 @@ from behavior_models.errors import ConfigError
 from cli.common import ensure_dataset
 
 REWARD_CHOICES = ("auto", "none", "minus_one", "return_range")
+# Command-line options that set a config field, on every algorithm whose config has that field:
+# seed 001's two options for BEAR and TD3+BC (``--set FIELD=VALUE`` reaches any field too).
+FIELD_OPTIONS: dict[str, tuple[str, type, str]] = {
+    "--gradient-penalty": ("gradient_penalty", float, "lambda_GP of seed 001's Eq. 8: one-sided penalty on "
+                                                        "||dQ/da|| at random actions, every 5th step (0: off)."),
+    "--constraint-relaxation": ("constraint_relaxation", bool, "Weight the constraint by seed 001's Eq. 10 "
+                                                               "(min-max normalised Q, no gradient)."),
+}
 
 
 def parse_override(config_cls: type, assignment: str) -> tuple[str, Any]:
@@ -93,7 +101,7 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
     @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
     def command(dataset, behavior, behavior_model, variant, overrides, steps, batch_size, reward, seed, device, out,
                 resume, force, eval_every, eval_episodes, eval_sampled, checkpoint_every, log_every, threads,
-                no_progress):
+                no_progress, **option_fields):
         import torch
 
         from rl.algos import algorithm_class
@@ -105,6 +113,7 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
         values: dict[str, Any] = dict(presets.get(variant, {})) if variant else {}
         if variant and not presets:
             raise ConfigError(f"{algorithm} has no --variant presets")
+        values.update({field: value for field, value in option_fields.items() if value not in (None, False)})
         values.update(parse_override(config_cls, item) for item in overrides)
         if batch_size is not None:
             values["batch_size"] = batch_size
@@ -121,7 +130,17 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
                         progress=not no_progress, echo=lambda line: click.echo(line, err=True))
         print_summary(summary, Path(out_dir))
 
+    for flag, (field, kind, text) in FIELD_OPTIONS.items():  # options for config fields, where the config has them
+        if field in {f.name for f in dataclasses.fields(algorithm_class_config(algorithm))}:
+            command = click.option(flag, field, is_flag=kind is bool, type=None if kind is bool else kind,
+                                   default=False if kind is bool else None, help=text)(command)
     return command
+
+
+def algorithm_class_config(algorithm: str) -> type:
+    from rl.algos import algorithm_class
+
+    return algorithm_class(algorithm).config_class
 
 
 def print_summary(summary: dict[str, Any], where: Path) -> None:
@@ -152,6 +171,24 @@ train_group.add_command(train_command(
 train_group.add_command(train_command(
     "spot", "SPOT (seed 004): TD3 + Q normalisation + lambda * (-log beta(pi(s)|s)) with a fitted density. "
             "--behavior must be a behavior-model directory (CVAE default; flow, Gaussian, score via its score)."))
+train_group.add_command(train_command(
+    "bear", "BEAR: a tanh-Gaussian policy kept within MMD eps of behaviour samples, learned Lagrange "
+            "multiplier, MMD-only warm start (seed 001, Eq. 5). --behavior must be a behavior-model directory (any backend; CVAE "
+            "is BEAR's). --gradient-penalty / --constraint-relaxation add seed 001's options."))
+train_group.add_command(train_command(
+    "bear++", "BEAR++: BEAR with the gradient penalty (seed 001, Eq. 8, lambda_GP 1) and constraint relaxation "
+              "(Eq. 10-11) on. --behavior must be a behavior-model directory."))
+train_group.add_command(train_command(
+    "td3bc", "TD3+BC: TD3 with the actor loss -alpha Q/mean|Q| + (pi(s) - a)^2 (seed 001, Eq. 4). Needs no --behavior. "
+             "--gradient-penalty / --constraint-relaxation add seed 001's options."))
+train_group.add_command(train_command(
+    "td3bc++", "TD3BC++: TD3+BC with the gradient penalty (seed 001, Eq. 8, lambda_GP 1) and constraint "
+               "relaxation (Eq. 10, 12) on. Needs no --behavior."))
+train_group.add_command(train_command(
+    "dasco", "DASCO (seed 000), dual-generator support constraint: twin Q, a Gaussian policy that is also the primary generator, an auxiliary "
+             "generator and an LSGAN discriminator; policy loss weighted by the detached ratio "
+             "min(D(s,a), D(s,a_D))/D(s,a_D) (Eq. 11, 63). Needs no --behavior. Ablations: --set "
+             "aux_generator=false, --set ratio_weight=false; --set eval_actor=aux_generator."))
 
 
 @click.command("eval")

@@ -13,6 +13,11 @@ ALGORITHMS: dict[str, str] = {
     "bc": "rl.algos.bc:BC",
     "arq": "rl.algos.arq:ARQ",
     "spot": "rl.algos.spot:SPOT",
+    "bear": "rl.algos.bear:BEAR",
+    "bear++": "rl.algos.bear:BEARPlusPlus",
+    "td3bc": "rl.algos.td3bc:TD3BC",
+    "td3bc++": "rl.algos.td3bc:TD3BCPlusPlus",
+    "dasco": "rl.algos.dasco:DASCO",
 }
 
 

@@ -71,6 +71,12 @@ class Algorithm(nn.Module, abc.ABC):
         """Actions [B, A] in [-1, 1] for normalised ``obs`` (``raw_obs`` for behavior models)."""
 
     @classmethod
+    def resolve_config(cls, config: AlgoConfig, dataset_id: str, steps: int) -> AlgoConfig:
+        """Fill the defaults that depend on the dataset or on the step budget (fields left
+        ``None``), before training; config.json records the resolved values. Default: none."""
+        return config
+
+    @classmethod
     def needs_behavior_model(cls, config: AlgoConfig) -> bool:
         """True if, with ``config``, a cache-based algorithm also samples the model itself."""
         return False

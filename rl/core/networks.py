@@ -48,23 +48,39 @@ class QEnsemble(nn.Module):
     """E critics Q_e(s, a), each an MLP of widths ``hidden`` with ReLU, as one vectorised module.
 
     ``forward(obs [..., S], act [..., A]) -> [E, ...]``: every member sees the same inputs.
+    Inputs of more than ``chunk_rows`` rows (ARQ's B x N candidates) are evaluated in chunks of
+    that many rows, so the [E, rows, width] activations stay cache-sized: on a CPU this is about
+    twice as fast as one huge batched matmul, whose elementwise passes are bound by memory.
     """
+
+    chunk_rows: int = 1024
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), ensemble_size: int = 2) -> None:
         super().__init__()
         self.ensemble_size = ensemble_size
+        self.obs_dim, self.act_dim = obs_dim, act_dim
         widths = [obs_dim + act_dim, *hidden]
         layers: list[nn.Module] = []
         for width_in, width_out in zip(widths[:-1], widths[1:]):
-            layers += [EnsembleLinear(width_in, width_out, ensemble_size), nn.ReLU()]
+            layers += [EnsembleLinear(width_in, width_out, ensemble_size), nn.ReLU(inplace=True)]
         layers.append(EnsembleLinear(widths[-1], 1, ensemble_size))
         self.net = nn.Sequential(*layers)
 
     def forward(self, obs: Tensor, act: Tensor) -> Tensor:
         x = torch.cat([obs, act], dim=-1)
         lead = x.shape[:-1]
-        x = x.reshape(1, -1, x.shape[-1]).expand(self.ensemble_size, -1, -1)
-        return self.net(x).reshape(self.ensemble_size, *lead)
+        x = x.reshape(-1, x.shape[-1])
+        chunks = [x[i:i + self.chunk_rows] for i in range(0, x.shape[0], self.chunk_rows)] or [x]
+        out = [self.net(chunk.expand(self.ensemble_size, -1, -1)) for chunk in chunks]
+        return torch.cat(out, dim=1).reshape(self.ensemble_size, *lead)
+
+    def forward_members(self, obs: Tensor, act: Tensor) -> Tensor:
+        """Member e on its own inputs ``obs[e]``, ``act[e]`` ([E, N, S], [E, N, A]) -> [E, N].
+
+        For per-critic gradients with respect to the action (seed 001's gradient penalty):
+        with shared inputs, autograd would return the sum of the members' gradients.
+        """
+        return self.net(torch.cat([obs, act], dim=-1)).squeeze(-1)
 
 
 class DeterministicActor(nn.Module):

@@ -97,6 +97,7 @@ class Run:
         run_config = run_config or RunConfig()
         reward = resolve_reward_transform(algo_config.reward_transform, transitions.dataset_id)
         algo_config = dataclasses.replace(algo_config, reward_transform=reward)
+        algo_config = algo_cls.resolve_config(algo_config, transitions.dataset_id, run_config.steps)
         inputs = behavior_inputs or open_behavior(algo_cls, algo_config, transitions, behavior, behavior_model, device)
         stats = (transitions.state_stats(algo_config.state_eps) if algo_config.normalize_states
                  else NormalizationStats.identity(transitions.obs_dim))

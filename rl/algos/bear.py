@@ -1,0 +1,203 @@
+"""BEAR and BEAR++ (seed 001, Eq. 5, 8, 10 and 11; ALGORITHMS.md "BEAR and BEAR++ / TD3BC++").
+
+BEAR-QL keeps a tanh-Gaussian policy's samples close to the behaviour policy's in MMD
+(Eq. 5), with a learned Lagrange multiplier alpha:
+
+* **Critic.** y = r + gamma (1 - done) max_{i<=m} [lam min_j Q'_j(s', a'_i) + (1 - lam) max_j Q'_j(s', a'_i)],
+  a'_i ~ pi'(.|s'), m = ``target_samples`` = 10, lam = 0.75 (the soft clipped double-Q of BEAR);
+  loss sum_j E_D[(Q_j(s, a) - y)^2].
+* **Actor.** With n = ``mmd_samples`` policy samples a_i ~ pi(.|s) and n behaviour samples
+  b_i ~ beta(.|s) from the fitted behavior model (``--behavior DIR``, any backend of the zoo;
+  BEAR's own choice is the CVAE):
+  L_pi = E_s[-min_j mean_i Q_j(s, a_i) + alpha * (MMD(b, a) * W - eps)]. During the warm start
+  (the first ``warmup_steps`` updates) the Q term is dropped: L_pi = E_s[alpha * MMD * W].
+* **Lagrange multiplier.** log alpha follows dual ascent on alpha * (E[MMD * W] - eps)
+  (Adam, ``alpha_lr``), clamped to [``log_alpha_min``, ``log_alpha_max``] after each step.
+* **Acting.** The action of highest Q_1 among ``eval_samples`` policy samples (argmax-Q); the
+  sampled action otherwise.
+
+The MMD is :func:`~rl.core.regularizers.mmd` (kernel divisor 2 sigma). It is computed on the
+actions in the box (the contract's behaviour samples are clipped), not on BEAR's pre-tanh
+actions, so sigma is a config field to tune rather than BEAR's number.
+
+**BEAR++** (seed 001) adds, as flags, both on in the ``bear++`` preset:
+
+* ``gradient_penalty`` = lambda_GP > 0: Eq. 8 on both critics, 16 uniform random actions per
+  state, every 5th update (:func:`~rl.core.regularizers.gradient_penalty`);
+* ``constraint_relaxation``: Eq. 11's W(s, beta(s)), the batch min-max normalised (Eq. 10)
+  critic value of the behaviour samples (the two critics' mean, averaged over the n samples),
+  in [0, 1], without gradient. It multiplies the MMD in the actor loss and in alpha's dual step.
+
+Differences from the original implementation, on purpose: the behaviour model is fitted
+beforehand and frozen (BEAR trains its CVAE in the same loop); no ensemble-variance term.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from behavior_models.errors import ConfigError
+from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, step
+from rl.core.buffer import Batch
+from rl.core.networks import QEnsemble, TanhGaussianActor, soft_update
+from rl.core.regularizers import MMD_KERNELS, gradient_penalty, minmax_weight, mmd
+
+
+@dataclass(frozen=True)
+class BEARConfig(AlgoConfig):
+    batch_size: int = 256  # BEAR / d3rlpy
+    hidden: tuple[int, ...] = (256, 256)  # actor and critics (d3rlpy's BEAR)
+    actor_lr: float = 1e-4  # ALGORITHMS.md "BEAR": policy 1e-4
+    critic_lr: float = 3e-4  # ALGORITHMS.md "BEAR": Q 3e-4
+    tau: float = 0.005  # polyak rate of the target actor and critics
+    target_samples: int = 10  # policy samples at s' for the target (BEAR, after BCQ)
+    target_lambda: float = 0.75  # lam * min + (1 - lam) * max over the two Q's (BEAR)
+    mmd_samples: int = 4  # n policy and n behaviour samples per state (ALGORITHMS.md: 4-10; d3rlpy 4)
+    mmd_kernel: str = "laplacian"  # laplacian | gaussian (ALGORITHMS.md "BEAR")
+    mmd_sigma: float = 20.0  # kernel width, divisor 2 sigma (BEAR's 20 on pre-tanh actions; tune)
+    epsilon: float = 0.05  # the MMD threshold of Eq. 5 (seed 001: 0.05)
+    alpha_lr: float = 1e-3  # Adam on log alpha (ALGORITHMS.md "BEAR")
+    initial_log_alpha: float = 0.0  # alpha = 1 at the start (d3rlpy initial_alpha = 1)
+    log_alpha_min: float = -5.0  # clamp of log alpha (ALGORITHMS.md "BEAR")
+    log_alpha_max: float = 10.0
+    warmup_max_steps: int = 40_000  # BEAR's MMD-only warm start (ALGORITHMS.md "BEAR")
+    warmup_fraction: float = 0.1  # ... capped at this fraction of the step budget, so short runs do RL
+    warmup_steps: int | None = None  # resolved before training: min(warmup_max_steps, fraction * steps)
+    eval_samples: int = 10  # policy samples scored by Q_1 when acting (BEAR: 10; d3rlpy 100)
+    gradient_penalty: float = 0.0  # lambda_GP of seed 001, Eq. 8; 0 = off (Table 7: 1)
+    gp_k: float = 1.0  # the one-sided threshold k of Eq. 8
+    gp_actions: int = 16  # uniform random actions per state (seed 001, App. C.2 listing)
+    gp_every: int = 5  # every N-th update (seed 001, Sec. 4.1: N = 5)
+    constraint_relaxation: bool = False  # weight the MMD by Eq. 10's W(s, beta(s)) (Eq. 11)
+
+
+@dataclass(frozen=True)
+class BEARPlusPlusConfig(BEARConfig):
+    """BEAR++: BEAR with both options of seed 001 on."""
+
+    gradient_penalty: float = 1.0  # Table 7 (BEAR++ lambda_GP)
+    constraint_relaxation: bool = True  # Eq. 11
+
+
+class BEAR(Algorithm):
+    name = "bear"
+    config_class = BEARConfig
+    behavior_kind = "model"
+
+    @classmethod
+    def resolve_config(cls, config: BEARConfig, dataset_id: str, steps: int) -> BEARConfig:
+        if config.warmup_steps is not None:
+            return config
+        warmup = min(config.warmup_max_steps, int(config.warmup_fraction * steps))
+        return dataclasses.replace(config, warmup_steps=warmup)
+
+    def __init__(self, config: BEARConfig, obs_dim: int, act_dim: int, device="cpu",
+                 behavior: BehaviorInputs | None = None) -> None:
+        super().__init__(config, obs_dim, act_dim, device, behavior)
+        if self.behavior.model is None:
+            raise ConfigError("BEAR needs a behavior model to sample from: --behavior DIR (from `bm fit`, e.g. "
+                              "--model cvae)")
+        if config.mmd_kernel not in MMD_KERNELS:
+            raise ConfigError(f"BEAR mmd_kernel={config.mmd_kernel!r}; choose one of {MMD_KERNELS}")
+        self.actor = TanhGaussianActor(obs_dim, act_dim, config.hidden).to(self.device)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic = QEnsemble(obs_dim, act_dim, config.hidden, 2).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = nn.Parameter(torch.tensor(config.initial_log_alpha, device=self.device))
+        self.optimizers = {"actor": torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr),
+                           "critic": torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr),
+                           "alpha": torch.optim.Adam([self.log_alpha], lr=config.alpha_lr)}
+
+    @property
+    def warmup_steps(self) -> int:
+        # Without a step budget (update() called directly), the uncapped warm start applies.
+        c = self.config
+        return c.warmup_steps if c.warmup_steps is not None else c.warmup_max_steps
+
+    def critic_target_value(self, batch: Batch) -> Tensor:
+        """y of the soft clipped double-Q target, max over ``target_samples`` policy samples [B]."""
+        c = self.config
+        with torch.no_grad():
+            next_actions, _ = self.actor_target.sample(batch.next_observations, c.target_samples)  # [B, m, A]
+            next_obs = batch.next_observations.unsqueeze(1).expand(-1, c.target_samples, -1)
+            q = self.critic_target(next_obs, next_actions)  # [2, B, m]
+            soft = c.target_lambda * q.min(0).values + (1.0 - c.target_lambda) * q.max(0).values
+            return batch.rewards + c.gamma * (1.0 - batch.dones) * soft.max(1).values
+
+    def critic_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        c = self.config
+        q = self.critic(batch.observations, batch.actions)
+        loss = (q - self.critic_target_value(batch).unsqueeze(0)).pow(2).mean(1).sum()
+        metrics = {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
+        if c.gradient_penalty > 0 and (self.updates + 1) % c.gp_every == 0:
+            penalty = gradient_penalty(self.critic, batch.observations, c.gp_actions, c.gp_k).sum()
+            loss = loss + c.gradient_penalty * penalty
+            metrics["gradient_penalty"] = penalty.detach()
+        return loss, metrics
+
+    def constraint(self, obs: Tensor, raw_obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        """(MMD(beta(s), pi(s)), the weight W(s, beta(s))), each per state [B]; W = 1 without relaxation."""
+        c = self.config
+        with torch.no_grad():
+            behavior = self.behavior.model.sample(raw_obs, c.mmd_samples)  # [B, n, A]
+            if c.constraint_relaxation:
+                states = obs.unsqueeze(1).expand(-1, c.mmd_samples, -1)
+                weight = minmax_weight(self.critic(states, behavior).mean((0, 2)))
+            else:
+                weight = torch.ones(obs.shape[0], device=obs.device)
+        return mmd(behavior, actions, c.mmd_kernel, c.mmd_sigma), weight
+
+    def actor_loss(self, obs: Tensor, raw_obs: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """(L_pi, the constraint E[MMD * W] detached, metrics) for states ``obs``."""
+        c = self.config
+        actions, _ = self.actor.sample(obs, c.mmd_samples)  # [B, n, A], reparameterised
+        divergence, weight = self.constraint(obs, raw_obs, actions)
+        constraint = divergence * weight  # [B]
+        alpha = self.log_alpha.exp().detach()
+        if self.updates < self.warmup_steps:
+            q_term = torch.zeros((), device=obs.device)
+            loss = (alpha * constraint).mean()
+        else:
+            q = self.critic(obs.unsqueeze(1).expand(-1, c.mmd_samples, -1), actions)  # [2, B, n]
+            q_term = q.mean(2).min(0).values.mean()
+            loss = -q_term + (alpha * (constraint - c.epsilon)).mean()
+        mean_constraint = constraint.detach().mean()
+        return loss, mean_constraint, {"actor_loss": loss.detach(), "mmd": divergence.detach().mean(),
+                                       "constraint": mean_constraint, "actor_q": q_term.detach(), "alpha": alpha}
+
+    def alpha_loss(self, mean_constraint: Tensor) -> Tensor:
+        """Dual ascent on alpha * (E[MMD * W] - eps): minimise its negative."""
+        return -(self.log_alpha.exp() * (mean_constraint - self.config.epsilon))
+
+    def update(self, batch: Batch) -> dict[str, Tensor]:
+        c = self.config
+        critic_loss, metrics = self.critic_loss(batch)
+        step(self.optimizers["critic"], critic_loss)
+        actor_loss, mean_constraint, actor_metrics = self.actor_loss(batch.observations, batch.raw_observations)
+        step(self.optimizers["actor"], actor_loss)
+        step(self.optimizers["alpha"], self.alpha_loss(mean_constraint))
+        with torch.no_grad():
+            self.log_alpha.clamp_(c.log_alpha_min, c.log_alpha_max)
+        soft_update(self.critic_target, self.critic, c.tau)
+        soft_update(self.actor_target, self.actor, c.tau)
+        self.updates += 1
+        return {**metrics, **actor_metrics}
+
+    def act(self, obs: Tensor, raw_obs: Tensor, deterministic: bool = True) -> Tensor:
+        if not deterministic:
+            return self.actor(obs)
+        actions, _ = self.actor.sample(obs, self.config.eval_samples)  # [B, k, A]
+        q = self.critic(obs.unsqueeze(1).expand(-1, actions.shape[1], -1), actions)[0]  # [B, k]
+        return actions.gather(1, q.argmax(1)[:, None, None].expand(-1, 1, actions.shape[2])).squeeze(1)
+
+
+class BEARPlusPlus(BEAR):
+    """BEAR++ (seed 001): :class:`BEAR` with the gradient penalty and constraint relaxation on."""
+
+    name = "bear++"
+    config_class = BEARPlusPlusConfig

@@ -1,0 +1,76 @@
+"""Constraints and critic regularisers shared by several algorithms, written once.
+
+* :func:`mmd`: the maximum mean discrepancy of BEAR (seed 001, Eq. 5), between two sets of
+  action samples per state, with a Laplacian or a Gaussian kernel;
+* :func:`gradient_penalty`: the one-sided penalty on ||d Q / d a|| of seed 001, Eq. 8, for every
+  member of a :class:`~rl.core.networks.QEnsemble` separately;
+* :func:`minmax_weight`: the critic weight of seed 001, Eq. 10, min-max normalised over the batch;
+* :func:`td3_target`: TD3's clipped double-Q target with target policy smoothing.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from behavior_models.errors import ConfigError
+
+MMD_KERNELS = ("laplacian", "gaussian")
+
+
+def mmd(x: Tensor, y: Tensor, kernel: str = "laplacian", sigma: float = 20.0, eps: float = 1e-6) -> Tensor:
+    """sqrt(MMD^2 + eps) per state between samples ``x`` [B, n, A] and ``y`` [B, m, A].
+
+    MMD^2 is the biased estimator E k(x, x') + E k(y, y') - 2 E k(x, y) over all pairs (self
+    pairs included), as in BEAR. The kernels divide by **2 sigma, not 2 sigma^2**
+    (ALGORITHMS.md, "BEAR"): Laplacian k = exp(-||x - y||_1 / (2 sigma)), Gaussian
+    k = exp(-||x - y||_2^2 / (2 sigma)). ``eps`` keeps the square root differentiable at 0, so
+    identical sets give sqrt(eps) = 1e-3, not exactly 0.
+    """
+    if kernel not in MMD_KERNELS:
+        raise ConfigError(f"unknown MMD kernel {kernel!r}; choose one of {MMD_KERNELS}")
+
+    def mean_kernel(a: Tensor, b: Tensor) -> Tensor:  # [B, n, A], [B, m, A] -> [B]
+        diff = a.unsqueeze(2) - b.unsqueeze(1)  # [B, n, m, A]
+        distance = diff.abs().sum(-1) if kernel == "laplacian" else diff.pow(2).sum(-1)
+        return torch.exp(-distance / (2.0 * sigma)).mean((1, 2))
+
+    return (mean_kernel(x, x) + mean_kernel(y, y) - 2.0 * mean_kernel(x, y) + eps).sqrt()
+
+
+def gradient_penalty(critic: nn.Module, obs: Tensor, n_actions: int = 16, k: float = 1.0) -> Tensor:
+    """Seed 001, Eq. 8 without lambda: E_{s, a ~ U[-1,1]^A}[ReLU(||grad_a Q_e(s, a)||_2 - k)^2], one value per critic [E].
+
+    ``n_actions`` uniform random actions per state (the Appendix C.2 listing: 16). Each critic
+    gets its own copy of the same actions, so its gradient is its own, not the ensemble's sum.
+    The graph is kept (``create_graph=True``): the penalty is differentiable in the critic's
+    weights, which is what makes it a regulariser.
+    """
+    members = critic.ensemble_size
+    states = obs.repeat(n_actions, 1)  # [n B, S]
+    actions = torch.rand(members, states.shape[0], critic.act_dim, device=obs.device, dtype=obs.dtype) * 2.0 - 1.0
+    actions.requires_grad_(True)
+    q = critic.forward_members(states.expand(members, -1, -1), actions)  # [E, n B]
+    (grad,) = torch.autograd.grad(q.sum(), actions, create_graph=True)  # [E, n B, A]
+    return torch.relu(grad.norm(dim=-1) - k).pow(2).mean(1)
+
+
+def minmax_weight(q: Tensor, eps: float = 1e-6) -> Tensor:
+    """Seed 001, Eq. 10: W = (Q - Q_min) / (Q_max - Q_min) over the batch, in [0, 1], without gradient.
+
+    Eq. 10 is used, not the appendix listing's raw Q: a raw Q weight flips the constraint's
+    sign when rewards (hence Q) are negative. ``eps`` guards a batch of equal Q values.
+    """
+    q = q.detach()
+    low, high = q.min(), q.max()
+    return (q - low) / (high - low + eps)
+
+
+def td3_target(actor_target: nn.Module, critic_target: nn.Module, rewards: Tensor, next_obs: Tensor, dones: Tensor,
+               gamma: float, policy_noise: float, noise_clip: float) -> Tensor:
+    """y = r + gamma (1 - done) min_j Q'_j(s', clip(pi'(s') + clip(N(0, noise^2), -c, c), -1, 1)), no gradient."""
+    with torch.no_grad():
+        next_actions = actor_target(next_obs)
+        noise = (torch.randn_like(next_actions) * policy_noise).clamp(-noise_clip, noise_clip)
+        q_next = critic_target(next_obs, (next_actions + noise).clamp(-1.0, 1.0)).min(0).values
+        return rewards + gamma * (1.0 - dones) * q_next

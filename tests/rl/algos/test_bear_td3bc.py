@@ -1,0 +1,128 @@
+"""BEAR(++) and TD3+BC(++) (seed 001): losses go down, the gradient penalty's schedule, and a
+golden test of TD3BC++'s actor loss with Eq. 10's weight against NumPy."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import rl.algos.bear
+import rl.algos.td3bc
+from rl.algos.base import BehaviorInputs
+from rl.algos.bear import BEARConfig, BEARPlusPlusConfig
+from rl.algos.td3bc import TD3BC, TD3BCConfig, TD3BCPlusPlusConfig
+from rl.core.regularizers import minmax_weight
+from rl.core.trainer import Run, RunConfig
+from tests.rl.algos.test_golden import A, S, fixed_batch, np_ensemble_q, np_mlp
+from tests.rl.algos.test_updates import early_late, run_updates
+
+SMALL = {"hidden": (32, 32), "reward_transform": "minus_one"}
+
+
+@pytest.mark.parametrize("config", [TD3BCConfig(**SMALL), TD3BCPlusPlusConfig(**SMALL)])
+def test_td3bc_lowers_critic_and_actor_losses(env_transitions, config):
+    run = Run.build("td3bc++" if config.constraint_relaxation else "td3bc", env_transitions, config, RunConfig(seed=0))
+    initial_actor = copy.deepcopy(run.algorithm.actor)
+    history = run_updates(run, steps=1000)
+    early, late = early_late(history, "critic_loss")
+    assert late < 0.5 * early
+    # The critic moves under the actor, so the actor's objective is compared under the final
+    # critic, with the detached Q scale alpha / mean|Q| held at one value for both actors (with
+    # all-negative Q, as here with r - 1, the rescaled Q term is otherwise a constant -alpha).
+    batch = run.buffer.get(torch.arange(run.buffer.size))
+    algo = run.algorithm
+
+    def objective(actor, scale):
+        with torch.no_grad():
+            pi = actor(batch.observations)
+            bc = (pi - batch.actions).pow(2).mean(-1)
+            if config.constraint_relaxation:
+                bc = bc * minmax_weight(algo.critic(batch.observations, batch.actions).mean(0))
+            q = algo.critic(batch.observations, pi)[0]
+            return -scale * q.mean() + bc.mean(), q.abs().mean()
+
+    _, q_abs = objective(algo.actor, 1.0)
+    scale = config.alpha / q_abs
+    assert objective(algo.actor, scale)[0] < objective(initial_actor, scale)[0]
+
+
+@pytest.mark.parametrize("config", [BEARConfig(**SMALL, mmd_sigma=1.0), BEARPlusPlusConfig(**SMALL, mmd_sigma=1.0)])
+def test_bear_lowers_critic_loss_and_mmd(env_transitions, gaussian_dir, config):
+    # A 1000-step budget: warm start of min(40000, 0.1 * 1000) = 100 MMD-only updates, then RL.
+    name = "bear++" if config.constraint_relaxation else "bear"
+    run = Run.build(name, env_transitions, config, RunConfig(seed=0, steps=1000), behavior=str(gaussian_dir))
+    assert run.algo_config.warmup_steps == 100
+    history = run_updates(run, steps=300)
+    early, late = early_late(history, "critic_loss")
+    assert late < 0.5 * early
+    warm = [row["mmd"] for row in history[:100]]
+    assert np.mean(warm[-20:]) < np.mean(warm[:20])  # the warm start optimises the MMD alone
+    assert all(row["actor_q"] == 0.0 for row in history[:100]) and history[150]["actor_q"] != 0.0
+    alphas = [row["alpha"] for row in history]
+    assert min(alphas) >= np.exp(-5.0) - 1e-6 and max(alphas) <= np.exp(10.0)
+
+
+def test_bear_dual_ascent_raises_alpha_when_the_constraint_is_violated(env_transitions, gaussian_dir):
+    config = BEARConfig(**SMALL, epsilon=-1.0)  # MMD > eps always: alpha must grow
+    run = Run.build("bear", env_transitions, config, RunConfig(seed=0, steps=1000), behavior=str(gaussian_dir))
+    history = run_updates(run, steps=30)
+    assert history[-1]["alpha"] > history[0]["alpha"]
+
+
+def test_bear_acts_by_argmax_q_over_policy_samples(env_transitions, gaussian_dir):
+    run = Run.build("bear", env_transitions, BEARConfig(**SMALL, eval_samples=50), RunConfig(seed=0),
+                    behavior=str(gaussian_dir))
+    algo = run.algorithm
+    obs = run.buffer.column("observations")[:16]
+    torch.manual_seed(1)
+    chosen = algo.act(obs, obs, deterministic=True)
+    torch.manual_seed(1)
+    samples, _ = algo.actor.sample(obs, 50)
+    q = algo.critic(obs.unsqueeze(1).expand(-1, 50, -1), samples)[0]
+    expected = samples[torch.arange(16), q.argmax(1)]
+    assert torch.equal(chosen, expected)
+
+
+@pytest.mark.parametrize("name, config", [("td3bc++", TD3BCPlusPlusConfig(**SMALL)),
+                                          ("bear++", BEARPlusPlusConfig(**SMALL))])
+def test_gradient_penalty_applies_every_fifth_update_only(env_transitions, gaussian_dir, monkeypatch, name, config):
+    module = rl.algos.td3bc if name == "td3bc++" else rl.algos.bear
+    calls = []
+    original = module.gradient_penalty
+
+    def counting(*args, **kwargs):
+        calls.append(len(calls))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, "gradient_penalty", counting)
+    run = Run.build(name, env_transitions, config, RunConfig(seed=0), behavior=str(gaussian_dir) if "bear" in name else None)
+    history = run_updates(run, steps=12)
+    assert [i + 1 for i, row in enumerate(history) if "gradient_penalty" in row] == [5, 10]
+    assert len(calls) == 2
+
+
+def test_gradient_penalty_is_off_without_the_flag(env_transitions):
+    run = Run.build("td3bc", env_transitions, TD3BCConfig(**SMALL), RunConfig(seed=0))
+    assert not any("gradient_penalty" in row for row in run_updates(run, steps=10))
+
+
+@pytest.mark.parametrize("relax", [False, True])
+def test_td3bc_actor_loss_equals_numpy_eq4_and_eq12(relax):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    batch = fixed_batch(rng)
+    config = TD3BCConfig(hidden=(8, 8), alpha=2.5, constraint_relaxation=relax)
+    algo = TD3BC(config, S, A, behavior=BehaviorInputs())
+    loss, metrics = algo.actor_loss(batch.observations, batch.actions)
+
+    obs, act = batch.observations.double().numpy(), batch.actions.double().numpy()
+    pi = np.tanh(np_mlp(algo.actor.net, obs))
+    q1 = np_ensemble_q(algo.critic, obs, pi)[0]
+    lmbda = 2.5 / np.abs(q1).mean()
+    bc = ((pi - act) ** 2).mean(-1)
+    if relax:  # Eq. 10 on the two critics' mean at the dataset action
+        q_data = np_ensemble_q(algo.critic, obs, act).mean(0)
+        bc = bc * (q_data - q_data.min()) / (q_data.max() - q_data.min())
+    expected = -lmbda * q1.mean() + bc.mean()
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-4, abs=1e-5)
