@@ -123,7 +123,7 @@ def behaviour_policy(policy: str, env, rng: np.random.Generator, planner: Planne
 def _bar(total: int, desc: str, progress: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="step", disable=not progress, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit="step", disable=not progress, dynamic_ncols=True, mininterval=0.5)
 
 
 _REFERENCE_SCORES: dict[tuple, dict[str, float]] = {}  # in-process memo: recipes of one maze share them
@@ -147,14 +147,14 @@ def _measure_reference_scores(maze: str, seed: int, episodes: int, planner: Plan
     seeds = _seeds(seed)
     env = make_env(eval_env_spec(maze))
     with _bar(2 * episodes * EVAL_EPISODE_STEPS[maze], f"pointmaze-{maze}: reference scores", progress) as bar:
-        planner = evaluate(env, behaviour_policy("expert", env, seeds["eval_policy"], planner), episodes,
-                           env_seed=seeds["eval_env"], progress=bar)
+        expert = evaluate(env, behaviour_policy("expert", env, seeds["eval_policy"], planner), episodes,
+                          env_seed=seeds["eval_env"], progress=bar)
         random = evaluate(env, behaviour_policy("random", env, seeds["eval_policy"]), episodes,
                           env_seed=seeds["eval_env"], progress=bar)
     env.close()
     return {
-        "ref_min_score": random.mean_return, "ref_max_score": planner.mean_return,
-        "random_success_rate": random.success_rate, "planner_success_rate": planner.success_rate,
+        "ref_min_score": random.mean_return, "ref_max_score": expert.mean_return,
+        "random_success_rate": random.success_rate, "planner_success_rate": expert.success_rate,
     }
 
 
