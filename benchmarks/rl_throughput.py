@@ -1,0 +1,146 @@
+"""Update throughput of BC, ARQ and SPOT at hopper-like shapes, against an in-run roofline.
+
+Run by hand (not by the tests):
+
+    .venv/bin/python benchmarks/rl_throughput.py                  # BC, ARQ (N=30), SPOT (CVAE)
+    .venv/bin/python benchmarks/rl_throughput.py --seconds 10 --threads 1
+
+Shapes: observations 17, actions 6 (hopper), a synthetic dataset of 100,000 transitions held
+on the device. Each algorithm runs its own ``update(batch)`` on minibatches drawn by the
+shared :class:`rl.core.buffer.DeviceBuffer` exactly as in training; per row:
+
+* steps/s: updates per second of wall time after a warm-up;
+* GFLOP/update: the floating-point operations of one update as counted by
+  ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convolutions; elementwise work
+  is not counted, so the achieved figure is a lower bound);
+* achieved GFLOP/s = GFLOP/update * steps/s;
+* roofline: GFLOP/s of a bare ``torch.mm`` at the update's dominant layer shape, measured in
+  the same process right before the update (the best this CPU does on that matmul now);
+* fraction = achieved / roofline.
+
+Networks: BC as d3rlpy 2.8.1's BCConfig (deterministic policy, 256x256 encoder, batch 100,
+Adam 1e-3) and at batch 256; ARQ at its paper defaults (2 Q's of 256x256, batch 512, N = 30
+cached candidates, K = 9, explicit AWR policy); SPOT at TD3 defaults (batch 256) with an
+(unfitted: cost does not depend on the weights) CVAE of 750x750 and its one-sample ELBO.
+Figures measured while other jobs share the CPU say so in the header line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from behavior_models.cache import SampleCache
+from behavior_models.cvae import CVAEBehaviorModel, CVAEConfig
+from behavior_models.data import DatasetInfo, Transitions
+from rl.algos.arq import ARQConfig
+from rl.algos.base import BehaviorInputs
+from rl.algos.bc import BCConfig
+from rl.algos.spot import SPOTConfig
+from rl.core.trainer import Run, RunConfig
+
+OBS, ACT, SIZE = 17, 6, 100_000
+
+
+def synthetic_transitions(seed: int = 0) -> Transitions:
+    rng = np.random.default_rng(seed)
+    episode_length = 1000
+    obs = rng.normal(size=(SIZE, OBS)).astype(np.float32)
+    act = rng.uniform(-1, 1, size=(SIZE, ACT)).astype(np.float32)
+    ends = (np.arange(SIZE) % episode_length) == episode_length - 1
+    info = DatasetInfo("bench/hopper-shaped-v0", OBS, ACT, SIZE // episode_length, SIZE)
+    return Transitions(observations=obs, actions=act, rewards=rng.normal(size=SIZE).astype(np.float32),
+                       next_observations=rng.normal(size=(SIZE, OBS)).astype(np.float32),
+                       next_actions=np.roll(act, -1, 0), next_action_valid=~ends,
+                       terminals=np.zeros(SIZE, bool), timeouts=ends, episode_ids=np.arange(SIZE) // episode_length,
+                       timesteps=np.arange(SIZE) % episode_length, info=info)
+
+
+def synthetic_cache(transitions: Transitions, n: int, seed: int = 0) -> SampleCache:
+    rng = np.random.default_rng(seed)
+    rows = 2 * len(transitions)
+    return SampleCache(torch.as_tensor(rng.uniform(-1, 1, (rows, n, ACT)).astype(np.float32)),
+                       torch.as_tensor(rng.normal(size=(rows, n)).astype(np.float32)),
+                       torch.as_tensor(rng.uniform(size=(rows, n)) > 0.2), torch.arange(len(transitions)),
+                       torch.arange(len(transitions), rows),
+                       {"dataset_id": transitions.dataset_id, "dataset_fingerprint": transitions.fingerprint})
+
+
+def matmul_roofline(rows: int, width_in: int, width_out: int, seconds: float) -> float:
+    """GFLOP/s of torch.mm at [rows, in] x [in, out], best of a few timed windows."""
+    a, b = torch.randn(rows, width_in), torch.randn(width_in, width_out)
+    for _ in range(5):
+        a @ b
+    best = 0.0
+    for _ in range(3):
+        count, tic = 0, time.perf_counter()
+        while time.perf_counter() - tic < seconds / 3:
+            a @ b
+            count += 1
+        best = max(best, 2 * rows * width_in * width_out * count / (time.perf_counter() - tic) / 1e9)
+    return best
+
+
+def measure(label: str, run: Run, batch_size: int, roofline_shape: tuple[int, int, int], seconds: float) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    algorithm, buffer = run.algorithm, run.buffer
+    for _ in range(10):
+        algorithm.update(buffer.sample(batch_size, generator))
+    with FlopCounterMode(display=False) as counter:
+        algorithm.update(buffer.sample(batch_size, generator))
+    flops = counter.get_total_flops()
+    roofline = matmul_roofline(*roofline_shape, seconds=min(3.0, seconds / 2))
+    count, tic = 0, time.perf_counter()
+    while time.perf_counter() - tic < seconds:
+        algorithm.update(buffer.sample(batch_size, generator))
+        count += 1
+    steps_per_second = count / (time.perf_counter() - tic)
+    achieved = flops * steps_per_second / 1e9
+    return {"label": label, "steps_per_second": steps_per_second, "gflop_per_update": flops / 1e9,
+            "achieved_gflops": achieved, "roofline_gflops": roofline, "fraction": achieved / roofline}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="timed window per algorithm")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", default="bc-d3rlpy,bc,arq,spot", help="comma-separated subset")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    transitions = synthetic_transitions()
+    run_config = RunConfig(seed=0)
+    rows = []
+    wanted = args.only.split(",")
+    load = os.getloadavg()[0]
+    print(f"# hopper-like shapes obs {OBS}, act {ACT}; {args.threads} torch thread(s); load average {load:.1f} on "
+          f"{os.cpu_count()} cores{' (shared: other jobs were running)' if load > 1.5 else ''}")
+    if "bc-d3rlpy" in wanted:
+        run = Run.build("bc", transitions, BCConfig(batch_size=100, lr=1e-3), run_config)
+        rows.append(measure("BC (d3rlpy BCConfig: batch 100)", run, 100, (100, 256, 256), args.seconds))
+    if "bc" in wanted:
+        run = Run.build("bc", transitions, BCConfig(), run_config)
+        rows.append(measure("BC (batch 256)", run, 256, (256, 256, 256), args.seconds))
+    if "arq" in wanted:
+        config = ARQConfig()
+        run = Run.build("arq", transitions, config, run_config,
+                        behavior_inputs=BehaviorInputs(cache=synthetic_cache(transitions, 30)))
+        rows.append(measure("ARQ (N=30, batch 512)", run, config.batch_size, (512 * 30, 256, 256), args.seconds))
+    if "spot" in wanted:
+        torch.manual_seed(0)
+        cvae = CVAEBehaviorModel(OBS, ACT, CVAEConfig()).requires_grad_(False).eval()
+        config = SPOTConfig()
+        run = Run.build("spot", transitions, config, run_config, behavior_inputs=BehaviorInputs(model=cvae))
+        rows.append(measure("SPOT (CVAE 750x750, ELBO)", run, config.batch_size, (256, 750, 750), args.seconds))
+    print(f"{'update':34s} {'steps/s':>9s} {'GFLOP/upd':>10s} {'GFLOP/s':>9s} {'roofline':>9s} {'fraction':>9s}")
+    for row in rows:
+        print(f"{row['label']:34s} {row['steps_per_second']:9.1f} {row['gflop_per_update']:10.3f} "
+              f"{row['achieved_gflops']:9.1f} {row['roofline_gflops']:9.1f} {100 * row['fraction']:8.0f}%")
+
+
+if __name__ == "__main__":
+    main()
