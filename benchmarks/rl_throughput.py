@@ -10,7 +10,7 @@ on the device. Each algorithm runs its own ``update(batch)`` on minibatches draw
 shared :class:`rl.core.buffer.DeviceBuffer` exactly as in training; per row:
 
 * steps/s: updates per second of wall time after a warm-up;
-* GFLOP/update: the floating-point operations of one update as counted by
+* GFLOP/update: the floating-point operations of an update (mean over 4) as counted by
   ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convolutions; elementwise work
   is not counted, so the achieved figure is a lower bound);
 * achieved GFLOP/s = GFLOP/update * steps/s;
@@ -28,6 +28,7 @@ Figures measured while other jobs share the CPU say so in the header line.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 
@@ -41,7 +42,10 @@ from behavior_models.data import DatasetInfo, Transitions
 from rl.algos.arq import ARQConfig
 from rl.algos.base import BehaviorInputs
 from rl.algos.bc import BCConfig
+from rl.algos.bear import BEARConfig
+from rl.algos.dasco import DASCOConfig
 from rl.algos.spot import SPOTConfig
+from rl.algos.td3bc import TD3BCConfig
 from rl.core.trainer import Run, RunConfig
 
 OBS, ACT, SIZE = 17, 6, 100_000
@@ -91,9 +95,10 @@ def measure(label: str, run: Run, batch_size: int, roofline_shape: tuple[int, in
     algorithm, buffer = run.algorithm, run.buffer
     for _ in range(10):
         algorithm.update(buffer.sample(batch_size, generator))
-    with FlopCounterMode(display=False) as counter:
-        algorithm.update(buffer.sample(batch_size, generator))
-    flops = counter.get_total_flops()
+    with FlopCounterMode(display=False) as counter:  # over 4 updates: SPOT's actor steps every 2nd one
+        for _ in range(4):
+            algorithm.update(buffer.sample(batch_size, generator))
+    flops = counter.get_total_flops() / 4
     roofline = matmul_roofline(*roofline_shape, seconds=min(3.0, seconds / 2))
     count, tic = 0, time.perf_counter()
     while time.perf_counter() - tic < seconds:
@@ -109,7 +114,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="timed window per algorithm")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--only", default="bc-d3rlpy,bc,arq,spot", help="comma-separated subset")
+    parser.add_argument("--only", default="bc-d3rlpy,bc,arq,spot,td3bc,td3bc++,bear-d3rlpy,bear-d3rlpy+vae,dasco",
+                        help="comma-separated subset")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     transitions = synthetic_transitions()
@@ -136,10 +142,53 @@ def main() -> None:
         config = SPOTConfig()
         run = Run.build("spot", transitions, config, run_config, behavior_inputs=BehaviorInputs(model=cvae))
         rows.append(measure("SPOT (CVAE 750x750, ELBO)", run, config.batch_size, (256, 750, 750), args.seconds))
+    rows += issue8_rows(wanted, transitions, run_config, args.seconds)
     print(f"{'update':34s} {'steps/s':>9s} {'GFLOP/upd':>10s} {'GFLOP/s':>9s} {'roofline':>9s} {'fraction':>9s}")
     for row in rows:
         print(f"{row['label']:34s} {row['steps_per_second']:9.1f} {row['gflop_per_update']:10.3f} "
               f"{row['achieved_gflops']:9.1f} {row['roofline_gflops']:9.1f} {100 * row['fraction']:8.0f}%")
+
+
+# ---------------------------------------------------------------------------- issue 8: TD3+BC, BEAR, DASCO
+class UpdateThenFitBehavior:
+    """BEAR's update followed by one fit step of its CVAE: the work of one d3rlpy BEAR step, which
+    trains its VAE inside the loop (ours is fitted beforehand, so its own step excludes that)."""
+
+    def __init__(self, algorithm, model) -> None:
+        self.algorithm, self.model = algorithm, model.requires_grad_(True).train()
+        self.optimizers = model.make_optimizers()
+
+    def update(self, batch):
+        metrics = self.algorithm.update(batch)
+        self.model.training_step(self.model.normalize(batch.raw_observations), batch.actions, 0, self.optimizers)
+        return metrics
+
+
+def issue8_rows(wanted: list[str], transitions: Transitions, run_config: RunConfig, seconds: float) -> list[dict]:
+    """TD3+BC(++) at its defaults; BEAR on d3rlpy 2.8.1's BEARConfig (actor and critics 256x256, VAE
+    encoder/decoder 256x256 with latent 2A, 4 MMD samples, 10 target samples, batch 256); DASCO."""
+    rows = []
+    for name in ("td3bc", "td3bc++"):
+        if name in wanted:
+            config = TD3BCConfig() if name == "td3bc" else TD3BCConfig(gradient_penalty=1.0, constraint_relaxation=True)
+            run = Run.build("td3bc", transitions, config, run_config)
+            rows.append(measure(f"{name.upper().replace('BC', '+BC' if name == 'td3bc' else 'BC')} (batch 256)", run,
+                                256, (256, 256, 256), seconds))
+    for name in ("bear-d3rlpy", "bear-d3rlpy+vae"):
+        if name in wanted:
+            torch.manual_seed(0)
+            cvae = CVAEBehaviorModel(OBS, ACT, CVAEConfig(hidden=(256, 256))).requires_grad_(False).eval()
+            config = BEARConfig(mmd_samples=4, target_samples=10, warmup_steps=0)  # after the warm start
+            run = Run.build("bear", transitions, config, run_config, behavior_inputs=BehaviorInputs(model=cvae))
+            label = "BEAR (d3rlpy config)"
+            if name.endswith("+vae"):
+                run = dataclasses.replace(run, algorithm=UpdateThenFitBehavior(run.algorithm, cvae))
+                label += " + VAE step"
+            rows.append(measure(label, run, 256, (256 * 10, 256, 256), seconds))
+    if "dasco" in wanted:
+        run = Run.build("dasco", transitions, DASCOConfig(), run_config)
+        rows.append(measure("DASCO (batch 256)", run, 256, (256, 256, 256), seconds))
+    return rows
 
 
 if __name__ == "__main__":

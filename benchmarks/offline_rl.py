@@ -1,0 +1,184 @@
+"""Offline RL benchmark: algorithm x dataset x seed, normalised score mean +- std and steps/s.
+
+Run by hand (not by the tests). The reported configuration:
+
+    .venv/bin/python benchmarks/offline_rl.py \
+        --algos bc,arq,spot --datasets pointmaze-umaze-biased,pointmaze-medium-biased \
+        --seeds 0,1,2 --steps 20000
+
+Everything is resumable and finished work is skipped, so the same command continues an
+interrupted benchmark: datasets are built once (``rl.datasets.make_dataset``); behavior models
+are fitted once per (dataset, backend) under OUT/models/ (the fit loop resumes from its
+checkpoint); sample caches are built once under OUT/caches/ (``build_sample_cache`` resumes
+from its work directory); a run whose ``summary.json`` exists with the requested step count is
+skipped, and one with checkpoints resumes bit for bit.
+
+Defaults are fixed before comparing and are the same on every dataset (no per-dataset tuning):
+each algorithm's config defaults (``rl/algos/*.py``), ``--eval-episodes`` evaluation episodes at
+the end, ``reward_transform=auto`` (r - 1 on the maze datasets). ARQ's cache comes from
+``--arq-behavior`` (the paper's score model by default, sampled with ``--cache-sampler``) with
+``--cache-samples`` candidates and the absolute threshold log(e^-5) = -5; SPOT's density from
+``--spot-behavior`` (the CVAE by default, its one-sample ELBO). The table prints, per
+(algorithm, dataset): mean +- std over seeds of the per-seed mean normalised score, the
+number of finished seeds, and the mean training steps/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+BEHAVIOR_ALGOS = {"arq": "cache", "spot": "model"}  # what --behavior each algorithm needs
+# Issue 8: BEAR(++) samples a behavior model (the --spot-behavior backend, CVAE by default: BEAR's own
+# choice); TD3+BC(++) and DASCO need none.
+BEHAVIOR_ALGOS.update({"bear": "model", "bear++": "model"})
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    options = {}
+    for item in items:
+        key, value = item.split("=", 1)
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def ensure_model(dataset: str, backend: str, root: Path, fit_steps: int, seed: int, device: str) -> Path:
+    """A fitted behavior model of ``backend`` on ``dataset`` (fitted once, resumed if interrupted)."""
+    import behavior_models
+    from behavior_models.base import MODEL_FILE
+    from behavior_models.data import load_transitions
+
+    out = root / "models" / dataset / backend
+    if (out / MODEL_FILE).is_file():
+        return out
+    cls = behavior_models.backend_class(backend)
+    config = cls.config_class(steps=fit_steps, seed=seed)
+    print(f"[fit] {backend} on {dataset}: {fit_steps} steps -> {out}", flush=True)
+    cls.fit(load_transitions(dataset), config, out_dir=out, device=device, resume=out.exists())
+    return out
+
+
+def ensure_cache(dataset: str, model_dir: Path, root: Path, samples: int, sampler_options: dict[str, Any],
+                 likelihood: str, device: str) -> Path:
+    from behavior_models.cache import build_sample_cache
+    from behavior_models.data import load_transitions
+
+    out = root / "caches" / f"{dataset}-{model_dir.name}-N{samples}.npz"
+    if out.is_file():
+        return out
+    print(f"[cache] {model_dir} x {samples} samples -> {out}", flush=True)
+    build_sample_cache(model_dir, load_transitions(dataset), out, num_samples=samples, likelihood=likelihood,
+                       sampler_options=sampler_options, device=device)
+    return out
+
+
+def run_one(algo: str, dataset: str, seed: int, args: argparse.Namespace, behavior: str | None) -> dict[str, Any]:
+    from rl.core.trainer import RunConfig, train
+
+    out = Path(args.out) / "runs" / algo / dataset / f"seed{seed}"
+    summary_path = out / "summary.json"
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        if summary["steps"] == args.steps and summary.get("episodes") == args.eval_episodes:
+            return summary
+    run_config = RunConfig(steps=args.steps, seed=seed, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+                           checkpoint_every=args.checkpoint_every)
+    resume = (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("*.pt"))
+    print(f"[train] {algo} {dataset} seed {seed}{' (resume)' if resume else ''} -> {out}", flush=True)
+    return train(algo, dataset, out, run_config=run_config, behavior=behavior, device=args.device, resume=resume,
+                 progress=not args.no_progress, echo=lambda line: print(line, flush=True))
+
+
+def table(results: dict[tuple[str, str], list[dict[str, Any]]], algos: list[str], datasets: list[str],
+          seeds: int, steps: int) -> str:
+    lines = [f"steps {steps}; mean +- std over seeds of each seed's mean normalised score", "",
+             "| algorithm | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
+    for algo in algos:
+        cells = []
+        for dataset in datasets:
+            done = results.get((algo, dataset), [])
+            if not done:
+                cells.append("not run")
+                continue
+            scores = np.array([s["normalized_score_mean"] for s in done])
+            speed = np.mean([s["steps_per_second"] for s in done if s.get("steps_per_second")])
+            cells.append(f"{scores.mean():.1f} ± {scores.std():.1f} ({len(done)}/{seeds} seeds, {speed:.0f} steps/s)")
+        lines.append(f"| {algo} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--algos", default="bc,arq,spot")
+    parser.add_argument("--datasets", default="pointmaze-umaze-biased,pointmaze-medium-biased")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--eval-every", type=int, default=5_000)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--checkpoint-every", type=int, default=1_000)
+    parser.add_argument("--arq-behavior", default="score", help="backend of ARQ's sample cache")
+    parser.add_argument("--spot-behavior", default="cvae", help="backend of SPOT's density")
+    parser.add_argument("--fit-steps", type=int, default=20_000, help="gradient steps of each behavior-model fit")
+    parser.add_argument("--cache-samples", type=int, default=30, help="ARQ's N (seed 002: 30)")
+    parser.add_argument("--cache-likelihood", default="joint", choices=("joint", "separate", "none"))
+    parser.add_argument("--cache-sampler", default=None,
+                        help="sampler option of the cache (score model: fast, ode or pc); default: the backend's")
+    parser.add_argument("--cache-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra sampler option, e.g. steps=10")
+    parser.add_argument("--out", default="benchmark_output/offline_rl")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from behavior_models.data import is_local
+    from rl.datasets import make_dataset
+
+    algos, datasets = args.algos.split(","), args.datasets.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    root = Path(args.out)
+    sampler_options = parse_options(args.cache_option)
+    if args.cache_sampler:
+        sampler_options["sampler"] = args.cache_sampler
+    load = os.getloadavg()[0]
+    print(f"# offline RL benchmark: {algos} x {datasets} x seeds {seeds}, {args.steps} steps; load average "
+          f"{load:.1f} on {os.cpu_count()} cores", flush=True)
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    tic = time.perf_counter()
+    for dataset in datasets:
+        if not is_local(dataset):
+            make_dataset(dataset)
+        for algo in algos:
+            behavior = None
+            if BEHAVIOR_ALGOS.get(algo) == "cache":
+                model_dir = ensure_model(dataset, args.arq_behavior, root, args.fit_steps, 0, args.device)
+                behavior = str(ensure_cache(dataset, model_dir, root, args.cache_samples, sampler_options,
+                                            args.cache_likelihood, args.device))
+            elif BEHAVIOR_ALGOS.get(algo) == "model":
+                behavior = str(ensure_model(dataset, args.spot_behavior, root, args.fit_steps, 0, args.device))
+            for seed in seeds:
+                summary = run_one(algo, dataset, seed, args, behavior)
+                results.setdefault((algo, dataset), []).append(summary)
+                print(f"[done] {algo} {dataset} seed {seed}: normalized_score {summary['normalized_score_mean']:.1f} "
+                      f"± {summary['normalized_score_std']:.1f}, {summary['steps_per_second']:.1f} steps/s", flush=True)
+    text = table(results, algos, datasets, len(seeds), args.steps)
+    text += (f"\n\nARQ cache: {args.arq_behavior}, N = {args.cache_samples}, likelihood {args.cache_likelihood}, "
+             f"sampler options {sampler_options or 'default'}; SPOT density: {args.spot_behavior}; behavior models fitted "
+             f"for {args.fit_steps} steps; {args.eval_episodes} evaluation episodes per seed.")
+    (root / "table.md").write_text(text + "\n")
+    print(f"\n{text}\n\n(wall time {time.perf_counter() - tic:.0f} s; table in {root / 'table.md'})")
+
+
+if __name__ == "__main__":
+    main()
