@@ -42,9 +42,9 @@ import torch
 from torch import Tensor, nn
 
 from behavior_models.errors import ConfigError
-from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, step
+from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
 from rl.core.buffer import Batch
-from rl.core.networks import QEnsemble, TanhGaussianActor, soft_update
+from rl.core.networks import QEnsemble, TanhGaussianActor, frozen, soft_update
 from rl.core.regularizers import MMD_KERNELS, gradient_penalty, minmax_weight, mmd
 
 
@@ -109,9 +109,9 @@ class BEAR(Algorithm):
         self.critic = QEnsemble(obs_dim, act_dim, config.hidden, 2).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(config.initial_log_alpha, device=self.device))
-        self.optimizers = {"actor": torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr),
-                           "critic": torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr),
-                           "alpha": torch.optim.Adam([self.log_alpha], lr=config.alpha_lr)}
+        self.optimizers = {"actor": adam(self.actor.parameters(), config.actor_lr),
+                           "critic": adam(self.critic.parameters(), config.critic_lr),
+                           "alpha": adam([self.log_alpha], config.alpha_lr)}
 
     @property
     def warmup_steps(self) -> int:
@@ -178,8 +178,9 @@ class BEAR(Algorithm):
         c = self.config
         critic_loss, metrics = self.critic_loss(batch)
         step(self.optimizers["critic"], critic_loss)
-        actor_loss, mean_constraint, actor_metrics = self.actor_loss(batch.observations, batch.raw_observations)
-        step(self.optimizers["actor"], actor_loss)
+        with frozen(self.critic):  # the actor trains through Q; the critic's weights take no gradient
+            actor_loss, mean_constraint, actor_metrics = self.actor_loss(batch.observations, batch.raw_observations)
+            step(self.optimizers["actor"], actor_loss)
         step(self.optimizers["alpha"], self.alpha_loss(mean_constraint))
         with torch.no_grad():
             self.log_alpha.clamp_(c.log_alpha_min, c.log_alpha_max)

@@ -44,9 +44,9 @@ from torch import Tensor
 from behavior_models.errors import ConfigError
 from behavior_models.gan import (NOISE_SCHEDULES, ConditionalGenerator, Discriminator, add_instance_noise,
                                  generator_loss, instance_noise_std, lsgan_discriminator_loss)
-from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, step
+from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
 from rl.core.buffer import Batch
-from rl.core.networks import QEnsemble, TanhGaussianActor, soft_update
+from rl.core.networks import QEnsemble, TanhGaussianActor, frozen, soft_update
 
 EVAL_ACTORS = ("policy", "aux_generator")
 
@@ -107,14 +107,14 @@ class DASCO(Algorithm):
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.policy = TanhGaussianActor(obs_dim, act_dim, config.policy_hidden).to(self.device)
         self.discriminator = Discriminator(obs_dim, act_dim, config.gan_hidden).to(self.device)
-        self.optimizers = {"critic": torch.optim.Adam(self.critic.parameters(), lr=config.lr),
-                           "policy": torch.optim.Adam(self.policy.parameters(), lr=config.lr),
-                           "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=config.lr)}
+        self.optimizers = {"critic": adam(self.critic.parameters(), config.lr),
+                           "policy": adam(self.policy.parameters(), config.lr),
+                           "discriminator": adam(self.discriminator.parameters(), config.lr)}
         self.aux_generator = None
         if config.aux_generator:
             self.aux_generator = ConditionalGenerator(obs_dim, act_dim, config.aux_noise_dim or act_dim,
                                                       config.gan_hidden).to(self.device)
-            self.optimizers["aux_generator"] = torch.optim.Adam(self.aux_generator.parameters(), lr=config.lr)
+            self.optimizers["aux_generator"] = adam(self.aux_generator.parameters(), config.lr)
 
     def noise_std(self) -> float:
         c = self.config
@@ -166,13 +166,14 @@ class DASCO(Algorithm):
         critic_loss, metrics = self.critic_loss(batch)
         step(self.optimizers["critic"], critic_loss)
         soft_update(self.critic_target, self.critic, self.config.tau)
-        policy_loss, policy_metrics = self.policy_loss(obs, data_actions)
-        step(self.optimizers["policy"], policy_loss)
-        metrics.update(policy_metrics)
-        if self.aux_generator is not None:
-            aux_loss = self.aux_generator_loss(obs)
-            step(self.optimizers["aux_generator"], aux_loss)
-            metrics["aux_generator_loss"] = aux_loss.detach()
+        with frozen(self.critic, self.discriminator):  # trained through, not trained here
+            policy_loss, policy_metrics = self.policy_loss(obs, data_actions)
+            step(self.optimizers["policy"], policy_loss)
+            metrics.update(policy_metrics)
+            if self.aux_generator is not None:
+                aux_loss = self.aux_generator_loss(obs)
+                step(self.optimizers["aux_generator"], aux_loss)
+                metrics["aux_generator_loss"] = aux_loss.detach()
         noise_std = self.noise_std()
         d_loss = self.discriminator_loss(obs, data_actions, noise_std)
         step(self.optimizers["discriminator"], d_loss)

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, step
+from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
 from rl.core.buffer import Batch
-from rl.core.networks import DeterministicActor, QEnsemble, soft_update
+from rl.core.networks import DeterministicActor, QEnsemble, frozen, soft_update
 from rl.core.regularizers import gradient_penalty, minmax_weight, td3_target
 
 
@@ -72,8 +72,8 @@ class TD3BC(Algorithm):
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic = QEnsemble(obs_dim, act_dim, config.hidden, 2).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.optimizers = {"actor": torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr),
-                           "critic": torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)}
+        self.optimizers = {"actor": adam(self.actor.parameters(), config.actor_lr),
+                           "critic": adam(self.critic.parameters(), config.critic_lr)}
         self._actor_metrics: dict[str, Tensor] = {}
 
     def critic_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
@@ -109,8 +109,9 @@ class TD3BC(Algorithm):
         step(self.optimizers["critic"], critic_loss)
         self.updates += 1
         if self.updates % self.config.policy_freq == 0:
-            loss, self._actor_metrics = self.actor_loss(batch.observations, batch.actions)
-            step(self.optimizers["actor"], loss)
+            with frozen(self.critic):  # the actor trains through Q; the critic's weights take no gradient
+                loss, self._actor_metrics = self.actor_loss(batch.observations, batch.actions)
+                step(self.optimizers["actor"], loss)
             soft_update(self.critic_target, self.critic, self.config.tau)
             soft_update(self.actor_target, self.actor, self.config.tau)
         return {**metrics, **self._actor_metrics}

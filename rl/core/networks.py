@@ -12,7 +12,8 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -149,6 +150,21 @@ class GaussianActor(nn.Module):
 
     def log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
         return self.distribution(obs).log_prob(act)
+
+
+@contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """Inside the block, the parameters of ``modules`` take no gradient (they are still
+    differentiated through): for a loss that trains one network through another, e.g. an actor
+    through its critic, without computing the critic's weight gradients. Restores the flags."""
+    saved = [(p, p.requires_grad) for module in modules for p in module.parameters()]
+    for p, _ in saved:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in saved:
+            p.requires_grad_(flag)
 
 
 @torch.no_grad()
