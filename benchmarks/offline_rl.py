@@ -52,7 +52,8 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     return options
 
 
-def ensure_model(dataset: str, backend: str, root: Path, fit_steps: int, seed: int, device: str) -> Path:
+def ensure_model(dataset: str, backend: str, root: Path, fit_steps: int, seed: int, device: str,
+                 progress: bool = True) -> Path:
     """A fitted behavior model of ``backend`` on ``dataset`` (fitted once, resumed if interrupted)."""
     import behavior_models
     from behavior_models.base import MODEL_FILE
@@ -64,7 +65,7 @@ def ensure_model(dataset: str, backend: str, root: Path, fit_steps: int, seed: i
     cls = behavior_models.backend_class(backend)
     config = cls.config_class(steps=fit_steps, seed=seed)
     print(f"[fit] {backend} on {dataset}: {fit_steps} steps -> {out}", flush=True)
-    cls.fit(load_transitions(dataset), config, out_dir=out, device=device, resume=out.exists())
+    cls.fit(load_transitions(dataset), config, out_dir=out, device=device, resume=out.exists(), progress=progress)
     return out
 
 
@@ -162,11 +163,13 @@ def main() -> None:
         for algo in algos:
             behavior = None
             if BEHAVIOR_ALGOS.get(algo) == "cache":
-                model_dir = ensure_model(dataset, args.arq_behavior, root, args.fit_steps, 0, args.device)
+                model_dir = ensure_model(dataset, args.arq_behavior, root, args.fit_steps, 0, args.device,
+                                         not args.no_progress)
                 behavior = str(ensure_cache(dataset, model_dir, root, args.cache_samples, sampler_options,
                                             args.cache_likelihood, args.device))
             elif BEHAVIOR_ALGOS.get(algo) == "model":
-                behavior = str(ensure_model(dataset, args.spot_behavior, root, args.fit_steps, 0, args.device))
+                behavior = str(ensure_model(dataset, args.spot_behavior, root, args.fit_steps, 0, args.device,
+                                                not args.no_progress))
             for seed in seeds:
                 summary = run_one(algo, dataset, seed, args, behavior)
                 results.setdefault((algo, dataset), []).append(summary)

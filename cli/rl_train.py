@@ -216,3 +216,15 @@ def eval_command(run_dir: str, episodes: int, sampled: bool, seed: int, device: 
     summary = {**result.summary(), "eval_deterministic": not sampled, "seed": seed}
     write_json_atomic(Path(run_dir) / "eval.json", summary)
     print_summary(summary, Path(run_dir))
+
+
+@click.command("plot")
+@click.option("--run", "run_dirs", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
+              help="A run directory (repeatable: one curve each).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@click.option("--title", default="", help="Figure title.")
+def plot_command(run_dirs: tuple[str, ...], out: str, title: str) -> None:
+    """Draw the learning curves (evaluation score vs steps, from metrics.csv) of runs as a PNG."""
+    from rl.core.plotting import plot_learning_curves
+
+    click.echo(f"wrote {plot_learning_curves(list(run_dirs), out, title)}")

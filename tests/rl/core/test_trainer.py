@@ -166,3 +166,14 @@ def test_cli_arq_on_a_real_sample_cache(env_transitions, gaussian_dir, tmp_path)
     result = runner.invoke(rl_main, ["train", "arq", "--dataset", "test/mcar-other-v0", "--behavior", str(cache),
                                      "--steps", "10", "--out", str(tmp_path / "other")])
     assert result.exit_code == 1 and "built for dataset test/mcar-v0" in result.output, result.output
+
+
+def test_rl_plot_draws_learning_curves(env_transitions, tmp_path):
+    train("bc", env_transitions, tmp_path / "bc", BCConfig(hidden=(16,)), RUN, progress=False, echo=lambda _: None)
+    result = CliRunner().invoke(rl_main, ["plot", "--run", str(tmp_path / "bc"), "--out", str(tmp_path / "c.png")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from rl.core.plotting import read_curve
+
+    steps, means, _ = read_curve(tmp_path / "bc")
+    assert steps == [20, 40, 60] and len(means) == 3
