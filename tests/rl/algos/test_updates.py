@@ -70,3 +70,40 @@ def test_spot_lowers_critic_loss_and_penalty(env_transitions, gaussian_dir):
         run.algorithm.actor = initial_actor
         initial_loss, _ = run.algorithm.actor_loss(obs, raw)
     assert trained_loss < initial_loss
+
+
+def test_arq_policies_act_in_the_box(env_transitions, gaussian_dir):
+    """Explicit (AWR), implicit (Eq. 6 over fresh model samples) and behavior-only policies."""
+    from behavior_models.errors import ConfigError
+    from rl.core.behavior import load_model
+
+    model = load_model(gaussian_dir, env_transitions, "cpu")
+    cache = random_cache(env_transitions)
+    obs = torch.as_tensor(env_transitions.observations[:7])
+    for policy in ("explicit", "implicit", "behavior"):
+        run = Run.build("arq", env_transitions, ARQConfig(hidden=(16,), actor_hidden=(16,), policy=policy,
+                                                          implicit_samples=5), RunConfig(seed=0),
+                        behavior_inputs=BehaviorInputs(cache=cache, model=model))
+        for deterministic in (True, False):
+            actions = run.algorithm.act(obs, obs, deterministic)
+            assert actions.shape == (7, 1) and actions.abs().max() <= 1
+    assert run.algorithm.update(run.buffer.sample(8, torch.Generator().manual_seed(0))) == {}  # s_psi learns nothing
+    with pytest.raises(ConfigError, match="samples the behavior model at act time"):
+        Run.build("arq", env_transitions, ARQConfig(policy="implicit"), RunConfig(),
+                  behavior_inputs=BehaviorInputs(cache=cache))
+
+
+def test_arq_implicit_policy_picks_the_best_advantage_when_deterministic(env_transitions, gaussian_dir):
+    """Eq. 6 with alpha -> argmax: the chosen candidate has the highest Q among the samples."""
+    from rl.core.behavior import load_model
+
+    model = load_model(gaussian_dir, env_transitions, "cpu")
+    run = Run.build("arq", env_transitions, ARQConfig(hidden=(16,), policy="implicit", implicit_samples=6),
+                    RunConfig(seed=0), behavior_inputs=BehaviorInputs(cache=random_cache(env_transitions), model=model))
+    obs = torch.as_tensor(env_transitions.observations[:5])
+    torch.manual_seed(0)
+    candidates = model.sample(obs, 6)
+    torch.manual_seed(0)
+    chosen = run.algorithm.act(obs, obs, deterministic=True)
+    q = run.algorithm.critic(obs.unsqueeze(1).expand(-1, 6, -1), candidates).min(0).values
+    torch.testing.assert_close(chosen, candidates[torch.arange(5), q.argmax(1)])
