@@ -84,6 +84,9 @@ class ScoreConfig(BehaviorModelConfig):
     default_divergence: str = "exact"  # "exact" | "hutchinson"
     ode_rtol: float = 1e-5
     ode_atol: float = 1e-5
+    # Integrate the ODEs (dopri5, scipy, fast) with a float64 state, as the scipy reference does;
+    # the network still runs in the model's dtype. Needed for tolerances below ~1e-6.
+    ode_float64: bool = True
     # grad_log_prob: the score at this small t (one network call).
     grad_t: float = 1e-3
     # bf16 autocast of the PC sampler's network calls, on CUDA only (ignored on CPU, where it
@@ -127,7 +130,7 @@ class ScoreBehaviorModel(BehaviorModel):
         def score(x: Tensor, t: Tensor) -> Tensor:
             context = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
             with context:
-                eps = network(x, obs, t)
+                eps = network(x.to(obs.dtype), obs, t.to(obs.dtype))
             return -eps.to(x.dtype) / self.sde.sigma(t)
 
         return score
@@ -154,7 +157,8 @@ class ScoreBehaviorModel(BehaviorModel):
             raise ConfigError(f"solver must be one of {SOLVERS}, got {solver!r}")
         if probes < 1 or (probes > 1 and divergence != "hutchinson"):
             raise ConfigError(f"probes={probes}: averaging probes needs divergence='hutchinson' and probes >= 1")
-        act = self._clamp(act)
+        out_dtype = act.dtype
+        act = self._clamp(act).to(self._ode_dtype(act))
         if probes > 1:  # each row repeated once per probe: same path, independent divergence estimates
             obs, act = obs.repeat_interleave(probes, 0), act.repeat_interleave(probes, 0)
         probe = (rademacher(tuple(act.shape), device=act.device, dtype=act.dtype, generator=generator)
@@ -172,14 +176,19 @@ class ScoreBehaviorModel(BehaviorModel):
                                                  atol=atol or cfg.ode_atol, probe=probe))
         log_p = per_member[0] if len(per_member) == 1 else (
             torch.logsumexp(torch.stack(per_member), 0) - math.log(len(per_member)))
+        log_p = log_p.to(out_dtype)
         return log_p.reshape(-1, probes).mean(1) if probes > 1 else log_p
+
+    def _ode_dtype(self, like: Tensor) -> torch.dtype:
+        return torch.float64 if self.config.ode_float64 else like.dtype
 
     # ------------------------------------------------------------------ sampling
     def _run_sampler(self, obs: Tensor, sampler: str, with_log_prob: bool, steps: int | None,
                      generator: torch.Generator | None, member: int = 0) -> tuple[Tensor, Tensor | None]:
         """Samples (one per row of ``obs``) from one member, and their log-probs when asked (ode/fast)."""
         cfg = self.config
-        x = self.sde.prior_sample((obs.shape[0], self.act_dim), device=obs.device, dtype=obs.dtype, generator=generator)
+        dtype = obs.dtype if sampler == "pc" else self._ode_dtype(obs)
+        x = self.sde.prior_sample((obs.shape[0], self.act_dim), device=obs.device, dtype=dtype, generator=generator)
         divergence = cfg.default_divergence if with_log_prob else None
         probe = (rademacher(tuple(x.shape), device=x.device, dtype=x.dtype, generator=generator)
                  if divergence == "hutchinson" else None)
@@ -190,12 +199,14 @@ class ScoreBehaviorModel(BehaviorModel):
                              generator=generator), None
         score = self.score_fn(obs, member)
         if sampler == "ode":
-            return ode_sample(self.sde, score, x, t_end=cfg.likelihood_eps, divergence=divergence, probe=probe,
-                              rtol=cfg.ode_rtol, atol=cfg.ode_atol)
-        if sampler == "fast":
-            return fast_sample(self.sde, score, x, steps=steps or cfg.fast_steps, order=cfg.fast_order,
-                               t_end=cfg.likelihood_eps, divergence=divergence, probe=probe)
-        raise ConfigError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+            x, log_p = ode_sample(self.sde, score, x, t_end=cfg.likelihood_eps, divergence=divergence, probe=probe,
+                                  rtol=cfg.ode_rtol, atol=cfg.ode_atol)
+        elif sampler == "fast":
+            x, log_p = fast_sample(self.sde, score, x, steps=steps or cfg.fast_steps, order=cfg.fast_order,
+                                   t_end=cfg.likelihood_eps, divergence=divergence, probe=probe)
+        else:
+            raise ConfigError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+        return x.to(obs.dtype), None if log_p is None else log_p.to(obs.dtype)
 
     def _members_of(self, rows: int, device: torch.device, generator: torch.Generator | None) -> list[Tensor]:
         """Row indices drawn by each ensemble member (uniform mixture weights)."""

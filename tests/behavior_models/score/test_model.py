@@ -1,0 +1,185 @@
+"""The score backend through the contract: solvers, samplers, boundary, persistence, ensembles.
+
+A small model fitted for a few hundred steps is enough for the mechanics (agreement between
+solvers, log-probs of returned samples); the accuracy test against the analytic density
+needs a real fit and is marked slow.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import behavior_models
+from behavior_models.data import load_transitions
+from behavior_models.errors import ConfigError
+from behavior_models.score.model import ScoreBehaviorModel, ScoreConfig
+from tests.helpers import gaussian_log_density, gaussian_mean_std, write_conditional_gaussian_dataset
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("score_data")))
+        write_conditional_gaussian_dataset("test/score-gauss-v0", episodes=30, steps=50)
+        return load_transitions("test/score-gauss-v0")
+
+
+@pytest.fixture(scope="module")
+def small(data, tmp_path_factory):
+    config = ScoreConfig(steps=400, width=64, blocks=2, lr=2e-3, batch_size=256, ema_decay=0.9,
+                         holdout_fraction=0.0, log_every=100)
+    out = tmp_path_factory.mktemp("score_model") / "model"
+    ScoreBehaviorModel.fit(data, config, out_dir=out, progress=False)
+    return behavior_models.load(out)
+
+
+def _inputs(data, count, start=0):
+    return (torch.as_tensor(data.observations[start:start + count]), torch.as_tensor(data.actions[start:start + count]))
+
+
+def test_capabilities():
+    assert ScoreBehaviorModel.capabilities() == {
+        "log_prob_kind": "exact", "differentiable_log_prob": False, "native_grad_log_prob": True,
+        "grad_log_prob": True, "reparameterized_sample": False}
+
+
+def test_solvers_agree_on_a_trained_model(small, data):
+    obs, act = _inputs(data, 4)
+    # At the default rtol = atol = 1e-5 each solver is within ~5e-3 nats of a 1e-9 solve (the
+    # log-det component is large, so its rtol dominates); agreement to 1e-3 needs 1e-7, which
+    # the slow test checks on a well-trained model (this rough one needs thousands of steps).
+    dopri5 = small.log_prob(obs, act, solver="dopri5")
+    scipy = small.log_prob(obs, act, solver="scipy-rk45")
+    assert (dopri5 - scipy).abs().max() <= 0.02
+    # Hutchinson: unbiased, so the mean over many probes approaches the exact value.
+    probes = 32
+    loose = {"rtol": 1e-4, "atol": 1e-4}
+    exact = small.log_prob(obs, act, **loose)
+    hutchinson = small.log_prob(obs, act, divergence="hutchinson", probes=probes,
+                                generator=torch.Generator().manual_seed(0), **loose)
+    single = torch.stack([small.log_prob(obs, act, divergence="hutchinson", generator=torch.Generator().manual_seed(s),
+                                         **loose) for s in range(2)])
+    assert (single[0] != single[1]).any()  # different probes, different estimates
+    spread = (single - exact).abs().max()
+    assert (hutchinson - exact).abs().max() <= max(4 * float(spread) / math.sqrt(probes), 2e-3)
+
+
+def test_fast_likelihood_is_close_to_dopri5(small, data):
+    obs, act = _inputs(data, 8)
+    exact = small.log_prob(obs, act)
+    errors = {steps: float((small.log_prob(obs, act, solver="fast", steps=steps) - exact).abs().mean())
+              for steps in (10, 40)}
+    assert errors[40] <= errors[10] and errors[40] <= 0.05
+
+
+@pytest.mark.parametrize("sampler", ["ode", "fast"])
+def test_sample_and_log_prob_scores_the_returned_actions(small, data, sampler):
+    obs, _ = _inputs(data, 3)
+    actions, log_probs = small.sample_and_log_prob(obs, 4, sampler=sampler, generator=torch.Generator().manual_seed(1))
+    assert actions.shape == (3, 4, 3) and log_probs.shape == (3, 4) and actions.abs().max() <= 1
+    solver = "fast" if sampler == "fast" else "dopri5"
+    rescored = small.log_prob(obs.repeat_interleave(4, 0), actions.reshape(-1, 3), solver=solver).reshape(3, 4)
+    # The sampling path's log-prob (t: 1 -> eps) against a fresh solve (eps -> 1) of the returned
+    # action: dopri5 at rtol = atol = 1e-5 is good to a few 1e-3 nats each way; the 20-step
+    # DPM-Solver, run both ways, to a few 1e-2 on average on this rough 400-step model.
+    if sampler == "ode":
+        assert (rescored - log_probs).abs().max() <= 0.02
+    else:
+        assert (rescored - log_probs).abs().mean() <= 0.1
+
+
+def test_pc_samples_are_shaped_clipped_and_reproducible(small, data):
+    obs, _ = _inputs(data, 3)
+    first = small.sample(obs, 5, sampler="pc", steps=20, generator=torch.Generator().manual_seed(0))
+    again = small.sample(obs, 5, sampler="pc", steps=20, generator=torch.Generator().manual_seed(0))
+    assert first.shape == (3, 5, 3) and first.abs().max() <= 1
+    torch.testing.assert_close(first, again)
+    actions, log_probs = small.sample_and_log_prob(obs, 2, sampler="pc", steps=20, solver="fast")
+    assert actions.shape == (3, 2, 3) and log_probs.shape == (3, 2) and torch.isfinite(log_probs).all()
+
+
+def test_boundary_actions_are_scored_like_their_clipped_neighbours(small, data):
+    obs, act = _inputs(data, 4)
+    on_edge = act.clone()
+    on_edge[:, 0] = 1.0
+    inside = on_edge.clone()
+    inside[:, 0] = 1.0 - small.config.boundary_delta
+    torch.testing.assert_close(small.log_prob(obs, on_edge, solver="fast"), small.log_prob(obs, inside, solver="fast"))
+
+
+def test_grad_log_prob_points_uphill(small, data):
+    obs, act = _inputs(data, 64)
+    act = act + 0.05 * torch.randn(act.shape, generator=torch.Generator().manual_seed(0))  # off the data
+    grad = small.grad_log_prob(obs, act)
+    assert grad.shape == act.shape and torch.isfinite(grad).all()
+    step = 0.02 * grad / grad.norm(dim=1, keepdim=True)  # std of the data: 0.09-0.14
+    # The 40-step fast solver: both sides share its (small, smooth) discretisation error.
+    gain = small.log_prob(obs, act + step, solver="fast", steps=40) - small.log_prob(obs, act, solver="fast", steps=40)
+    assert (gain > 0).float().mean() >= 0.9
+
+
+def test_saved_model_reloads_identically(small, data, tmp_path):
+    obs, act = _inputs(data, 4)
+    small.save(tmp_path / "copy")
+    again = behavior_models.load(tmp_path / "copy")
+    assert isinstance(again, ScoreBehaviorModel) and again.config == small.config
+    torch.testing.assert_close(again.log_prob(obs, act, solver="fast"), small.log_prob(obs, act, solver="fast"))
+
+
+def test_ensemble_is_the_uniform_mixture_of_its_members(data):
+    config = ScoreConfig(steps=30, width=32, blocks=1, batch_size=64, ensemble=2, holdout_fraction=0.0)
+    model = ScoreBehaviorModel.fit(data, config, progress=False)
+    obs, act = _inputs(data, 5)
+    both = model.log_prob(obs, act, solver="fast")
+    members = []
+    for j in range(2):
+        single = ScoreBehaviorModel(data.obs_dim, data.act_dim, ScoreConfig(width=32, blocks=1))
+        single.networks.members[0].load_state_dict(model.networks.members[j].state_dict())
+        single.obs_mean.copy_(model.obs_mean), single.obs_std.copy_(model.obs_std)
+        members.append(single.log_prob(obs, act, solver="fast"))
+    torch.testing.assert_close(both, torch.logsumexp(torch.stack(members), 0) - math.log(2))
+    assert model.sample(obs, 4, sampler="fast").shape == (5, 4, 3)
+
+
+def test_bad_options_are_refused(small, data):
+    obs, act = _inputs(data, 2)
+    with pytest.raises(ConfigError, match="solver"):
+        small.log_prob(obs, act, solver="euler")
+    with pytest.raises(ConfigError, match="hutchinson"):
+        small.log_prob(obs, act, probes=4)
+    with pytest.raises(ConfigError, match="sampler"):
+        small.sample(obs, 2, sampler="ddim")
+    with pytest.raises(ConfigError, match="langevin_step"):
+        ScoreConfig(langevin_step="mean")
+
+
+@pytest.mark.slow
+def test_trained_log_prob_matches_the_analytic_density(tmp_path_factory):
+    """A real fit (about 7 minutes on 2 shared cores) gets log_prob within 0.1 nats MAE."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("score_acc")))
+        write_conditional_gaussian_dataset("test/score-acc-v0", episodes=200, steps=100)
+        train = load_transitions("test/score-acc-v0")
+    config = ScoreConfig(steps=6000, width=128, lr=1e-3, lr_final_fraction=0.01, holdout_fraction=0.0)
+    model = ScoreBehaviorModel.fit(train, config, progress=False)
+    rng = np.random.default_rng(1)
+    obs = rng.uniform(-1, 1, (500, 2))
+    mean, std = gaussian_mean_std(obs)
+    act = mean + std * rng.normal(size=mean.shape)
+    obs_t, act_t = torch.tensor(obs, dtype=torch.float32), torch.tensor(act, dtype=torch.float32)
+    errors = model.log_prob(obs_t, act_t).numpy() - gaussian_log_density(obs, act)
+    print(f"trained score model: log_prob MAE {np.abs(errors).mean():.4f} nats, bias {errors.mean():+.4f}")
+    assert np.abs(errors).mean() <= 0.1
+    # The two solvers agree within 1e-3 nats at rtol = atol = 1e-7.
+    tight = {"rtol": 1e-7, "atol": 1e-7}
+    dopri5 = model.log_prob(obs_t[:4], act_t[:4], solver="dopri5", **tight)
+    scipy = model.log_prob(obs_t[:4], act_t[:4], solver="scipy-rk45", **tight)
+    assert (dopri5 - scipy).abs().max() <= 1e-3
+    # Its samples follow the conditional mean and std (PC sampler, 500 steps, 8 states x 200).
+    samples = model.sample(obs_t[:8], 200, sampler="pc").numpy()
+    assert np.abs(samples.mean(1) - mean[:8]).max() <= 0.03
+    assert np.abs(samples.std(1) / std[:8] - 1).max() <= 0.25
