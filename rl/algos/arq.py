@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from behavior_models.errors import ConfigError
-from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, step
+from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
 from rl.core.buffer import Batch
 from rl.core.networks import DeterministicActor, GaussianActor, QEnsemble, soft_update
 
@@ -135,12 +135,12 @@ class ARQ(Algorithm):
 
         self.critic = QEnsemble(obs_dim, act_dim, config.hidden, config.num_q).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.optimizers = {"critic": torch.optim.Adam(self.critic.parameters(), lr=config.q_lr)}
+        self.optimizers = {"critic": adam(self.critic.parameters(), lr=config.q_lr)}
         self.actor = None
         if config.policy == "explicit":
             actor_cls = GaussianActor if config.actor_type == "gaussian" else DeterministicActor
             self.actor = actor_cls(obs_dim, act_dim, config.actor_hidden).to(self.device)
-            self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+            self.optimizers["actor"] = adam(self.actor.parameters(), lr=config.actor_lr)
 
     # ------------------------------------------------------------------ targets
     def candidates_at(self, rows: Tensor) -> tuple[Tensor, Tensor]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rl.algos.base import AlgoConfig, Algorithm, step
+from rl.algos.base import AlgoConfig, Algorithm, adam, step
 from rl.core.buffer import Batch
 from rl.core.networks import DeterministicActor
 
@@ -31,7 +31,7 @@ class BC(Algorithm):
     def __init__(self, config: BCConfig, obs_dim: int, act_dim: int, device="cpu", behavior=None) -> None:
         super().__init__(config, obs_dim, act_dim, device, behavior)
         self.actor = DeterministicActor(obs_dim, act_dim, config.hidden).to(self.device)
-        self.optimizers = {"actor": torch.optim.Adam(self.actor.parameters(), lr=config.lr)}
+        self.optimizers = {"actor": adam(self.actor.parameters(), lr=config.lr)}
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         loss = (self.actor(batch.observations) - batch.actions).pow(2).mean()

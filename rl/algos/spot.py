@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from behavior_models.errors import ConfigError
-from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, step
+from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
 from rl.core.buffer import Batch
 from rl.core.networks import DeterministicActor, QEnsemble, soft_update
 
@@ -90,8 +90,8 @@ class SPOT(Algorithm):
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic = QEnsemble(obs_dim, act_dim, config.hidden, 2).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.optimizers = {"actor": torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr),
-                           "critic": torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)}
+        self.optimizers = {"actor": adam(self.actor.parameters(), lr=config.actor_lr),
+                           "critic": adam(self.critic.parameters(), lr=config.critic_lr)}
         self._actor_metrics: dict[str, Tensor] = {}
 
     def penalty(self, raw_obs: Tensor, actions: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
