@@ -45,7 +45,7 @@ from behavior_models.errors import ConfigError
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
 from rl.core.buffer import Batch
 from rl.core.networks import QEnsemble, TanhGaussianActor, frozen, soft_update
-from rl.core.regularizers import MMD_KERNELS, gradient_penalty, minmax_weight, mmd
+from rl.core.regularizers import MMD_KERNELS, critic_loss, minmax_weight, mmd
 
 
 @dataclass(frozen=True)
@@ -131,14 +131,8 @@ class BEAR(Algorithm):
 
     def critic_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         c = self.config
-        q = self.critic(batch.observations, batch.actions)
-        loss = (q - self.critic_target_value(batch).unsqueeze(0)).pow(2).mean(1).sum()
-        metrics = {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
-        if c.gradient_penalty > 0 and (self.updates + 1) % c.gp_every == 0:
-            penalty = gradient_penalty(self.critic, batch.observations, c.gp_actions, c.gp_k).sum()
-            loss = loss + c.gradient_penalty * penalty
-            metrics["gradient_penalty"] = penalty.detach()
-        return loss, metrics
+        return critic_loss(self.critic, batch.observations, batch.actions, self.critic_target_value(batch),
+                           c.gradient_penalty, (self.updates + 1) % c.gp_every == 0, c.gp_actions, c.gp_k)
 
     def constraint(self, obs: Tensor, raw_obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
         """(MMD(beta(s), pi(s)), the weight W(s, beta(s))), each per state [B]; W = 1 without relaxation."""
@@ -176,8 +170,8 @@ class BEAR(Algorithm):
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         c = self.config
-        critic_loss, metrics = self.critic_loss(batch)
-        step(self.optimizers["critic"], critic_loss)
+        q_loss, metrics = self.critic_loss(batch)
+        step(self.optimizers["critic"], q_loss)
         with frozen(self.critic):  # the actor trains through Q; the critic's weights take no gradient
             actor_loss, mean_constraint, actor_metrics = self.actor_loss(batch.observations, batch.raw_observations)
             step(self.optimizers["actor"], actor_loss)

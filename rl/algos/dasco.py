@@ -47,6 +47,7 @@ from behavior_models.gan import (NOISE_SCHEDULES, ConditionalGenerator, Discrimi
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
 from rl.core.buffer import Batch
 from rl.core.networks import QEnsemble, TanhGaussianActor, frozen, soft_update
+from rl.core.regularizers import critic_loss
 
 EVAL_ACTORS = ("policy", "aux_generator")
 
@@ -129,9 +130,7 @@ class DASCO(Algorithm):
             next_actions = self.policy(batch.next_observations)
             q_next = self.critic_target(batch.next_observations, next_actions).min(0).values
             target = batch.rewards + self.config.gamma * (1.0 - batch.dones) * q_next
-        q = self.critic(batch.observations, batch.actions)
-        loss = (q - target.unsqueeze(0)).pow(2).mean(1).sum()
-        return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
+        return critic_loss(self.critic, batch.observations, batch.actions, target)  # qf1_loss + qf2_loss
 
     def policy_loss(self, obs: Tensor, data_actions: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Listing 3 (Eq. 11 with w, Eq. 63)."""
@@ -163,8 +162,8 @@ class DASCO(Algorithm):
     # ------------------------------------------------------------------ one step, Algorithm 1
     def update(self, batch: Batch) -> dict[str, Tensor]:
         obs, data_actions = batch.observations, batch.actions
-        critic_loss, metrics = self.critic_loss(batch)
-        step(self.optimizers["critic"], critic_loss)
+        q_loss, metrics = self.critic_loss(batch)
+        step(self.optimizers["critic"], q_loss)
         soft_update(self.critic_target, self.critic, self.config.tau)
         with frozen(self.critic, self.discriminator):  # trained through, not trained here
             policy_loss, policy_metrics = self.policy_loss(obs, data_actions)

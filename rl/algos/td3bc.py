@@ -31,7 +31,7 @@ from torch import Tensor
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
 from rl.core.buffer import Batch
 from rl.core.networks import DeterministicActor, QEnsemble, frozen, soft_update
-from rl.core.regularizers import gradient_penalty, minmax_weight, td3_target
+from rl.core.regularizers import critic_loss, minmax_weight, td3_target
 
 
 @dataclass(frozen=True)
@@ -81,14 +81,8 @@ class TD3BC(Algorithm):
         config = self.config
         target = td3_target(self.actor_target, self.critic_target, batch.rewards, batch.next_observations,
                             batch.dones, config.gamma, config.policy_noise, config.noise_clip)
-        q = self.critic(batch.observations, batch.actions)
-        loss = (q - target.unsqueeze(0)).pow(2).mean(1).sum()
-        metrics = {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
-        if config.gradient_penalty > 0 and (self.updates + 1) % config.gp_every == 0:
-            penalty = gradient_penalty(self.critic, batch.observations, config.gp_actions, config.gp_k).sum()
-            loss = loss + config.gradient_penalty * penalty
-            metrics["gradient_penalty"] = penalty.detach()
-        return loss, metrics
+        return critic_loss(self.critic, batch.observations, batch.actions, target, config.gradient_penalty,
+                           (self.updates + 1) % config.gp_every == 0, config.gp_actions, config.gp_k)
 
     def actor_loss(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Eq. 4 (W = 1) or Eq. 12 (W of Eq. 10) as a loss to minimise."""
@@ -105,8 +99,8 @@ class TD3BC(Algorithm):
         return loss, {"actor_loss": loss.detach(), "bc_loss": bc.detach().mean(), "actor_q": q.detach().mean()}
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
-        critic_loss, metrics = self.critic_loss(batch)
-        step(self.optimizers["critic"], critic_loss)
+        q_loss, metrics = self.critic_loss(batch)
+        step(self.optimizers["critic"], q_loss)
         self.updates += 1
         if self.updates % self.config.policy_freq == 0:
             with frozen(self.critic):  # the actor trains through Q; the critic's weights take no gradient

@@ -5,7 +5,8 @@
 * :func:`gradient_penalty`: the one-sided penalty on ||d Q / d a|| of seed 001, Eq. 8, for every
   member of a :class:`~rl.core.networks.QEnsemble` separately;
 * :func:`minmax_weight`: the critic weight of seed 001, Eq. 10, min-max normalised over the batch;
-* :func:`td3_target`: TD3's clipped double-Q target with target policy smoothing.
+* :func:`td3_target`: TD3's clipped double-Q target with target policy smoothing;
+* :func:`critic_loss`: sum_j E[(Q_j(s, a) - y)^2], plus lambda_GP times Eq. 8 when it is due.
 """
 
 from __future__ import annotations
@@ -74,3 +75,17 @@ def td3_target(actor_target: nn.Module, critic_target: nn.Module, rewards: Tenso
         noise = (torch.randn_like(next_actions) * policy_noise).clamp(-noise_clip, noise_clip)
         q_next = critic_target(next_obs, (next_actions + noise).clamp(-1.0, 1.0)).min(0).values
         return rewards + gamma * (1.0 - dones) * q_next
+
+
+def critic_loss(critic: nn.Module, obs: Tensor, actions: Tensor, target: Tensor, penalty_weight: float = 0.0,
+                penalty_due: bool = False, penalty_actions: int = 16, penalty_k: float = 1.0) -> tuple[Tensor, dict[str, Tensor]]:
+    """sum_j mean_B (Q_j(s, a) - y)^2 over the ensemble, plus ``penalty_weight`` * sum_j Eq. 8 when
+    ``penalty_due`` (seed 001 applies it every N-th step); returns the loss and what to log."""
+    q = critic(obs, actions)
+    loss = (q - target.unsqueeze(0)).pow(2).mean(1).sum()
+    metrics = {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
+    if penalty_weight > 0 and penalty_due:
+        penalty = gradient_penalty(critic, obs, penalty_actions, penalty_k).sum()
+        loss = loss + penalty_weight * penalty
+        metrics["gradient_penalty"] = penalty.detach()
+    return loss, metrics
