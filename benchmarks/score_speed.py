@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rows", type=int, default=8192, help="rows (states x samples) for the throughput figures")
     parser.add_argument("--pc-time-steps", type=int, default=25)
-    parser.add_argument("--ll-rows", type=int, default=128, help="rows for the likelihood figures")
+    parser.add_argument("--ll-rows", type=int, default=64, help="rows for the likelihood figures")
     parser.add_argument("--quality-rows", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -148,37 +148,51 @@ def main() -> None:
     obs = torch.as_tensor(rng.uniform(-1, 1, (args.rows, 2)), dtype=torch.float32)
     norm_obs = model.normalize(obs)
     x = torch.randn(args.rows, model.act_dim)
-    t = torch.tensor(0.5)
-    with torch.no_grad():
-        net(x, norm_obs, t)
-        forward_time, _ = timed(lambda: net(x, norm_obs, t), repeat=5)
-    roofline = flops * args.rows / forward_time / 1e9
-    print(f"\n1. roofline: network forward at {args.rows} rows: {forward_time * 1e3:.1f} ms, "
-          f"{flops / 1e6:.3f} MFLOP/row -> {roofline:.1f} GFLOP/s")
 
-    def fraction(nfe: int, rows: int, seconds: float) -> float:
-        return nfe * rows * flops / seconds / 1e9 / roofline
+    @torch.no_grad()
+    def roofline_now() -> float:
+        """GFLOP/s of the bare network forward at --rows rows, best of 3 (re-measured around each
+        sampler, since the other jobs on the machine change the available CPU minute by minute)."""
+        seconds, _ = timed(lambda: net(x, norm_obs, torch.tensor(0.5)), repeat=3)
+        return flops * args.rows / seconds / 1e9
+
+    roofline_now()
+    first = roofline_now()
+    print(f"\n1. roofline: network forward at {args.rows} rows, {flops / 1e6:.3f} MFLOP/row -> {first:.1f} GFLOP/s")
 
     # ---------------------------------------------------------------- 2. sampling throughput
-    print(f"\n2. sampling, {args.rows} rows")
-    print(f"   {'sampler':<22}{'samples/s':>12}{'NFE':>8}{'roofline':>10}")
-    score = Counted(model.score_fn(norm_obs))
+    print(f"\n2. sampling, {args.rows} rows (fraction: the sampler's network FLOP rate over the roofline "
+          "measured just before and after it)")
+    print(f"   {'sampler':<22}{'samples/s':>12}{'NFE':>8}{'GFLOP/s':>9}{'roofline':>10}{'fraction':>10}")
     prior = torch.randn(args.rows, model.act_dim)
-    seconds, _ = timed(lambda: _pc_partial(sde, score, prior, cfg, args.pc_time_steps))
-    per_step = seconds / args.pc_time_steps
-    pc_rate = args.rows / (per_step * cfg.pc_steps)
-    print(f"   {'PC-500 (scaled)':<22}{pc_rate:>12.1f}{2 * cfg.pc_steps:>8}{fraction(2, args.rows, per_step):>10.1%}")
+
+    def report(label: str, rows: int, run) -> None:
+        before = roofline_now()
+        score = Counted(model.score_fn(norm_obs[:rows]))
+        seconds, (scale, nfe) = timed(lambda: run(score))
+        after = roofline_now()
+        achieved = nfe * rows * flops / (seconds / scale) / 1e9
+        roof = 0.5 * (before + after)
+        print(f"   {label:<22}{rows / (seconds / scale):>12.1f}{nfe:>8}{achieved:>9.1f}{roof:>10.1f}{achieved / roof:>10.1%}")
+
+    def pc_run(score):
+        _pc_partial(sde, score, prior, cfg, args.pc_time_steps)
+        return args.pc_time_steps / cfg.pc_steps, 2 * cfg.pc_steps  # timed share of the chain, NFE of all of it
+
+    report("PC-500 (scaled)", args.rows, pc_run)
     ode_rows = min(args.rows, 2048)
-    score_ode = Counted(model.score_fn(norm_obs[:ode_rows]))
-    seconds, _ = timed(lambda: ode_sample(sde, score_ode, prior[:ode_rows].double(), t_end=cfg.likelihood_eps,
-                                          divergence=None))
-    print(f"   {'ODE dopri5 (' + str(ode_rows) + ')':<22}{ode_rows / seconds:>12.1f}{score_ode.calls:>8}"
-          f"{fraction(score_ode.calls, ode_rows, seconds):>10.1%}")
+
+    def ode_run(score):
+        ode_sample(sde, score, prior[:ode_rows].double(), t_end=cfg.likelihood_eps, divergence=None)
+        return 1.0, score.calls
+
+    report(f"ODE dopri5 ({ode_rows})", ode_rows, ode_run)
     for steps in (10, 20):
-        fast = Counted(model.score_fn(norm_obs))
-        seconds, _ = timed(lambda: fast_sample(sde, fast, prior, steps=steps, t_end=cfg.likelihood_eps))
-        print(f"   {'fast, ' + str(steps) + ' steps':<22}{args.rows / seconds:>12.1f}{fast.calls:>8}"
-              f"{fraction(fast.calls, args.rows, seconds):>10.1%}")
+        def fast_run(score, steps=steps):
+            fast_sample(sde, score, prior, steps=steps, t_end=cfg.likelihood_eps)
+            return 1.0, score.calls
+
+        report(f"fast, {steps} steps", args.rows, fast_run)
 
     # ---------------------------------------------------------------- 3. likelihood
     n = args.ll_rows

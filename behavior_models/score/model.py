@@ -67,6 +67,7 @@ class ScoreConfig(BehaviorModelConfig):
     width: int = 256
     blocks: int = 3
     ensemble: int = 1
+    time_embedding_scale: float = 1000.0  # sinusoidal embedding of scale * t (see score.network)
     # Sampling.
     default_sampler: str = "pc"  # "pc" | "ode" | "fast"
     pc_steps: int = 500
@@ -119,7 +120,8 @@ class ScoreBehaviorModel(BehaviorModel):
     def __init__(self, obs_dim: int, act_dim: int, config: ScoreConfig) -> None:
         super().__init__(obs_dim, act_dim, config)
         self.sde = VPSDE(config.beta_min, config.beta_max)
-        self.networks = NoiseEnsemble(act_dim, obs_dim, config.width, config.blocks, config.ensemble)
+        self.networks = NoiseEnsemble(act_dim, obs_dim, config.width, config.blocks, config.ensemble,
+                                      config.time_embedding_scale)
 
     # ------------------------------------------------------------------ the score
     def score_fn(self, obs: Tensor, member: int = 0, low_precision: bool = False) -> ScoreFn:

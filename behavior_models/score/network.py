@@ -7,6 +7,12 @@ x_t = alpha(t) x_0 + sigma(t) z, so the score is -eps_theta / sigma(t).
 
 ``t`` may be a 0-d tensor (one time for the whole batch, as in every sampler and solver step:
 the time path then runs once, not once per row) or a [N] tensor (training).
+
+The time embedding is DDPM's sinusoidal embedding of ``time_scale * t`` (1000, as DDPM and
+score_sde's continuous VP models). Its fastest component varies on a t-scale of 1/time_scale,
+which the adaptive ODE solvers must resolve: an untrained width-64 network needs 488 network
+evaluations for one dopri5 likelihood solve with 1000 and 116 with 20. Whether a smaller
+scale keeps the accuracy of trained models has not been measured yet.
 """
 
 from __future__ import annotations
@@ -42,16 +48,18 @@ class ResidualBlock(nn.Module):
 class NoiseNetwork(nn.Module):
     """eps_theta(x [N, A], s [N, S], t [] or [N]) -> [N, A]."""
 
-    def __init__(self, act_dim: int, obs_dim: int, width: int = 256, blocks: int = 3) -> None:
+    def __init__(self, act_dim: int, obs_dim: int, width: int = 256, blocks: int = 3,
+                 time_scale: float = 1000.0) -> None:
         super().__init__()
         self.width = width
+        self.time_scale = time_scale
         self.time_mlp = nn.Linear(width, width)
         self.input = nn.Linear(act_dim + obs_dim, width)
         self.blocks = nn.ModuleList(ResidualBlock(width) for _ in range(blocks))
         self.output = nn.Linear(width, act_dim)
 
     def forward(self, x: Tensor, obs: Tensor, t: Tensor) -> Tensor:
-        temb = silu(self.time_mlp(sinusoidal_embedding(t.reshape(-1), self.width).to(x.dtype)))
+        temb = silu(self.time_mlp(sinusoidal_embedding(t.reshape(-1), self.width, self.time_scale).to(x.dtype)))
         h = self.input(torch.cat([x, obs], dim=-1))
         for block in self.blocks:
             h = block(h, temb)
@@ -69,9 +77,10 @@ class NoiseEnsemble(nn.Module):
     The model treats them as the uniform mixture (1/k) sum_j p_j(a|s); see ``score.model``.
     """
 
-    def __init__(self, act_dim: int, obs_dim: int, width: int, blocks: int, members: int) -> None:
+    def __init__(self, act_dim: int, obs_dim: int, width: int, blocks: int, members: int,
+                 time_scale: float = 1000.0) -> None:
         super().__init__()
-        self.members = nn.ModuleList(NoiseNetwork(act_dim, obs_dim, width, blocks) for _ in range(members))
+        self.members = nn.ModuleList(NoiseNetwork(act_dim, obs_dim, width, blocks, time_scale) for _ in range(members))
 
     def __len__(self) -> int:
         return len(self.members)

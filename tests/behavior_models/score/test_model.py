@@ -30,8 +30,9 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def small(data, tmp_path_factory):
+    # A slow time embedding (20 t, not 1000 t) keeps this rough model's ODEs cheap to solve.
     config = ScoreConfig(steps=400, width=64, blocks=2, lr=2e-3, batch_size=256, ema_decay=0.9,
-                         holdout_fraction=0.0, log_every=100)
+                         holdout_fraction=0.0, log_every=100, time_embedding_scale=20.0)
     out = tmp_path_factory.mktemp("score_model") / "model"
     ScoreBehaviorModel.fit(data, config, out_dir=out, progress=False)
     return behavior_models.load(out)
@@ -131,13 +132,14 @@ def test_saved_model_reloads_identically(small, data, tmp_path):
 
 
 def test_ensemble_is_the_uniform_mixture_of_its_members(data):
-    config = ScoreConfig(steps=30, width=32, blocks=1, batch_size=64, ensemble=2, holdout_fraction=0.0)
+    config = ScoreConfig(steps=30, width=32, blocks=1, batch_size=64, ensemble=2, holdout_fraction=0.0,
+                         time_embedding_scale=20.0)
     model = ScoreBehaviorModel.fit(data, config, progress=False)
     obs, act = _inputs(data, 5)
     both = model.log_prob(obs, act, solver="fast")
     members = []
     for j in range(2):
-        single = ScoreBehaviorModel(data.obs_dim, data.act_dim, ScoreConfig(width=32, blocks=1))
+        single = ScoreBehaviorModel(data.obs_dim, data.act_dim, ScoreConfig(width=32, blocks=1, time_embedding_scale=20.0))
         single.networks.members[0].load_state_dict(model.networks.members[j].state_dict())
         single.obs_mean.copy_(model.obs_mean), single.obs_std.copy_(model.obs_std)
         members.append(single.log_prob(obs, act, solver="fast"))
