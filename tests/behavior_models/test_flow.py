@@ -1,0 +1,60 @@
+"""Flow-specific checks that need no fit: exact normalisation over the box, config errors."""
+
+import pytest
+import torch
+
+from behavior_models.errors import ConfigError
+from behavior_models.flow import FlowBehaviorModel, FlowConfig
+
+
+def _box_mass(model, obs, points):
+    """Integral of exp(log_prob) over [-(1-delta), 1-delta]^A, plus the sampled mass beyond it.
+
+    The integral runs on a grid in u = atanh(a) (da = (1 - a^2) du), where the integrand is
+    smooth; the mass the tanh bijection puts within delta of the faces is estimated from
+    samples, so the sum checks log_prob against the sampler as well as the normalisation.
+    """
+    bound = 1.0 - model.config.boundary_delta
+    u = torch.linspace(-float(torch.atanh(torch.tensor(bound))), float(torch.atanh(torch.tensor(bound))), points,
+                       dtype=torch.float64)
+    grids = torch.meshgrid(*[u] * model.act_dim, indexing="ij")
+    u_all = torch.stack([g.reshape(-1) for g in grids], 1)
+    act = torch.tanh(u_all)
+    obs_all = torch.as_tensor(obs, dtype=torch.float64).repeat(len(act), 1)
+    with torch.no_grad():
+        integrand = (model.log_prob(obs_all, act).exp() * (1 - act.pow(2)).prod(1)).reshape([points] * model.act_dim)
+        samples = model.sample(torch.as_tensor(obs, dtype=torch.float64)[None], 20_000)[0]
+    for _ in range(model.act_dim):
+        integrand = torch.trapezoid(integrand, u)
+    return float(integrand) + float((samples.abs() > bound).any(1).double().mean())
+
+
+@pytest.mark.parametrize("transform", ["affine", "spline"])
+def test_density_integrates_to_one_over_the_box(transform):
+    # Untrained flows with random weights: the change of variables alone must make it exact.
+    torch.manual_seed(0)
+    model = FlowBehaviorModel(2, 1, FlowConfig(transform=transform, hidden=16, num_transforms=2)).double()
+    for parameter in model.parameters():
+        torch.nn.init.normal_(parameter, std=0.1)
+    for obs in ([0.0, 0.0], [1.5, -2.0]):
+        assert _box_mass(model, obs, 4001) == pytest.approx(1.0, abs=1e-2)
+
+
+def test_density_in_two_dimensions_integrates_to_one():
+    torch.manual_seed(1)
+    model = FlowBehaviorModel(1, 2, FlowConfig(transform="spline", hidden=16, num_transforms=2)).double()
+    assert _box_mass(model, [0.3], 401) == pytest.approx(1.0, abs=2e-2)
+
+
+def test_without_the_bijection_samples_can_leave_the_box_and_are_clipped():
+    torch.manual_seed(0)
+    model = FlowBehaviorModel(1, 1, FlowConfig(transform="affine", hidden=8, num_transforms=1, box_bijection="none"))
+    samples = model.sample(torch.zeros(2, 1), 2000)
+    assert samples.abs().max() <= 1 and (samples.abs() == 1).any()  # N(0,1)-like base: mass outside, clipped
+
+
+def test_unknown_options_are_refused():
+    with pytest.raises(ConfigError, match="transform"):
+        FlowBehaviorModel(1, 1, FlowConfig(transform="glow"))
+    with pytest.raises(ConfigError, match="box_bijection"):
+        FlowBehaviorModel(1, 1, FlowConfig(box_bijection="sigmoid"))

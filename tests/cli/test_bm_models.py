@@ -1,0 +1,94 @@
+"""`bm fit`, `bm eval` and `bm plot` end to end on tiny datasets (seconds, not accuracy)."""
+
+import json
+
+import numpy as np
+from click.testing import CliRunner
+
+from behavior_models.data import load_transitions
+from cli.bm import main as bm
+from tests.helpers import write_conditional_gaussian_dataset, write_flat_dataset
+
+TINY = ["--steps", "40", "--batch-size", "32"]
+
+
+def _fit(tmp_path, backend, dataset, *extra):
+    out = tmp_path / backend
+    result = CliRunner().invoke(bm, ["fit", "--model", backend, "--dataset", dataset, "--out", str(out), *TINY, *extra])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_fit_writes_the_run_and_refuses_to_overwrite(tmp_path):
+    write_conditional_gaussian_dataset("test/cli-gauss-v0", episodes=10, steps=30)
+    config = tmp_path / "gan.json"
+    config.write_text(json.dumps({"hidden": [16], "instance_noise_schedule": "cosine"}))
+    out = _fit(tmp_path, "gan", "test/cli-gauss-v0", "--config", str(config), "--lr", "0.002", "--seed", "3")
+    for name in ("weights.pt", "config.json", "model.json", "curve.csv", "checkpoint.pt"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["hidden"] == [16] and saved["instance_noise_schedule"] == "cosine"
+    assert saved["lr"] == 0.002 and saved["seed"] == 3 and saved["steps"] == 40  # options override the file
+    assert json.loads((out / "model.json").read_text())["support_threshold"] is not None
+    assert (out / "curve.csv").read_text().startswith("step,d_loss,g_loss")
+
+    again = CliRunner().invoke(bm, ["fit", "--model", "gan", "--dataset", "test/cli-gauss-v0", "--out", str(out), *TINY])
+    assert again.exit_code == 1 and "--force" in again.output and "Traceback" not in again.output
+    forced = CliRunner().invoke(bm, ["fit", "--model", "gan", "--dataset", "test/cli-gauss-v0", "--out", str(out),
+                                     "--force", *TINY, "--config", str(config)])
+    assert forced.exit_code == 0, forced.output
+
+
+def test_fit_refuses_unknown_config_fields_clearly(tmp_path):
+    write_conditional_gaussian_dataset("test/cli-bad-v0", episodes=4, steps=10)
+    config = tmp_path / "bad.json"
+    config.write_text(json.dumps({"hiden": [8]}))
+    result = CliRunner().invoke(bm, ["fit", "--model", "cvae", "--dataset", "test/cli-bad-v0", "--out",
+                                     str(tmp_path / "x"), "--config", str(config)])
+    assert result.exit_code == 1 and "unknown field(s) ['hiden']" in result.output and "Traceback" not in result.output
+
+
+def test_eval_reports_on_the_held_out_episodes_of_the_fit(tmp_path):
+    write_conditional_gaussian_dataset("test/cli-eval-v0", episodes=20, steps=30)
+    config = tmp_path / "cvae.json"
+    config.write_text(json.dumps({"hidden": [16, 16], "eval_samples": 8, "holdout_fraction": 0.2}))
+    out = _fit(tmp_path, "cvae", "test/cli-eval-v0", "--config", str(config), "--seed", "5")
+    result = CliRunner().invoke(bm, ["eval", "--model", str(out), "--dataset", "test/cli-eval-v0", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    data = load_transitions("test/cli-eval-v0")
+    _, held_out = data.split_episodes(0.2, seed=5)  # what the fit loop held out
+    assert report["split"] == "held-out episodes of the fit" and report["points"] == len(held_out) == 120
+    assert report["nll[iw]"] <= report["nll[elbo]"]  # the IW estimate is above the ELBO (means over 120 points)
+    assert 0.9 <= report["support_rate_data"] <= 1.0 and 0.0 <= report["support_rate_uniform"] <= 1.0
+    assert len(report["samples"]["mean"]) == 3 and report["capabilities"]["log_prob_kind"] == "estimate"
+    text = CliRunner().invoke(bm, ["eval", "--model", str(out), "--dataset", "test/cli-eval-v0"])
+    assert text.exit_code == 0 and "support_rate_uniform" in text.output
+
+
+def test_eval_on_another_dataset_uses_all_of_it(tmp_path):
+    write_conditional_gaussian_dataset("test/cli-a-v0", episodes=10, steps=20)
+    write_conditional_gaussian_dataset("test/cli-b-v0", episodes=5, steps=20, seed=1)
+    out = _fit(tmp_path, "gaussian", "test/cli-a-v0")
+    result = CliRunner().invoke(bm, ["eval", "--model", str(out), "--dataset", "test/cli-b-v0", "--json"])
+    report = json.loads(result.output)
+    assert report["points"] == 100 and report["split"].startswith("whole dataset")
+
+
+def test_plot_draws_a_heat_map_for_1d_actions_and_marginals_otherwise(tmp_path):
+    write_flat_dataset("test/cli-1d-v0", episode_lengths=[40] * 5, obs_dim=2, act_dim=1)
+    write_conditional_gaussian_dataset("test/cli-3d-v0", episodes=10, steps=30)
+    for dataset, backend in (("test/cli-1d-v0", "flow"), ("test/cli-3d-v0", "gaussian"), ("test/cli-1d-v0", "gan")):
+        out = _fit(tmp_path / dataset.split("/")[1], backend, dataset)
+        png = tmp_path / f"{backend}-{dataset.split('/')[1]}.png"
+        result = CliRunner().invoke(bm, ["plot", "--model", str(out), "--dataset", dataset, "--out", str(png),
+                                         "--resolution", "30", "--states", "2"])
+        assert result.exit_code == 0, result.output
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_help_explains_every_command():
+    for command in ("fit", "eval", "plot"):
+        result = CliRunner().invoke(bm, [command, "--help"])
+        assert result.exit_code == 0 and "--dataset" in result.output
+    assert "score" in CliRunner().invoke(bm, ["fit", "--help"]).output  # every registered backend is offered
