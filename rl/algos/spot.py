@@ -38,7 +38,7 @@ from torch import Tensor
 from behavior_models.errors import ConfigError
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
 from rl.core.buffer import Batch
-from rl.core.networks import DeterministicActor, QEnsemble, soft_update
+from rl.core.networks import DeterministicActor, QEnsemble, frozen, soft_update
 
 DENSITIES = ("auto", "log_prob", "grad_log_prob")
 
@@ -124,8 +124,9 @@ class SPOT(Algorithm):
         step(self.optimizers["critic"], critic_loss)
         self.updates += 1
         if self.updates % config.policy_freq == 0:
-            loss, self._actor_metrics = self.actor_loss(batch.observations, batch.raw_observations)
-            step(self.optimizers["actor"], loss)
+            with frozen(self.critic):  # the actor trains through Q; the critic's weights take no gradient
+                loss, self._actor_metrics = self.actor_loss(batch.observations, batch.raw_observations)
+                step(self.optimizers["actor"], loss)
             soft_update(self.critic_target, self.critic, config.tau)
             soft_update(self.actor_target, self.actor, config.tau)
         return {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean(), **self._actor_metrics}
