@@ -170,3 +170,22 @@ def test_spot_score_surrogate_has_the_gradient_of_minus_log_beta():
     for a, b in zip(grads["log_prob"], grads["grad_log_prob"]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
         assert a.abs().sum() > 0
+
+
+def test_spot_with_a_cvae_uses_its_one_sample_elbo_and_kl_weight():
+    """SPOT's default density: the CVAE's ELBO with L = 1 (not its IW default), lambda in SPOT's
+    units converted with the CVAE's own kl_weight."""
+    from behavior_models.cvae import CVAEBehaviorModel, CVAEConfig
+
+    rng = np.random.default_rng(4)
+    batch = fixed_batch(rng)
+    torch.manual_seed(0)
+    cvae = CVAEBehaviorModel(S, A, CVAEConfig(hidden=(16,), kl_weight=0.8)).requires_grad_(False)
+    spot = SPOT(SPOTConfig(hidden=(8,), lambda_=0.4), S, A, behavior=BehaviorInputs(model=cvae))
+    assert spot.lambda_nats == pytest.approx(0.4 * 0.8 / (2 * A))
+    actions = torch.as_tensor(rng.uniform(-0.9, 0.9, (B, A)), dtype=torch.float32)
+    torch.manual_seed(5)
+    penalty, _ = spot.penalty(batch.raw_observations, actions)
+    torch.manual_seed(5)
+    elbo = cvae.log_prob(batch.raw_observations, actions, estimator="elbo", num_samples=1)
+    torch.testing.assert_close(penalty, -elbo)
