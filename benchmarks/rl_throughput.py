@@ -90,15 +90,16 @@ def matmul_roofline(rows: int, width_in: int, width_out: int, seconds: float) ->
     return best
 
 
-def measure(label: str, run: Run, batch_size: int, roofline_shape: tuple[int, int, int], seconds: float) -> dict:
+def measure(label: str, run: Run, batch_size: int, roofline_shape: tuple[int, int, int], seconds: float,
+            flop_updates: int = 4) -> dict:
     generator = torch.Generator().manual_seed(0)
     algorithm, buffer = run.algorithm, run.buffer
     for _ in range(10):
         algorithm.update(buffer.sample(batch_size, generator))
     with FlopCounterMode(display=False) as counter:  # over 4 updates: SPOT's actor steps every 2nd one
-        for _ in range(4):
+        for _ in range(flop_updates):  # (10 for the ++ variants: their gradient penalty runs every 5th)
             algorithm.update(buffer.sample(batch_size, generator))
-    flops = counter.get_total_flops() / 4
+    flops = counter.get_total_flops() / flop_updates
     roofline = matmul_roofline(*roofline_shape, seconds=min(3.0, seconds / 2))
     count, tic = 0, time.perf_counter()
     while time.perf_counter() - tic < seconds:
@@ -173,7 +174,7 @@ def issue8_rows(wanted: list[str], transitions: Transitions, run_config: RunConf
             config = TD3BCConfig() if name == "td3bc" else TD3BCConfig(gradient_penalty=1.0, constraint_relaxation=True)
             run = Run.build("td3bc", transitions, config, run_config)
             rows.append(measure(f"{name.upper().replace('BC', '+BC' if name == 'td3bc' else 'BC')} (batch 256)", run,
-                                256, (256, 256, 256), seconds))
+                                256, (256, 256, 256), seconds, flop_updates=10))
     for name in ("bear-d3rlpy", "bear-d3rlpy+vae"):
         if name in wanted:
             torch.manual_seed(0)
