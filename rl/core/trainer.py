@@ -230,15 +230,16 @@ class Trainer:
                                         "pass --resume to continue it, --force to start over, or choose another --out")
         saved = json.loads((self.out_dir / CONFIG_FILE).read_text())
         wanted = self.run.config_record()
-        differing = [key for key in ("algorithm", "algo", "dataset_fingerprint") if saved.get(key) != wanted[key]]
-        run_diff = sorted(k for k in set(saved["run"]) | set(wanted["run"])
-                          if k not in RESUMABLE_CHANGES and saved["run"].get(k) != wanted["run"].get(k))
-        if differing or run_diff:
-            detail = ", ".join(differing + [f"run.{k}" for k in run_diff])
+        changes = [f"{key}: {saved.get(key)!r} -> {wanted[key]!r}" for key in ("algorithm", "dataset_fingerprint")
+                   if saved.get(key) != wanted[key]]
+        for section, allowed in (("algo", ()), ("run", RESUMABLE_CHANGES)):
+            old, new = saved.get(section, {}), wanted[section]
+            changes += [f"{section}.{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                        if k not in allowed and old.get(k) != new.get(k)]
+        if changes:
             raise ArtefactMismatchError(
-                f"{self.out_dir} holds a run made with other settings ({detail} differ: saved "
-                f"{ {k: saved.get(k) for k in differing} } {[saved['run'].get(k) for k in run_diff]}); resume with "
-                "the same algorithm, dataset and options, or start a new --out")
+                f"{self.out_dir} holds a run made with other settings ({'; '.join(changes)}); resume with the same "
+                "algorithm, dataset and options, or start a new --out")
         return read_checkpoint(checkpoints[-1]) | {"_path": str(checkpoints[-1])}
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
