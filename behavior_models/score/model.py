@@ -144,7 +144,9 @@ class ScoreBehaviorModel(BehaviorModel):
         delta = self.config.boundary_delta
         return act.clamp(-1.0 + delta, 1.0 - delta)
 
+    @torch.no_grad()
     def _grad_log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
+        """The score at t = grad_t (a value, like the autograd gradient of the other backends)."""
         t = torch.tensor(self.config.grad_t, device=act.device, dtype=act.dtype)
         act = self._clamp(act)
         scores = [self.score_fn(obs, j)(act, t) for j in range(len(self.networks))]
