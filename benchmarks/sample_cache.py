@@ -13,6 +13,10 @@ each peak RSS is that build's own. Printed per row: states M, samples/s of the b
 process's RSS before the build (imports and dataset loaded) and its peak RSS. Backends whose module is missing or fails to
 load are listed with the error and skipped.
 
+Peak RSS includes what glibc's malloc keeps after the model's activations are freed; run
+with ``MALLOC_MMAP_THRESHOLD_=131072`` to see the cache's own footprint (one chunk plus the
+output arrays).
+
 The dataset is ``pointmaze-umaze-biased`` built by ``rl.datasets.make_dataset`` when that is
 available; ``--synthetic`` uses a PointMaze-shaped stand-in instead (8-d observations:
 position, velocity, achieved and desired goal; 2-d actions in [-1, 1]).
