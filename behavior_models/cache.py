@@ -60,6 +60,13 @@ exists they are merged into the output arrays and written to ``<out>`` through a
 and a rename, then the work directory is removed. Memory: one chunk while sampling; the output
 arrays (plus one chunk) while merging.
 
+Refusals
+--------
+Building refuses a model fitted on another dataset (fingerprints differ) and, on resume, a model
+directory that changed since the cache was started. Consumers call :meth:`SampleCache.check`
+(or :meth:`SampleCache.matches`), which refuses a cache built on another dataset; every message
+names both fingerprints.
+
 Scale-out
 ---------
 ``torchrun --standalone --nproc_per_node K -m cli.bm sample-cache ...``: chunk c goes to rank
@@ -341,6 +348,11 @@ def build_sample_cache(model_dir: str | os.PathLike, transitions: Transitions, o
         raise ArtefactMismatchError(
             f"the model in {model_dir} maps {model.obs_dim}-d states to {model.act_dim}-d actions, but dataset "
             f"{transitions.dataset_id} has {transitions.obs_dim}-d states and {transitions.act_dim}-d actions")
+    if model.dataset_fingerprint and model.dataset_fingerprint != transitions.fingerprint:
+        raise ArtefactMismatchError(
+            f"the model in {model_dir} was fitted on dataset {model.dataset_id} (fingerprint "
+            f"{model.dataset_fingerprint}), not on {transitions.dataset_id} (fingerprint {transitions.fingerprint}); "
+            "ARQ needs the behaviour model of the dataset it trains on: fit one with `bm fit` on this dataset")
     threshold_info = _parse_threshold(model, threshold)
     states, obs_row, next_obs_row = cache_states(transitions)
     num_states = len(states)

@@ -154,7 +154,9 @@ def test_resume_refuses_a_changed_model_or_settings(setup, tmp_path, monkeypatch
 
 
 def test_consumers_refuse_another_dataset(setup, tmp_path):
-    _, data, other = setup
+    root, data, other = setup
+    with pytest.raises(ArtefactMismatchError, match=f"fitted on dataset test/cache-v0 .*{data.fingerprint}"):
+        build_sample_cache(root / "model", other, tmp_path / "o.npz", progress=False)  # a model of another dataset
     cache = build(setup, tmp_path / "c.npz")
     assert cache.matches(data) and not cache.matches(other)
     cache.check(data)
