@@ -73,7 +73,7 @@ def task_log_density(s, a):
     return top + np.log(np.exp(comp - top[:, None]).sum(1))
 
 
-def fit(steps: int, out: Path) -> ScoreBehaviorModel:
+def fit(steps: int, out: Path, time_embedding_scale: float) -> ScoreBehaviorModel:
     from gymnasium import spaces
 
     from behavior_models.data import load_transitions, write_minari_dataset
@@ -91,7 +91,8 @@ def fit(steps: int, out: Path) -> ScoreBehaviorModel:
                          observation_space=spaces.Box(-1, 1, (2,), np.float32),
                          action_space=spaces.Box(-1, 1, (4,), np.float32))
     data = load_transitions("bench/score-mix4d-v0")
-    config = ScoreConfig(steps=steps, batch_size=256, lr=1e-3, lr_final_fraction=0.01, holdout_fraction=0.0)
+    config = ScoreConfig(steps=steps, batch_size=256, lr=1e-3, lr_final_fraction=0.01, holdout_fraction=0.0,
+                         time_embedding_scale=time_embedding_scale)
     return ScoreBehaviorModel.fit(data, config, out_dir=out, force=True)
 
 
@@ -119,6 +120,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, help="a fitted score model on this task (else one is fitted)")
     parser.add_argument("--fit-steps", type=int, default=3000)
+    parser.add_argument("--time-embedding-scale", type=float, default=ScoreConfig.time_embedding_scale,
+                        help="for the fitted model (see score.network)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rows", type=int, default=8192, help="rows (states x samples) for the throughput figures")
     parser.add_argument("--pc-time-steps", type=int, default=25)
@@ -135,11 +138,12 @@ def main() -> None:
     else:
         out = args.model or Path(tempfile.mkdtemp()) / "score"
         print(f"fitting the score model ({args.fit_steps} steps) into {out} ...")
-        model = fit(args.fit_steps, out)
+        model = fit(args.fit_steps, out, args.time_embedding_scale)
     model.eval()
     sde, net, cfg = model.sde, model.networks[0], model.config
     rng = np.random.default_rng(args.seed)
-    print(f"\nscore model: width {cfg.width}, {cfg.blocks} blocks, A = {model.act_dim}, S = {model.obs_dim}; "
+    print(f"\nscore model: width {cfg.width}, {cfg.blocks} blocks, time embedding {cfg.time_embedding_scale:g} t, "
+          f"A = {model.act_dim}, S = {model.obs_dim}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU shared with other jobs "
           f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
