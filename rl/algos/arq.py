@@ -142,6 +142,11 @@ class ARQ(Algorithm):
             self.actor = actor_cls(obs_dim, act_dim, config.actor_hidden).to(self.device)
             self.optimizers["actor"] = adam(self.actor.parameters(), lr=config.actor_lr)
 
+    def describe(self) -> dict[str, object]:
+        rows, samples, _ = self.candidates.shape
+        return {"cache_rows": rows, "candidates_per_state": samples,
+                "kept_fraction": round(float(self.keep.float().mean()), 4), "fallback_rows": self.fallback_rows}
+
     # ------------------------------------------------------------------ targets
     def candidates_at(self, rows: Tensor) -> tuple[Tensor, Tensor]:
         """Cached candidates [B, N, A] and their kept mask [B, N] at cache ``rows``."""

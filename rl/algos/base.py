@@ -81,6 +81,10 @@ class Algorithm(nn.Module, abc.ABC):
         """True if, with ``config``, a cache-based algorithm also samples the model itself."""
         return False
 
+    def describe(self) -> dict[str, Any]:
+        """Derived settings worth recording (config.json ``algorithm_info``, printed at start)."""
+        return {}
+
     def get_extra_state(self) -> dict[str, int]:
         return {"updates": self.updates}
 

@@ -94,6 +94,10 @@ class SPOT(Algorithm):
                            "critic": adam(self.critic.parameters(), lr=config.critic_lr)}
         self._actor_metrics: dict[str, Tensor] = {}
 
+    def describe(self) -> dict[str, object]:
+        return {"density": self.density, "lambda_nats": self.lambda_nats, "density_options": self.density_options,
+                "behavior_backend": self.behavior.model.name}
+
     def penalty(self, raw_obs: Tensor, actions: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Per-sample -log beta_hat(a|s) [B] (or its gradient surrogate) and what to log."""
         model = self.behavior.model

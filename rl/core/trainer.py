@@ -114,6 +114,7 @@ class Run:
             "dataset_id": self.transitions.dataset_id,
             "dataset_fingerprint": self.transitions.fingerprint,
             "behavior": behavior_io.describe_behavior(self.behavior.cache_path, self.behavior.model_dir),
+            "algorithm_info": self.algorithm.describe(),
             "normalization": self.stats.to_dict(),
             "library_version": __version__,
         }
@@ -315,7 +316,8 @@ class Trainer:
         batch_size = run.algo_config.batch_size
         writer = self._tensorboard()
         self.echo(f"{run.algorithm_name} on {run.transitions.dataset_id}: {len(buffer.data)} transitions, "
-                  f"reward_transform={run.algo_config.reward_transform}, device={run.device}, out={self.out_dir}")
+                  f"reward_transform={run.algo_config.reward_transform}, device={run.device}, out={self.out_dir}"
+                  + "".join(f", {key}={value}" for key, value in run.algorithm.describe().items()))
         bar = tqdm(range(self.start_step, config.steps), initial=self.start_step, total=config.steps,
                    disable=not self.progress, desc=f"train {run.algorithm_name}", dynamic_ncols=True)
         tic = time.perf_counter()

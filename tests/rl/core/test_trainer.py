@@ -177,3 +177,15 @@ def test_rl_plot_draws_learning_curves(env_transitions, tmp_path):
 
     steps, means, _ = read_curve(tmp_path / "bc")
     assert steps == [20, 40, 60] and len(means) == 3
+
+
+def test_config_records_derived_settings(env_transitions, gaussian_dir, tmp_path):
+    train("spot", env_transitions, tmp_path / "spot", SPOTConfig(hidden=(16,), lambda_=0.2),
+          RunConfig(steps=4, eval_episodes=0, checkpoint_every=4, log_every=2), behavior=str(gaussian_dir),
+          progress=False, echo=lambda _: None)
+    info = json.loads((tmp_path / "spot" / "config.json").read_text())["algorithm_info"]
+    assert info["density"] == "log_prob" and info["behavior_backend"] == "gaussian"
+    assert info["lambda_nats"] == pytest.approx(0.2 * 0.5 / 2)  # act_dim 1, SPOT units
+    run = build("arq", env_transitions, gaussian_dir)
+    info = run.algorithm.describe()
+    assert info["candidates_per_state"] == 8 and 0 < info["kept_fraction"] <= 1
