@@ -239,7 +239,7 @@ class Trainer:
                         if k not in allowed and old.get(k) != new.get(k)]
         if changes:
             raise ArtefactMismatchError(
-                f"{self.out_dir} holds a run made with other settings ({'; '.join(changes)}); resume with the same "
+                f"{self.out_dir} holds a run made with other settings (these differ: {'; '.join(changes)}); resume with the same "
                 "algorithm, dataset and options, or start a new --out")
         return read_checkpoint(checkpoints[-1]) | {"_path": str(checkpoints[-1])}
 
