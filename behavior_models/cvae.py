@@ -118,24 +118,26 @@ class CVAEBehaviorModel(BehaviorModel):
     def log_weights(self, obs: Tensor, act: Tensor, num_samples: int) -> Tensor:
         """[B, L] log importance weights log p(a|z,s) + log p(z) - log q(z|s,a), z ~ q.
 
-        The L draws are decoded in chunks of at most ``max_decoder_rows`` rows (B*L can be
-        large at L = 500); the result does not depend on the chunking.
+        All B*L latents are drawn at once, then decoded in chunks of at most
+        ``max_decoder_rows`` rows (B*L is large at L = 500); the result does not depend on
+        the chunking.
         """
-        chunk = max(1, self.config.max_decoder_rows // max(obs.shape[0], 1))
-        if num_samples > chunk:
-            return torch.cat([self.log_weights(obs, act, min(chunk, num_samples - start))
-                              for start in range(0, num_samples, chunk)], dim=1)
         batch = obs.shape[0]
         mean, log_std = self.encode(obs, act)
         eps = torch.randn(batch, num_samples, self.latent_dim, device=obs.device, dtype=obs.dtype)
         z = mean.unsqueeze(1) + log_std.exp().unsqueeze(1) * eps  # [B, L, Z]
         log_q = (-0.5 * eps.pow(2) - log_std.unsqueeze(1) - 0.5 * _LOG_2PI).sum(-1)
         log_prior = (-0.5 * z.pow(2) - 0.5 * _LOG_2PI).sum(-1)
-        recon = self.decode(obs.repeat_interleave(num_samples, dim=0), z.reshape(batch * num_samples, -1))
+        chunk = max(1, self.config.max_decoder_rows // max(batch, 1))
         sigma = self.decoder_std
-        residual = (act.unsqueeze(1) - recon.reshape(batch, num_samples, -1)) / sigma
-        log_decoder = (-0.5 * residual.pow(2) - math.log(sigma) - 0.5 * _LOG_2PI).sum(-1)
-        return log_decoder + log_prior - log_q
+        log_decoder = []
+        for start in range(0, num_samples, chunk):
+            z_chunk = z[:, start:start + chunk]
+            width = z_chunk.shape[1]
+            recon = self.decode(obs.repeat_interleave(width, dim=0), z_chunk.reshape(batch * width, -1))
+            residual = (act.unsqueeze(1) - recon.reshape(batch, width, -1)) / sigma
+            log_decoder.append((-0.5 * residual.pow(2) - math.log(sigma) - 0.5 * _LOG_2PI).sum(-1))
+        return torch.cat(log_decoder, dim=1) + log_prior - log_q
 
     def _log_prob(self, obs: Tensor, act: Tensor, estimator: str | None = None,
                   num_samples: int | None = None) -> Tensor:

@@ -39,15 +39,15 @@ def test_iw_with_one_sample_equals_the_elbo_with_the_same_draw():
 
 def test_chunked_decoding_gives_the_same_estimate():
     model = CVAEBehaviorModel(2, 2, CVAEConfig(hidden=(16,)))
-    chunked = CVAEBehaviorModel(2, 2, CVAEConfig(hidden=(16,), max_decoder_rows=24))
+    chunked = CVAEBehaviorModel(2, 2, CVAEConfig(hidden=(16,), max_decoder_rows=24))  # 3 draws per chunk
     chunked.load_state_dict(model.state_dict())
     obs, act = torch.randn(8, 2), torch.rand(8, 2) * 2 - 1
     torch.manual_seed(4)
-    eps_all = model.log_weights(obs, act, 12)
+    whole = model.log_weights(obs, act, 10)
     torch.manual_seed(4)
-    eps_chunked = chunked.log_weights(obs, act, 12)  # 3 chunks of 4 draws, same RNG stream order? no: compare stats
-    assert eps_all.shape == eps_chunked.shape == (8, 12)
-    torch.testing.assert_close(eps_all.mean(), eps_chunked.mean(), rtol=0.5, atol=5.0)
+    parts = chunked.log_weights(obs, act, 10)
+    assert whole.shape == (8, 10)
+    torch.testing.assert_close(parts, whole)
 
 
 def test_samples_use_the_clipped_latent():

@@ -2,7 +2,8 @@
 
 import json
 
-import numpy as np
+import pytest
+import torch
 from click.testing import CliRunner
 
 from behavior_models.data import load_transitions
@@ -10,6 +11,15 @@ from cli.bm import main as bm
 from tests.helpers import write_conditional_gaussian_dataset, write_flat_dataset
 
 TINY = ["--steps", "40", "--batch-size", "32"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny fits gain nothing from intra-op threads; on a shared CPU they spin. Restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _fit(tmp_path, backend, dataset, *extra):
