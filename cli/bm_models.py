@@ -108,9 +108,16 @@ def plot_command(model_dir, dataset, out, state_dim, num_states, dims, resolutio
     from behavior_models.data import load_transitions
     from behavior_models.plotting import plot_model
 
+    try:
+        dim_list = [int(x) for x in dims.split(",")] if dims else None
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers such as 0,1,2, got {dims!r}",
+                                 param_hint="--dims") from None
     ensure_dataset(dataset)
     model = behavior_models.load(model_dir, device=device)
-    dim_list = [int(x) for x in dims.split(",")] if dims else None
+    if dim_list and not all(0 <= d < model.act_dim for d in dim_list):
+        raise click.BadParameter(f"action dimensions must be in [0, {model.act_dim}), got {dim_list}",
+                                 param_hint="--dims")
     path = plot_model(model, load_transitions(dataset), out, state_dim=state_dim, num_states=num_states,
                       dims=dim_list, resolution=resolution, seed=seed)
     click.echo(f"wrote {path}")
