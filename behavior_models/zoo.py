@@ -71,8 +71,9 @@ def evaluate(model: BehaviorModel, transitions: Transitions, *, max_points: int 
              batch_size: int = 512, seed: int = 0) -> dict[str, Any]:
     """Held-out log-likelihood, support-mask rates and sample statistics of ``model``.
 
-    * ``log_prob``: mean log-prob (nats per sample unless ``log_prob_kind`` is
-      "unnormalized") on up to ``max_points`` held-out transitions, and ``nll`` = its negation;
+    * ``log_prob_mean``: mean log-prob (nats per sample unless ``log_prob_kind`` is
+      "unnormalized") on up to ``max_points`` held-out transitions, and ``nll`` = its negation
+      (not reported for an unnormalised score);
       backends with several estimators (:attr:`evaluation_variants`) report each;
     * ``support_rate_data`` / ``support_rate_uniform``: fraction of held-out dataset actions,
       and of uniform random actions at the same states, that ``support_mask`` accepts;
@@ -101,7 +102,8 @@ def evaluate(model: BehaviorModel, transitions: Transitions, *, max_points: int 
         log_probs[label] = model.batched_log_prob(observations, actions, batch_size=batch_size, **options)
         report[f"log_prob_seconds_per_1k[{label}]"] = 1000 * (time.perf_counter() - start) / count
         report[f"log_prob_mean[{label}]"] = float(log_probs[label].mean())
-        report[f"nll[{label}]"] = -float(log_probs[label].mean())
+        if model.log_prob_kind != "unnormalized":  # an unnormalised score has no likelihood to report
+            report[f"nll[{label}]"] = -float(log_probs[label].mean())
     default_lp = log_probs[next(iter(variants))]
     if not math.isnan(float(model.support_threshold)):
         threshold = model.resolve_threshold()

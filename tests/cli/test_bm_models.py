@@ -42,6 +42,10 @@ def test_fit_writes_the_run_and_refuses_to_overwrite(tmp_path):
     assert json.loads((out / "model.json").read_text())["support_threshold"] is not None
     assert (out / "curve.csv").read_text().startswith("step,d_loss,g_loss")
 
+    report = json.loads(CliRunner().invoke(bm, ["eval", "--model", str(out), "--dataset", "test/cli-gauss-v0",
+                                                "--json", "--max-points", "50"]).output)
+    assert "log_prob_mean[default]" in report and not any(key.startswith("nll") for key in report)  # no NLL
+
     again = CliRunner().invoke(bm, ["fit", "--model", "gan", "--dataset", "test/cli-gauss-v0", "--out", str(out), *TINY])
     assert again.exit_code == 1 and "--force" in again.output and "Traceback" not in again.output
     forced = CliRunner().invoke(bm, ["fit", "--model", "gan", "--dataset", "test/cli-gauss-v0", "--out", str(out),
