@@ -1,4 +1,4 @@
-"""Every test gets its own empty Minari datasets directory and a fixed torch thread count."""
+"""Every test gets its own empty Minari datasets directory (MINARI_DATASETS_PATH)."""
 
 from __future__ import annotations
 
