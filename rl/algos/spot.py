@@ -32,13 +32,13 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from behavior_models.errors import ConfigError
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
 from rl.core.buffer import Batch
 from rl.core.networks import DeterministicActor, QEnsemble, frozen, soft_update
+from rl.core.regularizers import critic_loss, td3_target
 
 DENSITIES = ("auto", "log_prob", "grad_log_prob")
 
@@ -118,14 +118,10 @@ class SPOT(Algorithm):
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         config = self.config
-        with torch.no_grad():
-            noise = (torch.randn_like(batch.actions) * config.policy_noise).clamp(-config.noise_clip, config.noise_clip)
-            next_actions = (self.actor_target(batch.next_observations) + noise).clamp(-1.0, 1.0)
-            q_next = self.critic_target(batch.next_observations, next_actions).min(0).values
-            target = batch.rewards + config.gamma * (1.0 - batch.dones) * q_next
-        q = self.critic(batch.observations, batch.actions)
-        critic_loss = (q - target.unsqueeze(0)).pow(2).mean(1).sum()
-        step(self.optimizers["critic"], critic_loss)
+        target = td3_target(self.actor_target, self.critic_target, batch.rewards, batch.next_observations,
+                            batch.dones, config.gamma, config.policy_noise, config.noise_clip)
+        q_loss, metrics = critic_loss(self.critic, batch.observations, batch.actions, target)
+        step(self.optimizers["critic"], q_loss)
         self.updates += 1
         if self.updates % config.policy_freq == 0:
             with frozen(self.critic):  # the actor trains through Q; the critic's weights take no gradient
@@ -133,7 +129,7 @@ class SPOT(Algorithm):
                 step(self.optimizers["actor"], loss)
             soft_update(self.critic_target, self.critic, config.tau)
             soft_update(self.actor_target, self.actor, config.tau)
-        return {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean(), **self._actor_metrics}
+        return {**metrics, **self._actor_metrics}
 
     def act(self, obs: Tensor, raw_obs: Tensor, deterministic: bool = True) -> Tensor:
         return self.actor(obs)  # TD3's actor is deterministic
