@@ -19,11 +19,19 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def backend_class(name: str):
-    if name not in BACKENDS:
-        raise ConfigError(f"unknown behavior model {name!r}; choose one of {sorted(BACKENDS)}")
-    module_name, class_name = BACKENDS[name].split(":")
+def lazy_lookup(table: dict[str, str], name: str, what: str):
+    """Import and return the class ``table[name]`` names as ``"module:Class"``.
+
+    Shared by this registry and :mod:`rl.algos`, so that listing names never imports torch.
+    """
+    if name not in table:
+        raise ConfigError(f"unknown {what} {name!r}; choose one of {sorted(table)}")
+    module_name, class_name = table[name].split(":")
     return getattr(importlib.import_module(module_name), class_name)
+
+
+def backend_class(name: str):
+    return lazy_lookup(BACKENDS, name, "behavior model")
 
 
 def load(directory: str | Path, device="cpu"):

@@ -5,9 +5,7 @@
 
 from __future__ import annotations
 
-import importlib
-
-from behavior_models.errors import ConfigError
+from behavior_models.registry import lazy_lookup
 
 ALGORITHMS: dict[str, str] = {
     "bc": "rl.algos.bc:BC",
@@ -22,7 +20,4 @@ ALGORITHMS: dict[str, str] = {
 
 
 def algorithm_class(name: str):
-    if name not in ALGORITHMS:
-        raise ConfigError(f"unknown algorithm {name!r}; choose one of {sorted(ALGORITHMS)}")
-    module_name, class_name = ALGORITHMS[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    return lazy_lookup(ALGORITHMS, name, "algorithm")
