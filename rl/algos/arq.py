@@ -19,6 +19,12 @@ beta_psi(a'|s) > epsilon (the sample cache, ``bm sample-cache``). Then:
   function; ``q_target="sarsa"``: Q^beta, y = r + gamma (1 - done) Q_target(s', a'_dataset), one Q,
   lr 1e-4 (App. A.2), acted on by the implicit policy (preset ``q-beta``).
 
+Per-domain defaults: K, alpha and the explicit policy class follow the column of seed 002's
+Tables A.2/A.3 that the dataset belongs to (``task_family``): maze navigation, whose reward is
+"-1 except goal", takes the AntMaze column (K = 3, alpha = 10, deterministic policy); other
+datasets the locomotion column (K = 9, alpha = 1, state-independent-std Gaussian), with
+kitchen and adroit as in the tables. The resolved values are what config.json records.
+
 Options around Eq. 5:
 
 * ``include_dataset_next_action`` (default off, **a deviation from Eq. 5**): the dataset's a'
@@ -32,6 +38,7 @@ Options around Eq. 5:
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -54,18 +61,51 @@ class ARQConfig(AlgoConfig):
     num_q: int = 2  # two Q functions, min for the target (App. A.2); Q^beta uses one
     q_lr: float = 3e-4  # Table A.2 (1e-4 for kitchen/adroit; 1e-4 for Q^beta, App. A.2)
     tau: float = 0.005  # polyak coefficient 0.995 (App. A.2)
-    k: int = 9  # the K-th max of Eq. 5 (Table A.2: 9; 3 for AntMaze)
+    # k, alpha and actor_type: None resolves from the dataset id through TASK_FAMILY_DEFAULTS
+    # (seed 002, Tables A.2 and A.3), the way reward_transform=auto does; set them to override.
+    k: int | None = None  # the K-th max of Eq. 5 (Table A.2: 9; 3 for AntMaze)
     q_target: str = "kth_max"  # kth_max (Eq. 5) | sarsa (the Q^beta ablation, Table 2)
     use_support_mask: bool = True  # drop cached candidates flagged out of support (beta <= eps)
     include_dataset_next_action: bool = False  # DEVIATION from Eq. 5: a' always kept as a candidate
     empty_fallback: str = "highest_log_prob"  # highest_log_prob | all (see the module docstring)
     policy: str = "explicit"  # explicit (AWR pi_phi) | implicit (Eq. 6) | behavior (beta alone)
-    alpha: float = 1.0  # temperature of Eq. 6 and of the AWR weight (Table A.3: 1 locomotion, 10 AntMaze)
+    alpha: float | None = None  # temperature of Eq. 6 and of the AWR weight (Table A.3: 1 locomotion, 10 AntMaze)
     awr_max_weight: float = 100.0  # clip of exp(alpha * A)
-    actor_type: str = "gaussian"  # gaussian: state-independent std (App. A.2, locomotion) | deterministic (AntMaze)
+    actor_type: str | None = None  # gaussian: state-independent std (App. A.2, locomotion) | deterministic (AntMaze)
     actor_hidden: tuple[int, ...] = (256, 256)  # 2-layer MLP of 256 (App. A.2)
     actor_lr: float = 3e-4  # App. A.2
     implicit_samples: int = 30  # fresh candidates per state at act time (App. A.2: N = 30)
+
+
+# Seed 002's per-domain columns (Table A.2: K; Table A.3: alpha for ARQ + pi_phi and the policy
+# class). Maze navigation with the "-1 except goal" reward is the AntMaze column; kitchen and
+# adroit have their own; everything else takes the locomotion column.
+TASK_FAMILY_DEFAULTS: dict[str, dict[str, object]] = {
+    "antmaze": {"k": 3, "alpha": 10.0, "actor_type": "deterministic"},
+    "kitchen": {"k": 9, "alpha": 1.0, "actor_type": "gaussian"},
+    "adroit": {"k": 9, "alpha": 10.0, "actor_type": "gaussian"},
+    "locomotion": {"k": 9, "alpha": 1.0, "actor_type": "gaussian"},
+}
+ADROIT_TASKS = ("adroit", "pen", "hammer", "door", "relocate")
+
+
+def task_family(dataset_id: str) -> str:
+    """The column of Tables A.2/A.3 that ``dataset_id`` belongs to."""
+    name = dataset_id.lower()
+    if "maze" in name:
+        return "antmaze"
+    if "kitchen" in name:
+        return "kitchen"
+    if any(task in name for task in ADROIT_TASKS):
+        return "adroit"
+    return "locomotion"
+
+
+def resolve_task_defaults(config: "ARQConfig", dataset_id: str) -> "ARQConfig":
+    """``config`` with every None among k, alpha, actor_type filled from the dataset's family."""
+    defaults = TASK_FAMILY_DEFAULTS[task_family(dataset_id)]
+    changes = {name: value for name, value in defaults.items() if getattr(config, name) is None}
+    return dataclasses.replace(config, **changes) if changes else config
 
 
 # Named variants for the CLI's --variant: the paper's method and its Table 2 ablations.
@@ -109,8 +149,14 @@ class ARQ(Algorithm):
     def needs_behavior_model(cls, config: ARQConfig) -> bool:
         return config.policy in ("implicit", "behavior")
 
+    @classmethod
+    def resolve_config(cls, config: ARQConfig, dataset_id: str, steps: int) -> ARQConfig:
+        return resolve_task_defaults(config, dataset_id)
+
     def __init__(self, config: ARQConfig, obs_dim: int, act_dim: int, device="cpu",
                  behavior: BehaviorInputs | None = None) -> None:
+        # Built without a dataset id (unit tests, library use): the locomotion column.
+        config = resolve_task_defaults(config, "")
         super().__init__(config, obs_dim, act_dim, device, behavior)
         for field, value, allowed in (("policy", config.policy, POLICIES), ("q_target", config.q_target, Q_TARGETS),
                                       ("empty_fallback", config.empty_fallback, FALLBACKS),
