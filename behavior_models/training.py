@@ -39,6 +39,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def flush_denormals() -> None:
+    """Flush denormal floats to zero on the CPU (process-wide; no effect on CUDA).
+
+    Adam's second-moment average decays geometrically for parameters whose gradient is
+    (nearly) always zero, e.g. behind a dead ReLU, and within a few thousand steps reaches the
+    denormal range (< 1.2e-38), which x86 CPUs process in microcode: measured here, the fused
+    Adam step of a 256x256 BC actor went from 126 us to 760 us once that happened. Values that
+    small are zero for every purpose of training."""
+    torch.set_flush_denormal(True)
+
+
 def prepare_tensors(model: BehaviorModel, transitions: Transitions, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised observations and boundary-clipped actions, as tensors on ``device``."""
     delta = model.config.boundary_delta
@@ -92,6 +103,7 @@ def fit_model(cls: type[BehaviorModel], transitions: Transitions, config: Behavi
     checkpoint = _check_out_dir(out_dir, cls, config, transitions, resume, force) if out_dir else None
 
     seed_everything(config.seed)
+    flush_denormals()
     train, held_out = transitions.split_episodes(config.holdout_fraction, seed=config.seed)
     stats = (train.state_stats(config.state_eps) if config.normalize_states
              else NormalizationStats.identity(transitions.obs_dim))

@@ -38,6 +38,7 @@ from behavior_models import __version__
 from behavior_models.data import NormalizationStats, Transitions, load_transitions
 from behavior_models.errors import ArtefactMismatchError, ConfigError
 from behavior_models.io import atomic_path, config_from_dict, config_to_dict, write_json_atomic, write_text_atomic
+from behavior_models.training import flush_denormals
 from rl.algos import algorithm_class
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs
 from rl.core import behavior as behavior_io
@@ -90,6 +91,7 @@ class Run:
               device: str | torch.device = "cpu", behavior_inputs: BehaviorInputs | None = None) -> "Run":
         """``behavior`` is the ``--behavior`` path; ``behavior_inputs`` passes already-open artefacts (tests)."""
         device = torch.device(device)
+        flush_denormals()
         algo_cls = algorithm_class(algorithm_name)
         algo_config = algo_config or algo_cls.config_class()
         if not isinstance(algo_config, algo_cls.config_class):
