@@ -11,7 +11,9 @@ interrupted benchmark: datasets are built once (``rl.datasets.make_dataset``); b
 are fitted once per (dataset, backend) under OUT/models/ (the fit loop resumes from its
 checkpoint); sample caches are built once under OUT/caches/ (``build_sample_cache`` resumes
 from its work directory); a run whose ``summary.json`` exists with the requested step count is
-skipped, and one with checkpoints resumes bit for bit.
+skipped, and one with checkpoints resumes bit for bit. ``--report`` prints the table of what
+has finished under ``--out`` and trains nothing (so several invocations, e.g. one per CPU core,
+can fill one output directory and be tabulated together).
 
 Defaults are fixed before comparing and are the same on every dataset (no per-dataset tuning):
 each algorithm's config defaults (``rl/algos/*.py``), ``--eval-episodes`` evaluation episodes at
@@ -87,11 +89,9 @@ def run_one(algo: str, dataset: str, seed: int, args: argparse.Namespace, behavi
     from rl.core.trainer import RunConfig, train
 
     out = Path(args.out) / "runs" / algo / dataset / f"seed{seed}"
-    summary_path = out / "summary.json"
-    if summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
-        if summary["steps"] == args.steps and summary.get("episodes") == args.eval_episodes:
-            return summary
+    summary = finished_summary(out, args.steps, args.eval_episodes)
+    if summary is not None:
+        return summary
     run_config = RunConfig(steps=args.steps, seed=seed, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                            checkpoint_every=args.checkpoint_every)
     resume = (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("*.pt"))
@@ -100,9 +100,20 @@ def run_one(algo: str, dataset: str, seed: int, args: argparse.Namespace, behavi
                  progress=not args.no_progress, echo=lambda line: print(line, flush=True))
 
 
+def finished_summary(out: Path, steps: int, episodes: int) -> dict[str, Any] | None:
+    """The run's summary.json if it finished ``steps`` steps with ``episodes`` evaluation episodes."""
+    path = out / "summary.json"
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    return summary if summary["steps"] == steps and summary.get("episodes") == episodes else None
+
+
 def table(results: dict[tuple[str, str], list[dict[str, Any]]], algos: list[str], datasets: list[str],
           seeds: int, steps: int) -> str:
-    lines = [f"steps {steps}; mean +- std over seeds of each seed's mean normalised score", "",
+    """Markdown: per (algorithm, dataset) the mean +- std over seeds of each seed's mean normalised
+    score, the per-seed scores, how many seeds finished and the mean training steps/s."""
+    lines = [f"steps {steps}; mean ± std over seeds of each seed's mean normalised score [per seed]", "",
              "| algorithm | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
     for algo in algos:
         cells = []
@@ -113,7 +124,9 @@ def table(results: dict[tuple[str, str], list[dict[str, Any]]], algos: list[str]
                 continue
             scores = np.array([s["normalized_score_mean"] for s in done])
             speed = np.mean([s["steps_per_second"] for s in done if s.get("steps_per_second")])
-            cells.append(f"{scores.mean():.1f} ± {scores.std():.1f} ({len(done)}/{seeds} seeds, {speed:.0f} steps/s)")
+            per_seed = " / ".join(f"{score:.1f}" for score in scores)
+            cells.append(f"{scores.mean():.1f} ± {scores.std():.1f} [{per_seed}] ({len(done)}/{seeds} seeds, "
+                         f"{speed:.0f} steps/s)")
         lines.append(f"| {algo} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -140,6 +153,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--report", action="store_true",
+                        help="print the table of the runs already finished under --out; train nothing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -156,6 +171,16 @@ def main() -> None:
     print(f"# offline RL benchmark: {algos} x {datasets} x seeds {seeds}, {args.steps} steps; load average "
           f"{load:.1f} on {os.cpu_count()} cores", flush=True)
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    if args.report:
+        for algo in algos:
+            for dataset in datasets:
+                for seed in seeds:
+                    summary = finished_summary(root / "runs" / algo / dataset / f"seed{seed}", args.steps,
+                                               args.eval_episodes)
+                    if summary is not None:
+                        results.setdefault((algo, dataset), []).append(summary)
+        print(table(results, algos, datasets, len(seeds), args.steps))
+        return
     tic = time.perf_counter()
     for dataset in datasets:
         if not is_local(dataset):
