@@ -48,6 +48,7 @@ from behavior_models.errors import ConfigError
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
 from rl.core.buffer import Batch
 from rl.core.networks import DeterministicActor, GaussianActor, QEnsemble, soft_update
+from rl.core.tasks import task_family
 
 POLICIES = ("explicit", "implicit", "behavior")
 Q_TARGETS = ("kth_max", "sarsa")
@@ -86,19 +87,6 @@ TASK_FAMILY_DEFAULTS: dict[str, dict[str, object]] = {
     "adroit": {"k": 9, "alpha": 10.0, "actor_type": "gaussian"},
     "locomotion": {"k": 9, "alpha": 1.0, "actor_type": "gaussian"},
 }
-ADROIT_TASKS = ("adroit", "pen", "hammer", "door", "relocate")
-
-
-def task_family(dataset_id: str) -> str:
-    """The column of Tables A.2/A.3 that ``dataset_id`` belongs to."""
-    name = dataset_id.lower()
-    if "maze" in name:
-        return "antmaze"
-    if "kitchen" in name:
-        return "kitchen"
-    if any(task in name for task in ADROIT_TASKS):
-        return "adroit"
-    return "locomotion"
 
 
 def resolve_task_defaults(config: "ARQConfig", dataset_id: str) -> "ARQConfig":

@@ -48,6 +48,7 @@ from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
 from rl.core.buffer import Batch
 from rl.core.networks import QEnsemble, TanhGaussianActor, frozen, soft_update
 from rl.core.regularizers import critic_loss
+from rl.core.tasks import task_family
 
 EVAL_ACTORS = ("policy", "aux_generator")
 
@@ -88,7 +89,7 @@ class DASCO(Algorithm):
     def resolve_config(cls, config: DASCOConfig, dataset_id: str, steps: int) -> DASCOConfig:
         changes = {}
         if config.w is None:
-            changes["w"] = config.w_maze if "maze" in dataset_id.lower() else config.w_locomotion
+            changes["w"] = config.w_maze if task_family(dataset_id) == "antmaze" else config.w_locomotion
         if config.instance_noise_steps is None:
             changes["instance_noise_steps"] = int(steps)
         return dataclasses.replace(config, **changes) if changes else config

@@ -20,6 +20,7 @@ import numpy as np
 
 from behavior_models.data import Transitions
 from behavior_models.errors import ConfigError
+from rl.core.tasks import task_family
 
 REWARD_TRANSFORMS = ("none", "minus_one", "return_range")
 
@@ -27,7 +28,7 @@ REWARD_TRANSFORMS = ("none", "minus_one", "return_range")
 def resolve_reward_transform(name: str, dataset_id: str) -> str:
     """The concrete transform behind ``name`` (``auto`` is resolved from ``dataset_id``)."""
     if name == "auto":
-        if "maze" in dataset_id.lower():
+        if task_family(dataset_id) == "antmaze":
             return "minus_one"
         if dataset_id.startswith("mujoco/"):
             return "return_range"

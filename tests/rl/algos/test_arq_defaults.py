@@ -2,7 +2,8 @@
 
 import pytest
 
-from rl.algos.arq import ARQ, ARQConfig, task_family
+from rl.algos.arq import ARQ, ARQConfig
+from rl.core.tasks import task_family
 
 
 @pytest.mark.parametrize("dataset_id, family, expected", [
