@@ -37,14 +37,7 @@ CONFIGS = {
 MAE_TOLERANCE = {"cvae": 0.3, "flow": 0.1}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Small networks gain nothing from intra-op threads, and on a shared CPU the idle-spinning
-    threads make each step many times slower; restored afterwards for the other modules."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

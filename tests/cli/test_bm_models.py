@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from behavior_models.data import load_transitions
@@ -13,13 +12,7 @@ from tests.helpers import write_conditional_gaussian_dataset, write_flat_dataset
 TINY = ["--steps", "40", "--batch-size", "32"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny fits gain nothing from intra-op threads; on a shared CPU they spin. Restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _fit(tmp_path, backend, dataset, *extra):
