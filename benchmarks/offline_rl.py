@@ -13,7 +13,8 @@ checkpoint); sample caches are built once under OUT/caches/ (``build_sample_cach
 from its work directory); a run whose ``summary.json`` exists with the requested step count is
 skipped, and one with checkpoints resumes bit for bit. ``--report`` prints the table of what
 has finished under ``--out`` and trains nothing (so several invocations, e.g. one per CPU core,
-can fill one output directory and be tabulated together).
+can fill one output directory and be tabulated together); ``--report --curves`` adds each
+method's mean learning curve (the periodic evaluations in every finished run's metrics.csv).
 
 Defaults are fixed before comparing and are the same on every dataset (no per-dataset tuning):
 each algorithm's config defaults (``rl/algos/*.py``), ``--eval-episodes`` evaluation episodes at
@@ -28,6 +29,7 @@ number of finished seeds, and the mean training steps/s.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import time
@@ -131,6 +133,34 @@ def table(results: dict[tuple[str, str], list[dict[str, Any]]], algos: list[str]
     return "\n".join(lines)
 
 
+def learning_curves(root: Path, algos: list[str], datasets: list[str], seeds: list[int]) -> str:
+    """Markdown: per (algorithm, dataset) the mean over finished seeds of the normalised score at
+    every periodic evaluation, read from each run's metrics.csv: whether a method has stopped
+    improving at the step budget is part of what the final table means."""
+    lines = []
+    for dataset in datasets:
+        curves: dict[str, dict[int, list[float]]] = {}
+        for algo in algos:
+            for seed in seeds:
+                path = root / "runs" / algo / dataset / f"seed{seed}" / "metrics.csv"
+                if not (path.parent / "summary.json").is_file():
+                    continue
+                with path.open(newline="") as handle:
+                    for row in csv.DictReader(handle):
+                        if row.get("eval/normalized_score_mean"):
+                            curves.setdefault(algo, {}).setdefault(int(row["step"]), []).append(
+                                float(row["eval/normalized_score_mean"]))
+        if not curves:
+            continue
+        steps = sorted({step for curve in curves.values() for step in curve})
+        lines += ["", f"{dataset}: mean normalised score over finished seeds at each evaluation (seeds)", "",
+                  "| algorithm | " + " | ".join(str(step) for step in steps) + " |", "|---|" + "---|" * len(steps)]
+        for algo, curve in curves.items():
+            cells = [f"{np.mean(curve[step]):.1f} ({len(curve[step])})" if step in curve else "" for step in steps]
+            lines.append(f"| {algo} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--algos", default="bc,arq,spot")
@@ -155,6 +185,8 @@ def main() -> None:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--report", action="store_true",
                         help="print the table of the runs already finished under --out; train nothing")
+    parser.add_argument("--curves", action="store_true",
+                        help="with --report: also the mean learning curve of each algorithm on each dataset")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -180,6 +212,8 @@ def main() -> None:
                     if summary is not None:
                         results.setdefault((algo, dataset), []).append(summary)
         print(table(results, algos, datasets, len(seeds), args.steps))
+        if args.curves:
+            print(learning_curves(root, algos, datasets, seeds))
         return
     tic = time.perf_counter()
     for dataset in datasets:
