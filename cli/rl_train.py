@@ -26,8 +26,9 @@ REWARD_CHOICES = ("auto", "none", "minus_one", "return_range")
 FIELD_OPTIONS: dict[str, tuple[str, type, str]] = {
     "--gradient-penalty": ("gradient_penalty", float, "lambda_GP of seed 001's Eq. 8: one-sided penalty on "
                                                         "||dQ/da|| at random actions, every 5th step (0: off)."),
-    "--constraint-relaxation": ("constraint_relaxation", bool, "Weight the constraint by seed 001's Eq. 10 "
-                                                               "(min-max normalised Q, no gradient)."),
+    "--constraint-relaxation/--no-constraint-relaxation": (
+        "constraint_relaxation", bool, "Weight the constraint by seed 001's Eq. 10 (min-max normalised Q, no "
+                                       "gradient); --no-constraint-relaxation turns it off in the ++ presets."),
 }
 
 
@@ -113,7 +114,8 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
         values: dict[str, Any] = dict(presets.get(variant, {})) if variant else {}
         if variant and not presets:
             raise ConfigError(f"{algorithm} has no --variant presets")
-        values.update({field: value for field, value in option_fields.items() if value not in (None, False)})
+        # None = not given on the command line; 0.0 and --no-... are explicit values and must win over a preset.
+        values.update({field: value for field, value in option_fields.items() if value is not None})
         values.update(parse_override(config_cls, item) for item in overrides)
         if batch_size is not None:
             values["batch_size"] = batch_size
@@ -132,8 +134,7 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
 
     for flag, (field, kind, text) in FIELD_OPTIONS.items():  # options for config fields, where the config has them
         if field in {f.name for f in dataclasses.fields(algorithm_class_config(algorithm))}:
-            command = click.option(flag, field, is_flag=kind is bool, type=None if kind is bool else kind,
-                                   default=False if kind is bool else None, help=text)(command)
+            command = click.option(flag, field, type=None if kind is bool else kind, default=None, help=text)(command)
     return command
 
 

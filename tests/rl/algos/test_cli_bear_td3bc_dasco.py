@@ -25,6 +25,10 @@ def test_plus_plus_flags_and_presets(env_transitions, gaussian_dir, tmp_path):
     algo = train(["bear++", "--behavior", str(gaussian_dir), "--set", "hidden=16,16"], tmp_path / "c")
     assert algo["gradient_penalty"] == 1.0 and algo["constraint_relaxation"] is True
     assert algo["warmup_steps"] == 2  # min(40000, 0.1 * 20)
+    # Explicit "off" values win over the preset: 0.0 is a value, not a missing option.
+    algo = train(["td3bc++", "--gradient-penalty", "0", "--no-constraint-relaxation", "--set", "hidden=16,16"],
+                 tmp_path / "e")
+    assert algo["gradient_penalty"] == 0.0 and algo["constraint_relaxation"] is False
 
 
 def test_resuming_with_another_budget_is_refused_where_schedules_depend_on_it(env_transitions, tmp_path):
