@@ -147,7 +147,7 @@ class ScoreBehaviorModel(BehaviorModel):
     @torch.no_grad()
     def _grad_log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
         """The score at t = grad_t (a value, like the autograd gradient of the other backends)."""
-        t = torch.tensor(self.config.grad_t, device=act.device, dtype=act.dtype)
+        t = act.new_full((), self.config.grad_t)  # filled on the device: no host-to-device copy per call
         act = self._clamp(act)
         scores = [self.score_fn(obs, j)(act, t) for j in range(len(self.networks))]
         return scores[0] if len(scores) == 1 else torch.stack(scores).mean(0)

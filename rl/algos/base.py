@@ -63,8 +63,9 @@ class Algorithm(nn.Module, abc.ABC):
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
 
     @abc.abstractmethod
-    def update(self, batch: Batch) -> dict[str, Tensor]:
-        """One gradient step; returns detached scalar tensors (read only when logged)."""
+    def update(self, batch: Batch) -> dict[str, Tensor | float]:
+        """One gradient step; returns detached scalar tensors on the device, or Python floats for
+        values known on the host (read only when logged)."""
 
     @abc.abstractmethod
     def act(self, obs: Tensor, raw_obs: Tensor, deterministic: bool = True) -> Tensor:

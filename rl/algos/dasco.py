@@ -161,7 +161,7 @@ class DASCO(Algorithm):
         return lsgan_discriminator_loss(logits(data_actions), *(logits(fake) for fake in fakes))
 
     # ------------------------------------------------------------------ one step, Algorithm 1
-    def update(self, batch: Batch) -> dict[str, Tensor]:
+    def update(self, batch: Batch) -> dict[str, Tensor | float]:
         obs, data_actions = batch.observations, batch.actions
         q_loss, metrics = self.critic_loss(batch)
         step(self.optimizers["critic"], q_loss)
@@ -178,7 +178,7 @@ class DASCO(Algorithm):
         d_loss = self.discriminator_loss(obs, data_actions, noise_std)
         step(self.optimizers["discriminator"], d_loss)
         self.updates += 1
-        return {**metrics, "discriminator_loss": d_loss.detach(), "instance_noise_std": torch.tensor(noise_std)}
+        return {**metrics, "discriminator_loss": d_loss.detach(), "instance_noise_std": noise_std}
 
     def act(self, obs: Tensor, raw_obs: Tensor, deterministic: bool = True) -> Tensor:
         if self.eval_actor == "aux_generator":

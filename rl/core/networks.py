@@ -49,9 +49,10 @@ class QEnsemble(nn.Module):
     """E critics Q_e(s, a), each an MLP of widths ``hidden`` with ReLU, as one vectorised module.
 
     ``forward(obs [..., S], act [..., A]) -> [E, ...]``: every member sees the same inputs.
-    Inputs of more than ``chunk_rows`` rows (ARQ's B x N candidates) are evaluated in chunks of
-    that many rows, so the [E, rows, width] activations stay cache-sized: on a CPU this is about
-    twice as fast as one huge batched matmul, whose elementwise passes are bound by memory.
+    On a CPU, inputs of more than ``chunk_rows`` rows (ARQ's B x N candidates) are evaluated in
+    chunks of that many rows, so the [E, rows, width] activations stay cache-sized: about twice
+    as fast here as one huge batched matmul, whose elementwise passes are bound by memory. On a
+    GPU the whole input goes through at once (one launch per layer instead of one per chunk).
     """
 
     chunk_rows: int = 1024
@@ -71,7 +72,10 @@ class QEnsemble(nn.Module):
         x = torch.cat([obs, act], dim=-1)
         lead = x.shape[:-1]
         x = x.reshape(-1, x.shape[-1])
-        chunks = [x[i:i + self.chunk_rows] for i in range(0, x.shape[0], self.chunk_rows)] or [x]
+        if x.device.type == "cpu" and x.shape[0] > self.chunk_rows:
+            chunks = [x[i:i + self.chunk_rows] for i in range(0, x.shape[0], self.chunk_rows)]
+        else:
+            chunks = [x]
         out = [self.net(chunk.expand(self.ensemble_size, -1, -1)) for chunk in chunks]
         return torch.cat(out, dim=1).reshape(self.ensemble_size, *lead)
 
@@ -85,7 +89,7 @@ class QEnsemble(nn.Module):
 
 
 class DeterministicActor(nn.Module):
-    """a = max_action * tanh(MLP(s)), in the action box."""
+    """a = tanh(MLP(s)): actions in [-1, 1]^A, the box every dataset's actions are checked to lie in."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256)) -> None:
         super().__init__()

@@ -1,11 +1,12 @@
 import csv
+import dataclasses
 import json
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-from behavior_models.errors import ArtefactMismatchError, ConfigError
+from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError
 from cli.rl import main as rl_main
 from rl.algos.arq import ARQConfig
 from rl.algos.base import BehaviorInputs
@@ -202,3 +203,13 @@ def test_building_a_run_flushes_denormals_to_zero(env_transitions):
         assert (torch.tensor([1e-39]) * 1.0).item() == 0.0
     finally:
         torch.set_flush_denormal(False)
+
+
+def test_a_dataset_whose_action_box_is_not_unit_is_refused(env_transitions):
+    """The actors act in [-1, 1]^A; InvertedPendulum's [-3, 3] would be learned wrongly, silently."""
+    assert env_transitions.info.action_low == (-1.0,)  # MountainCarContinuous: the unit box passes
+    Run.build("bc", env_transitions, BCConfig(batch_size=32, hidden=(16,)), RUN)
+    info = dataclasses.replace(env_transitions.info, action_low=(-3.0,), action_high=(3.0,))
+    wide = dataclasses.replace(env_transitions, info=info)
+    with pytest.raises(DatasetError, match=r"action box .* not \[-1, 1\].*RescaleAction"):
+        Run.build("bc", wide, BCConfig(batch_size=32, hidden=(16,)), RUN)
