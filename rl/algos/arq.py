@@ -220,21 +220,25 @@ class ARQ(Algorithm):
         soft_update(self.critic_target, self.critic, self.config.tau)
         metrics = {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean(), "target_mean": target.mean()}
         if self.actor is not None:
-            metrics.update(self.update_actor(batch, q.detach().min(0).values))
+            metrics.update(self.update_actor(batch))
         self.updates += 1
         return metrics
 
-    def advantage(self, obs: Tensor, q_data: Tensor, rows: Tensor) -> Tensor:
-        """A(s,a) = Q(s,a) - mean of Q over the kept cached candidates at s (Eq. 6), [B]."""
-        candidates, keep = self.candidates_at(rows)
-        with torch.no_grad():
-            q = self.critic(obs.unsqueeze(1).expand(-1, candidates.shape[1], -1), candidates).min(0).values
-        keep = keep.float()
-        return q_data - (q * keep).sum(1) / keep.sum(1)
+    @torch.no_grad()
+    def advantage(self, obs: Tensor, actions: Tensor, rows: Tensor) -> Tensor:
+        """A(s,a) = Q(s,a) - mean of Q over the kept cached candidates at s (Eq. 6), [B].
 
-    def update_actor(self, batch: Batch, q_data: Tensor) -> dict[str, Tensor]:
+        Both terms come from one call of the current critic (the dataset action appended as an
+        extra candidate column), so they are the same Q_theta, as Eq. 6 writes it."""
+        candidates, keep = self.candidates_at(rows)
+        candidates = torch.cat([candidates, actions.unsqueeze(1)], dim=1)
+        q = self.critic(obs.unsqueeze(1).expand(-1, candidates.shape[1], -1), candidates).min(0).values
+        q_data, q_candidates, keep = q[:, -1], q[:, :-1], keep.float()
+        return q_data - (q_candidates * keep).sum(1) / keep.sum(1)
+
+    def update_actor(self, batch: Batch) -> dict[str, Tensor]:
         """AWR (Algorithm 1, second loop): weights exp(alpha * A), clipped."""
-        advantage = self.advantage(batch.observations, q_data, self.obs_row[batch.indices])
+        advantage = self.advantage(batch.observations, batch.actions, self.obs_row[batch.indices])
         weight = (self.config.alpha * advantage).exp().clamp(max=self.config.awr_max_weight)
         if isinstance(self.actor, GaussianActor):
             actor_loss = -(weight * self.actor.log_prob(batch.observations, batch.actions)).mean()

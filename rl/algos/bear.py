@@ -131,8 +131,9 @@ class BEAR(Algorithm):
 
     def critic_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         c = self.config
-        return critic_loss(self.critic, batch.observations, batch.actions, self.critic_target_value(batch),
-                           c.gradient_penalty, (self.updates + 1) % c.gp_every == 0, c.gp_actions, c.gp_k)
+        loss, metrics, _ = critic_loss(self.critic, batch.observations, batch.actions, self.critic_target_value(batch),
+                                       c.gradient_penalty, (self.updates + 1) % c.gp_every == 0, c.gp_actions, c.gp_k)
+        return loss, metrics
 
     def constraint(self, obs: Tensor, raw_obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
         """(MMD(beta(s), pi(s)), the weight W(s, beta(s))), each per state [B]; W = 1 without relaxation."""

@@ -131,7 +131,8 @@ class DASCO(Algorithm):
             next_actions = self.policy(batch.next_observations)
             q_next = self.critic_target(batch.next_observations, next_actions).min(0).values
             target = batch.rewards + self.config.gamma * (1.0 - batch.dones) * q_next
-        return critic_loss(self.critic, batch.observations, batch.actions, target)  # qf1_loss + qf2_loss
+        loss, metrics, _ = critic_loss(self.critic, batch.observations, batch.actions, target)  # qf1_loss + qf2_loss
+        return loss, metrics
 
     def policy_loss(self, obs: Tensor, data_actions: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Listing 3 (Eq. 11 with w, Eq. 63)."""

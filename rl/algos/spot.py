@@ -120,7 +120,7 @@ class SPOT(Algorithm):
         config = self.config
         target = td3_target(self.actor_target, self.critic_target, batch.rewards, batch.next_observations,
                             batch.dones, config.gamma, config.policy_noise, config.noise_clip)
-        q_loss, metrics = critic_loss(self.critic, batch.observations, batch.actions, target)
+        q_loss, metrics, _ = critic_loss(self.critic, batch.observations, batch.actions, target)
         step(self.optimizers["critic"], q_loss)
         self.updates += 1
         if self.updates % config.policy_freq == 0:

@@ -6,7 +6,8 @@ behaviour-cloning actor loss, Eq. 4 written as a loss:
     L_pi = -alpha * Q_1(s, pi(s)) / mean|Q_1(s, pi(s))|  +  mean_A (pi(s) - a)^2 * W(s, a)
 
 (mean|Q_1| over the batch, detached; the squared error averaged over action dimensions, then
-over the batch). Plain TD3+BC has W = 1. Critic: sum_j E_D[(Q_j(s, a) - y)^2] with the TD3
+over the batch). Eq. 4 writes the normaliser as E|Q(s, a)| at the dataset actions; like TD3+BC's
+released code (and the Appendix C.2 listing built on it), it is taken at the policy's actions. Plain TD3+BC has W = 1. Critic: sum_j E_D[(Q_j(s, a) - y)^2] with the TD3
 target :func:`~rl.core.regularizers.td3_target`.
 
 The two options of seed 001, each a flag, both on in the ``td3bc++`` preset:
@@ -16,7 +17,8 @@ The two options of seed 001, each a flag, both on in the ``td3bc++`` preset:
   actions per state, every ``gp_every``-th update only (the Appendix C.2 listing: 16 actions,
   N = 5, k = 1, the penalties of the two critics summed);
 * ``constraint_relaxation`` (Eq. 10, 12): W(s, a) is the batch min-max normalised
-  (Q_1 + Q_2)/2 of the dataset action, in [0, 1], without gradient. Eq. 10 is followed, not the
+  (Q_1 + Q_2)/2 of the dataset action, in [0, 1], without gradient, from the values of the
+  critic step (before its gradient), as the listing's ``current_Q``. Eq. 10 is followed, not the
   listing's raw Q, whose sign flips with negative rewards (the maze's r - 1).
 """
 
@@ -76,16 +78,21 @@ class TD3BC(Algorithm):
                            "critic": adam(self.critic.parameters(), config.critic_lr)}
         self._actor_metrics: dict[str, Tensor] = {}
 
-    def critic_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        """TD3's loss, plus lambda_GP times Eq. 8 on every ``gp_every``-th update (1-based)."""
+    def critic_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """TD3's loss, plus lambda_GP times Eq. 8 on every ``gp_every``-th update (1-based); also
+        the step's detached Q_j(s, a) [2, B]."""
         config = self.config
         target = td3_target(self.actor_target, self.critic_target, batch.rewards, batch.next_observations,
                             batch.dones, config.gamma, config.policy_noise, config.noise_clip)
         return critic_loss(self.critic, batch.observations, batch.actions, target, config.gradient_penalty,
                            (self.updates + 1) % config.gp_every == 0, config.gp_actions, config.gp_k)
 
-    def actor_loss(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Eq. 4 (W = 1) or Eq. 12 (W of Eq. 10) as a loss to minimise."""
+    def actor_loss(self, obs: Tensor, actions: Tensor, data_q: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Eq. 4 (W = 1) or Eq. 12 (W of Eq. 10) as a loss to minimise.
+
+        ``data_q`` [2, B]: the critics at the dataset actions for W. :meth:`update` passes the
+        values of its critic step, before that step's gradient, as seed 001's listing does
+        (``current_Q``); without it they are computed from the current critic."""
         config = self.config
         pi = self.actor(obs)
         q = self.critic(obs, pi)[0]
@@ -93,18 +100,18 @@ class TD3BC(Algorithm):
         bc = (pi - actions).pow(2).mean(-1)  # [B]
         if config.constraint_relaxation:
             with torch.no_grad():
-                weight = minmax_weight(self.critic(obs, actions).mean(0))
+                weight = minmax_weight((self.critic(obs, actions) if data_q is None else data_q).mean(0))
             bc = bc * weight
         loss = -scale * q.mean() + bc.mean()
         return loss, {"actor_loss": loss.detach(), "bc_loss": bc.detach().mean(), "actor_q": q.detach().mean()}
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
-        q_loss, metrics = self.critic_loss(batch)
+        q_loss, metrics, data_q = self.critic_loss(batch)
         step(self.optimizers["critic"], q_loss)
         self.updates += 1
         if self.updates % self.config.policy_freq == 0:
             with frozen(self.critic):  # the actor trains through Q; the critic's weights take no gradient
-                loss, self._actor_metrics = self.actor_loss(batch.observations, batch.actions)
+                loss, self._actor_metrics = self.actor_loss(batch.observations, batch.actions, data_q)
                 step(self.optimizers["actor"], loss)
             soft_update(self.critic_target, self.critic, self.config.tau)
             soft_update(self.actor_target, self.actor, self.config.tau)

@@ -78,9 +78,11 @@ def td3_target(actor_target: nn.Module, critic_target: nn.Module, rewards: Tenso
 
 
 def critic_loss(critic: nn.Module, obs: Tensor, actions: Tensor, target: Tensor, penalty_weight: float = 0.0,
-                penalty_due: bool = False, penalty_actions: int = 16, penalty_k: float = 1.0) -> tuple[Tensor, dict[str, Tensor]]:
+                penalty_due: bool = False, penalty_actions: int = 16, penalty_k: float = 1.0
+                ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
     """sum_j mean_B (Q_j(s, a) - y)^2 over the ensemble, plus ``penalty_weight`` * sum_j Eq. 8 when
-    ``penalty_due`` (seed 001 applies it every N-th step); returns the loss and what to log."""
+    ``penalty_due`` (seed 001 applies it every N-th step); returns the loss, what to log, and the
+    detached Q_j(s, a) [E, B] of this step (seed 001's listing reuses them for Eq. 10's weight)."""
     q = critic(obs, actions)
     loss = (q - target.unsqueeze(0)).pow(2).mean(1).sum()
     metrics = {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
@@ -88,4 +90,4 @@ def critic_loss(critic: nn.Module, obs: Tensor, actions: Tensor, target: Tensor,
         penalty = gradient_penalty(critic, obs, penalty_actions, penalty_k).sum()
         loss = loss + penalty_weight * penalty
         metrics["gradient_penalty"] = penalty.detach()
-    return loss, metrics
+    return loss, metrics, q.detach()

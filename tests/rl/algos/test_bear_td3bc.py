@@ -125,3 +125,22 @@ def test_td3bc_actor_loss_equals_numpy_eq4_and_eq12(relax):
         bc = bc * (q_data - q_data.min()) / (q_data.max() - q_data.min())
     expected = -lmbda * q1.mean() + bc.mean()
     assert float(loss.detach()) == pytest.approx(expected, rel=1e-4, abs=1e-5)
+
+
+def test_td3bc_plus_plus_weight_uses_the_critic_step_values_when_given():
+    """update() hands the critic step's Q(s, a) to the actor (the listing's current_Q): W is
+    Eq. 10 of exactly those values, not of a fresh critic call."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(1)
+    batch = fixed_batch(rng)
+    algo = TD3BC(TD3BCConfig(hidden=(8, 8), alpha=2.5, constraint_relaxation=True), S, A, behavior=BehaviorInputs())
+    data_q = torch.as_tensor(rng.normal(size=(2, len(batch.actions))), dtype=torch.float32)
+    loss, _ = algo.actor_loss(batch.observations, batch.actions, data_q)
+
+    obs, act = batch.observations.double().numpy(), batch.actions.double().numpy()
+    pi = np.tanh(np_mlp(algo.actor.net, obs))
+    q1 = np_ensemble_q(algo.critic, obs, pi)[0]
+    mean_q = data_q.double().numpy().mean(0)
+    weight = (mean_q - mean_q.min()) / (mean_q.max() - mean_q.min())
+    expected = -2.5 / np.abs(q1).mean() * q1.mean() + (((pi - act) ** 2).mean(-1) * weight).mean()
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-4, abs=1e-5)
