@@ -45,11 +45,11 @@ from behavior_models.errors import ConfigError
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
 from rl.core.buffer import Batch
 from rl.core.networks import QEnsemble, TanhGaussianActor, frozen, soft_update
-from rl.core.regularizers import MMD_KERNELS, critic_loss, minmax_weight, mmd
+from rl.core.regularizers import MMD_KERNELS, PlusPlusOptions, critic_loss, minmax_weight, mmd
 
 
 @dataclass(frozen=True)
-class BEARConfig(AlgoConfig):
+class BEARConfig(PlusPlusOptions, AlgoConfig):
     batch_size: int = 256  # BEAR / d3rlpy
     hidden: tuple[int, ...] = (256, 256)  # actor and critics (d3rlpy's BEAR)
     actor_lr: float = 1e-4  # ALGORITHMS.md "BEAR": policy 1e-4
@@ -69,11 +69,6 @@ class BEARConfig(AlgoConfig):
     warmup_fraction: float = 0.1  # ... capped at this fraction of the step budget, so short runs do RL
     warmup_steps: int | None = None  # resolved before training: min(warmup_max_steps, fraction * steps)
     eval_samples: int = 10  # policy samples scored by Q_1 when acting (BEAR: 10; d3rlpy 100)
-    gradient_penalty: float = 0.0  # lambda_GP of seed 001, Eq. 8; 0 = off (Table 7: 1)
-    gp_k: float = 1.0  # the one-sided threshold k of Eq. 8
-    gp_actions: int = 16  # uniform random actions per state (seed 001, App. C.2 listing)
-    gp_every: int = 5  # every N-th update (seed 001, Sec. 4.1: N = 5)
-    constraint_relaxation: bool = False  # weight the MMD by Eq. 10's W(s, beta(s)) (Eq. 11)
 
 
 @dataclass(frozen=True)
@@ -132,7 +127,7 @@ class BEAR(Algorithm):
     def critic_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         c = self.config
         loss, metrics, _ = critic_loss(self.critic, batch.observations, batch.actions, self.critic_target_value(batch),
-                                       c.gradient_penalty, (self.updates + 1) % c.gp_every == 0, c.gp_actions, c.gp_k)
+                                       **c.penalty_args(self.updates))
         return loss, metrics
 
     def constraint(self, obs: Tensor, raw_obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,7 +1,7 @@
 """SPOT: Supported Policy Optimization (seed 004, Algorithm 1; ALGORITHMS.md "SPOT").
 
-TD3 (twin critics, target policy smoothing, delayed actor and target updates) whose actor
-minimises the density-regularised objective of seed 004, Eq. 9, with the TD3+BC Q scaling:
+TD3 (:mod:`rl.algos.td3`: twin critics, target policy smoothing, delayed actor and target
+updates) whose actor minimises the density-regularised objective of seed 004, Eq. 9, with the TD3+BC Q scaling:
 
     J_pi(phi) = E_{s~D}[ -Q_1(s, pi(s)) / mean|Q_1(s, pi(s))|  +  lambda_nats * (-log beta_hat(pi(s)|s)) ]
 
@@ -28,31 +28,22 @@ uses lambda_nats = lambda * beta_KL / (2A); with ``"nats"`` lambda is used as gi
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor
 
 from behavior_models.errors import ConfigError
-from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
+from rl.algos.base import BehaviorInputs
+from rl.algos.td3 import TD3Config, TD3Family
 from rl.core.buffer import Batch
-from rl.core.networks import DeterministicActor, QEnsemble, frozen, soft_update
-from rl.core.regularizers import critic_loss, td3_target
 
 DENSITIES = ("auto", "log_prob", "grad_log_prob")
 
 
 @dataclass(frozen=True)
-class SPOTConfig(AlgoConfig):
-    batch_size: int = 256  # TD3
-    hidden: tuple[int, ...] = (256, 256)  # actor and critics
-    actor_lr: float = 3e-4  # TD3 (SPOT uses 1e-4 on AntMaze)
-    critic_lr: float = 3e-4
-    tau: float = 0.005
-    policy_noise: float = 0.2  # target policy smoothing std
-    noise_clip: float = 0.5
-    policy_freq: int = 2  # actor and target updates every this many critic updates
+class SPOTConfig(TD3Config):
+    # TD3's fields and defaults (rl.algos.td3); SPOT's AntMaze runs use actor_lr 1e-4 (ALGORITHMS.md).
     lambda_: float = 0.1  # penalty weight, in `lambda_units` (SPOT: 0.05-1.0 locomotion, 0.025-0.25 AntMaze)
     lambda_units: str = "spot_cvae"  # spot_cvae: lambda_nats = lambda * cvae_kl_weight / (2A) | nats
     # beta of SPOT's CVAE loss, for the units conversion when beta_hat is not a CVAE (a CVAE's own
@@ -64,7 +55,7 @@ class SPOTConfig(AlgoConfig):
     q_normalization: bool = True  # divide Q by mean|Q| (detached) in the actor loss (TD3+BC)
 
 
-class SPOT(Algorithm):
+class SPOT(TD3Family):
     name = "spot"
     config_class = SPOTConfig
     behavior_kind = "model"
@@ -86,13 +77,6 @@ class SPOT(Algorithm):
             self.lambda_nats = config.lambda_
         else:
             raise ConfigError(f"SPOT lambda_units={config.lambda_units!r}; choose spot_cvae or nats")
-        self.actor = DeterministicActor(obs_dim, act_dim, config.hidden).to(self.device)
-        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = QEnsemble(obs_dim, act_dim, config.hidden, 2).to(self.device)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.optimizers = {"actor": adam(self.actor.parameters(), lr=config.actor_lr),
-                           "critic": adam(self.critic.parameters(), lr=config.critic_lr)}
-        self._actor_metrics: dict[str, Tensor] = {}
 
     def describe(self) -> dict[str, object]:
         return {"density": self.density, "lambda_nats": self.lambda_nats, "density_options": self.density_options,
@@ -107,32 +91,15 @@ class SPOT(Algorithm):
         score = model.grad_log_prob(raw_obs, actions.detach()).detach()
         return -(score * actions).sum(-1), {"score_norm": score.norm(dim=-1).mean()}
 
-    def actor_loss(self, obs: Tensor, raw_obs: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """J_pi of Eq. 9 with TD3+BC scaling (see the module docstring)."""
+    def actor_loss(self, batch: Batch, data_q: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """J_pi of Eq. 9 with TD3+BC scaling (see the module docstring); ``data_q`` is not used."""
+        obs, raw_obs = batch.observations, batch.raw_observations
         actions = self.actor(obs)
         q = self.critic(obs, actions)[0]
         scale = 1.0 / q.abs().mean().detach() if self.config.q_normalization else 1.0
         penalty, logged = self.penalty(raw_obs, actions)
         loss = -scale * q.mean() + self.lambda_nats * penalty.mean()
         return loss, {"actor_loss": loss.detach(), "actor_q": q.detach().mean(), **logged}
-
-    def update(self, batch: Batch) -> dict[str, Tensor]:
-        config = self.config
-        target = td3_target(self.actor_target, self.critic_target, batch.rewards, batch.next_observations,
-                            batch.dones, config.gamma, config.policy_noise, config.noise_clip)
-        q_loss, metrics, _ = critic_loss(self.critic, batch.observations, batch.actions, target)
-        step(self.optimizers["critic"], q_loss)
-        self.updates += 1
-        if self.updates % config.policy_freq == 0:
-            with frozen(self.critic):  # the actor trains through Q; the critic's weights take no gradient
-                loss, self._actor_metrics = self.actor_loss(batch.observations, batch.raw_observations)
-                step(self.optimizers["actor"], loss)
-            soft_update(self.critic_target, self.critic, config.tau)
-            soft_update(self.actor_target, self.actor, config.tau)
-        return {**metrics, **self._actor_metrics}
-
-    def act(self, obs: Tensor, raw_obs: Tensor, deterministic: bool = True) -> Tensor:
-        return self.actor(obs)  # TD3's actor is deterministic
 
 
 def resolve_density(density: str, capabilities: dict[str, Any], backend: str) -> str:

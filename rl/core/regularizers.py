@@ -6,10 +6,14 @@
   member of a :class:`~rl.core.networks.QEnsemble` separately;
 * :func:`minmax_weight`: the critic weight of seed 001, Eq. 10, min-max normalised over the batch;
 * :func:`td3_target`: TD3's clipped double-Q target with target policy smoothing;
-* :func:`critic_loss`: sum_j E[(Q_j(s, a) - y)^2], plus lambda_GP times Eq. 8 when it is due.
+* :func:`critic_loss`: sum_j E[(Q_j(s, a) - y)^2], plus lambda_GP times Eq. 8 when it is due;
+* :class:`PlusPlusOptions`: seed 001's two options as config fields, shared by BEAR's and TD3+BC's configs.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -91,3 +95,21 @@ def critic_loss(critic: nn.Module, obs: Tensor, actions: Tensor, target: Tensor,
         loss = loss + penalty_weight * penalty
         metrics["gradient_penalty"] = penalty.detach()
     return loss, metrics, q.detach()
+
+
+@dataclass(frozen=True)
+class PlusPlusOptions:
+    """Seed 001's two options, as fields of the configs of the algorithms it extends (BEAR and
+    TD3+BC; the ``++`` presets turn both on)."""
+
+    gradient_penalty: float = 0.0  # lambda_GP of Eq. 8; 0 = off (Table 7: 1; 0.1 for relocate)
+    gp_k: float = 1.0  # the one-sided threshold k of Eq. 8
+    gp_actions: int = 16  # uniform random actions per state (App. C.2 listing)
+    gp_every: int = 5  # the penalty applies every N-th update (Sec. 4.1: N = 5)
+    constraint_relaxation: bool = False  # weight the constraint by Eq. 10's W (Eq. 11 BEAR, Eq. 12 TD3+BC)
+
+    def penalty_args(self, updates: int) -> dict[str, Any]:
+        """The gradient-penalty arguments of :func:`critic_loss` for the update after ``updates``
+        (1-based: due on updates 5, 10, ...)."""
+        return {"penalty_weight": self.gradient_penalty, "penalty_due": (updates + 1) % self.gp_every == 0,
+                "penalty_actions": self.gp_actions, "penalty_k": self.gp_k}

@@ -55,3 +55,36 @@ def random_cache(transitions: Transitions, n: int = 8, seed: int = 0, drop: floa
     candidates = rng.uniform(-1, 1, size=(rows, n, transitions.act_dim)).astype(np.float32)
     log_probs = rng.normal(size=(rows, n)).astype(np.float32)
     return array_cache(transitions, candidates, log_probs, rng.uniform(size=(rows, n)) > drop)
+
+
+def assert_resume_is_exact(build, out_dir, crash_at: int):
+    """Train ``build()`` uninterrupted into out_dir/full; train another ``build()`` into
+    out_dir/resumed, crash it (KeyboardInterrupt) before update ``crash_at``, resume it from its
+    checkpoint with a third ``build()``; assert the two runs end bit for bit the same (every
+    tensor of the algorithm, the whole metrics.csv). Returns the resumed run's directory."""
+    import pytest
+    import torch
+
+    from rl.core.trainer import Trainer
+
+    full = build()
+    Trainer(full, out_dir / "full", progress=False, echo=lambda _: None).train()
+    interrupted = build()
+    original = interrupted.algorithm.update
+
+    def crash(batch):
+        if interrupted.algorithm.updates == crash_at:
+            raise KeyboardInterrupt
+        return original(batch)
+
+    interrupted.algorithm.update = crash
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(interrupted, out_dir / "resumed", progress=False, echo=lambda _: None).train()
+    checkpoints = sorted(p.name for p in (out_dir / "resumed" / "checkpoints").iterdir())
+    resumed = build()
+    Trainer(resumed, out_dir / "resumed", resume=True, progress=False, echo=lambda _: None).train()
+    for key, value in full.algorithm.state_dict().items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, resumed.algorithm.state_dict()[key]), key
+    assert (out_dir / "full" / "metrics.csv").read_text() == (out_dir / "resumed" / "metrics.csv").read_text()
+    return checkpoints

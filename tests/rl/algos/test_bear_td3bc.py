@@ -113,7 +113,7 @@ def test_td3bc_actor_loss_equals_numpy_eq4_and_eq12(relax):
     batch = fixed_batch(rng)
     config = TD3BCConfig(hidden=(8, 8), alpha=2.5, constraint_relaxation=relax)
     algo = TD3BC(config, S, A, behavior=BehaviorInputs())
-    loss, metrics = algo.actor_loss(batch.observations, batch.actions)
+    loss, metrics = algo.actor_loss(batch)
 
     obs, act = batch.observations.double().numpy(), batch.actions.double().numpy()
     pi = np.tanh(np_mlp(algo.actor.net, obs))
@@ -135,7 +135,7 @@ def test_td3bc_plus_plus_weight_uses_the_critic_step_values_when_given():
     batch = fixed_batch(rng)
     algo = TD3BC(TD3BCConfig(hidden=(8, 8), alpha=2.5, constraint_relaxation=True), S, A, behavior=BehaviorInputs())
     data_q = torch.as_tensor(rng.normal(size=(2, len(batch.actions))), dtype=torch.float32)
-    loss, _ = algo.actor_loss(batch.observations, batch.actions, data_q)
+    loss, _ = algo.actor_loss(batch, data_q)
 
     obs, act = batch.observations.double().numpy(), batch.actions.double().numpy()
     pi = np.tanh(np_mlp(algo.actor.net, obs))

@@ -139,7 +139,7 @@ def test_spot_actor_loss_equals_numpy(units):
     torch.manual_seed(1)
     spot = SPOT(SPOTConfig(hidden=(8, 8), lambda_=lam, lambda_units=units, cvae_kl_weight=kl_weight), S, A,
                 behavior=BehaviorInputs(model=model))
-    loss, _ = spot.actor_loss(batch.observations, batch.raw_observations)
+    loss, _ = spot.actor_loss(batch)
 
     obs, raw = batch.observations.numpy(), batch.raw_observations.numpy()
     pi = np.tanh(np_mlp(spot.actor.net, obs))
@@ -163,7 +163,7 @@ def test_spot_score_surrogate_has_the_gradient_of_minus_log_beta():
         with torch.no_grad():
             for p in spot.critic.parameters():
                 p.zero_()  # Q = 0: only the penalty moves the actor
-        loss, _ = spot.actor_loss(batch.observations, batch.raw_observations)
+        loss, _ = spot.actor_loss(batch)
         loss.backward()
         grads[density] = [p.grad.clone() for p in spot.actor.parameters()]
     for a, b in zip(grads["log_prob"], grads["grad_log_prob"]):

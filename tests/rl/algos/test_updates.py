@@ -2,6 +2,7 @@
 
 import copy
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -64,11 +65,12 @@ def test_spot_lowers_critic_loss_and_penalty(env_transitions, gaussian_dir):
     assert late < early
     # The critic moves under the actor, so the actor's loss is compared under the final critic:
     # the trained actor must score better than the initial one on the whole dataset.
-    obs, raw = run.buffer.column("observations"), run.buffer.column("raw_observations")
+    dataset = SimpleNamespace(observations=run.buffer.column("observations"),
+                              raw_observations=run.buffer.column("raw_observations"))
     with torch.no_grad():
-        trained_loss, _ = run.algorithm.actor_loss(obs, raw)
+        trained_loss, _ = run.algorithm.actor_loss(dataset)
         run.algorithm.actor = initial_actor
-        initial_loss, _ = run.algorithm.actor_loss(obs, raw)
+        initial_loss, _ = run.algorithm.actor_loss(dataset)
     assert trained_loss < initial_loss
 
 

@@ -13,8 +13,8 @@ from rl.algos.base import BehaviorInputs
 from rl.algos.bc import BCConfig
 from rl.algos.spot import SPOTConfig
 from rl.core.behavior import check_cache
-from rl.core.trainer import Run, RunConfig, Trainer, load_algorithm_state, read_checkpoint, train
-from tests.rl.helpers import random_cache
+from rl.core.trainer import Run, RunConfig, load_algorithm_state, read_checkpoint, train
+from tests.rl.helpers import assert_resume_is_exact, random_cache
 
 RUN = RunConfig(steps=60, seed=3, eval_every=20, eval_episodes=2, log_every=10, checkpoint_every=20)
 
@@ -30,28 +30,8 @@ def build(name, transitions, gaussian_dir):
 
 @pytest.mark.parametrize("name", ["bc", "arq", "spot"])
 def test_resumed_run_equals_uninterrupted_run(name, env_transitions, gaussian_dir, tmp_path):
-    full = build(name, env_transitions, gaussian_dir)
-    Trainer(full, tmp_path / "full", progress=False, echo=lambda _: None).train()
-
-    interrupted = build(name, env_transitions, gaussian_dir)
-    original = interrupted.algorithm.update
-
-    def crash_at_45(batch):
-        if interrupted.algorithm.updates == 45:
-            raise KeyboardInterrupt
-        return original(batch)
-
-    interrupted.algorithm.update = crash_at_45
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(interrupted, tmp_path / "resumed", progress=False, echo=lambda _: None).train()
-    assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir())[-1] == "step_00000040.pt"
-
-    resumed = build(name, env_transitions, gaussian_dir)
-    Trainer(resumed, tmp_path / "resumed", resume=True, progress=False, echo=lambda _: None).train()
-    for key, value in full.algorithm.state_dict().items():
-        if isinstance(value, torch.Tensor):
-            assert torch.equal(value, resumed.algorithm.state_dict()[key]), key
-    assert (tmp_path / "full" / "metrics.csv").read_text() == (tmp_path / "resumed" / "metrics.csv").read_text()
+    checkpoints = assert_resume_is_exact(lambda: build(name, env_transitions, gaussian_dir), tmp_path, crash_at=45)
+    assert checkpoints[-1] == "step_00000040.pt"  # the crash came after the step-40 checkpoint
     full_summary = json.loads((tmp_path / "full" / "summary.json").read_text())
     resumed_summary = json.loads((tmp_path / "resumed" / "summary.json").read_text())
     assert full_summary["normalized_score_mean"] == resumed_summary["normalized_score_mean"]
