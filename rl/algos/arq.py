@@ -11,6 +11,11 @@ beta_psi(a'|s) > epsilon (the sample cache, ``bm sample-cache``). Then:
 * **Implicit policy, Eq. 6.** pi(a|s) = softmax_i(alpha * A(s, a_i)) over N fresh candidates
   a_i ~ beta_psi(.|s) drawn at act time, with A(s,a) = Q(s,a) - mean_i Q(s,a_i). Needs the
   behavior model at act time (found through the cache metadata, or ``--behavior-model``).
+  Sampled evaluation (``rl train/eval --eval-sampled``) draws from this softmax; deterministic
+  evaluation (the default) takes its mode, the candidate of largest advantage, where alpha no
+  longer matters. Deviation: App. A.2 also drops fresh candidates below the threshold epsilon;
+  here they are not filtered, since each would need a likelihood (an ODE solve for the score
+  model) at every action.
 * **Explicit policy (Algorithm 1, second loop).** AWR: max_phi E_D[exp(alpha A(s,a)) log pi_phi(a|s)],
   with the weight clipped at ``awr_max_weight`` and A(s,a) = Q(s,a) - mean of Q over the kept
   cached candidates at s. Deviation: Algorithm 1 trains pi_phi after Q has converged; here
@@ -19,11 +24,12 @@ beta_psi(a'|s) > epsilon (the sample cache, ``bm sample-cache``). Then:
   function; ``q_target="sarsa"``: Q^beta, y = r + gamma (1 - done) Q_target(s', a'_dataset), one Q,
   lr 1e-4 (App. A.2), acted on by the implicit policy (preset ``q-beta``).
 
-Per-domain defaults: K, alpha and the explicit policy class follow the column of seed 002's
-Tables A.2/A.3 that the dataset belongs to (``task_family``): maze navigation, whose reward is
-"-1 except goal", takes the AntMaze column (K = 3, alpha = 10, deterministic policy); other
-datasets the locomotion column (K = 9, alpha = 1, state-independent-std Gaussian), with
-kitchen and adroit as in the tables. The resolved values are what config.json records.
+Per-domain defaults: the Q learning rate, K, alpha and the explicit policy class follow the
+column of seed 002's Tables A.2/A.3 that the dataset belongs to (``task_family``): maze
+navigation, whose reward is "-1 except goal", takes the AntMaze column (lr 3e-4, K = 3,
+alpha = 10, deterministic policy); kitchen (lr 1e-4, K = 9, alpha = 1) and adroit (lr 1e-4,
+K = 9, alpha = 10) their own; other datasets the locomotion column (lr 3e-4, K = 9, alpha = 1,
+state-independent-std Gaussian). The resolved values are what config.json records.
 
 Options around Eq. 5:
 
@@ -60,10 +66,10 @@ class ARQConfig(AlgoConfig):
     batch_size: int = 512  # App. A.2
     hidden: tuple[int, ...] = (256, 256)  # each Q: 2 layers of 256, ReLU (App. A.2)
     num_q: int = 2  # two Q functions, min for the target (App. A.2); Q^beta uses one
-    q_lr: float = 3e-4  # Table A.2 (1e-4 for kitchen/adroit; 1e-4 for Q^beta, App. A.2)
-    tau: float = 0.005  # polyak coefficient 0.995 (App. A.2)
-    # k, alpha and actor_type: None resolves from the dataset id through TASK_FAMILY_DEFAULTS
+    # q_lr, k, alpha and actor_type: None resolves from the dataset id through TASK_FAMILY_DEFAULTS
     # (seed 002, Tables A.2 and A.3), the way reward_transform=auto does; set them to override.
+    q_lr: float | None = None  # Table A.2: 3e-4 locomotion and AntMaze, 1e-4 kitchen and adroit (Q^beta: 1e-4)
+    tau: float = 0.005  # polyak coefficient 0.995 (App. A.2)
     k: int | None = None  # the K-th max of Eq. 5 (Table A.2: 9; 3 for AntMaze)
     q_target: str = "kth_max"  # kth_max (Eq. 5) | sarsa (the Q^beta ablation, Table 2)
     use_support_mask: bool = True  # drop cached candidates flagged out of support (beta <= eps)
@@ -78,19 +84,19 @@ class ARQConfig(AlgoConfig):
     implicit_samples: int = 30  # fresh candidates per state at act time (App. A.2: N = 30)
 
 
-# Seed 002's per-domain columns (Table A.2: K; Table A.3: alpha for ARQ + pi_phi and the policy
-# class). Maze navigation with the "-1 except goal" reward is the AntMaze column; kitchen and
+# Seed 002's per-domain columns (Table A.2: learning rate and K; Table A.3: alpha for ARQ + pi_phi
+# and the policy class). Maze navigation with the "-1 except goal" reward is the AntMaze column; kitchen and
 # adroit have their own; everything else takes the locomotion column.
 TASK_FAMILY_DEFAULTS: dict[str, dict[str, object]] = {
-    "antmaze": {"k": 3, "alpha": 10.0, "actor_type": "deterministic"},
-    "kitchen": {"k": 9, "alpha": 1.0, "actor_type": "gaussian"},
-    "adroit": {"k": 9, "alpha": 10.0, "actor_type": "gaussian"},
-    "locomotion": {"k": 9, "alpha": 1.0, "actor_type": "gaussian"},
+    "antmaze": {"q_lr": 3e-4, "k": 3, "alpha": 10.0, "actor_type": "deterministic"},
+    "kitchen": {"q_lr": 1e-4, "k": 9, "alpha": 1.0, "actor_type": "gaussian"},
+    "adroit": {"q_lr": 1e-4, "k": 9, "alpha": 10.0, "actor_type": "gaussian"},
+    "locomotion": {"q_lr": 3e-4, "k": 9, "alpha": 1.0, "actor_type": "gaussian"},
 }
 
 
 def resolve_task_defaults(config: "ARQConfig", dataset_id: str) -> "ARQConfig":
-    """``config`` with every None among k, alpha, actor_type filled from the dataset's family."""
+    """``config`` with every None among q_lr, k, alpha, actor_type filled from the dataset's family."""
     defaults = TASK_FAMILY_DEFAULTS[task_family(dataset_id)]
     changes = {name: value for name, value in defaults.items() if getattr(config, name) is None}
     return dataclasses.replace(config, **changes) if changes else config
@@ -132,6 +138,7 @@ class ARQ(Algorithm):
     name = "arq"
     config_class = ARQConfig
     behavior_kind = "cache"
+    locomotion_reward = "return_range"  # seed 002, App. A.2 (after IQL): r * 1000 / return range
 
     @classmethod
     def needs_behavior_model(cls, config: ARQConfig) -> bool:

@@ -51,6 +51,9 @@ class Algorithm(nn.Module, abc.ABC):
     config_class: ClassVar[type[AlgoConfig]] = AlgoConfig
     # What --behavior must be: nothing, a sample cache (.npz) or a behavior-model directory.
     behavior_kind: ClassVar[BehaviorKind] = "none"
+    # What reward_transform="auto" means on MuJoCo locomotion (rl.core.rewards): the algorithm
+    # paper's own convention. Raw rewards unless a subclass cites otherwise.
+    locomotion_reward: ClassVar[str] = "none"
 
     def __init__(self, config: AlgoConfig, obs_dim: int, act_dim: int, device: str | torch.device = "cpu",
                  behavior: BehaviorInputs | None = None) -> None:

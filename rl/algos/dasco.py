@@ -84,6 +84,7 @@ class DASCO(Algorithm):
     name = "dasco"
     config_class = DASCOConfig
     behavior_kind = "none"
+    locomotion_reward = "return_range"  # seed 000, App. C: rewards divided by the return range (after IQL [20])
 
     @classmethod
     def resolve_config(cls, config: DASCOConfig, dataset_id: str, steps: int) -> DASCOConfig:

@@ -24,10 +24,16 @@ density is differentiable in the action:
 loss (MSE + beta_KL * KL, both averaged over dimensions) = (beta_KL / (2A)) * (-ELBO in nats)
 + const. With ``lambda_units="spot_cvae"`` (default) the penalty on a log-density in nats
 uses lambda_nats = lambda * beta_KL / (2A); with ``"nats"`` lambda is used as given.
+
+**Per-domain settings** (ALGORITHMS.md "SPOT"): on maze navigation ids (``task_family``, the
+rule ARQ's AntMaze column and the r - 1 reward use too) the actor's lr is 1e-4 and states are
+not normalised, as SPOT runs AntMaze; elsewhere TD3's 3e-4 and z-scored states. Fields set by
+the user are kept; config.json records the resolved values.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,13 +43,21 @@ from behavior_models.errors import ConfigError
 from rl.algos.base import BehaviorInputs
 from rl.algos.td3 import TD3Config, TD3Family
 from rl.core.buffer import Batch
+from rl.core.tasks import task_family
 
 DENSITIES = ("auto", "log_prob", "grad_log_prob")
+# SPOT on AntMaze (ALGORITHMS.md "SPOT"): actor lr 1e-4 and raw states, with r - 1 rewards (the
+# reward convention resolves the same way). Other families keep TD3's settings.
+SPOT_MAZE_DEFAULTS = {"actor_lr": 1e-4, "normalize_states": False}
+SPOT_OTHER_DEFAULTS = {"actor_lr": 3e-4, "normalize_states": True}
 
 
 @dataclass(frozen=True)
 class SPOTConfig(TD3Config):
-    # TD3's fields and defaults (rl.algos.td3); SPOT's AntMaze runs use actor_lr 1e-4 (ALGORITHMS.md).
+    # TD3's fields and defaults (rl.algos.td3), except two that SPOT sets per domain
+    # (ALGORITHMS.md "SPOT", AntMaze): None resolves from the dataset id through SPOT_MAZE_DEFAULTS.
+    actor_lr: float | None = None  # 1e-4 on maze navigation, else TD3's 3e-4
+    normalize_states: bool | None = None  # off on maze navigation, else on (TD3+BC)
     lambda_: float = 0.1  # penalty weight, in `lambda_units` (SPOT: 0.05-1.0 locomotion, 0.025-0.25 AntMaze)
     lambda_units: str = "spot_cvae"  # spot_cvae: lambda_nats = lambda * cvae_kl_weight / (2A) | nats
     # beta of SPOT's CVAE loss, for the units conversion when beta_hat is not a CVAE (a CVAE's own
@@ -60,8 +74,15 @@ class SPOT(TD3Family):
     config_class = SPOTConfig
     behavior_kind = "model"
 
+    @classmethod
+    def resolve_config(cls, config: SPOTConfig, dataset_id: str, steps: int) -> SPOTConfig:
+        defaults = SPOT_MAZE_DEFAULTS if task_family(dataset_id) == "antmaze" else SPOT_OTHER_DEFAULTS
+        changes = {name: value for name, value in defaults.items() if getattr(config, name) is None}
+        return dataclasses.replace(config, **changes) if changes else config
+
     def __init__(self, config: SPOTConfig, obs_dim: int, act_dim: int, device="cpu",
                  behavior: BehaviorInputs | None = None) -> None:
+        config = self.resolve_config(config, "", 0)  # built without a dataset id: TD3's settings
         super().__init__(config, obs_dim, act_dim, device, behavior)
         model = self.behavior.model
         if model is None:

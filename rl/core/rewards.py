@@ -9,9 +9,11 @@ environment's own, untransformed return.
   seed 002, Table A.2, "-1 except goal", and of SPOT on AntMaze, ALGORITHMS.md "SPOT").
 * ``return_range``: r * 1000 / (max episode return - min episode return), the locomotion
   normalisation of seed 002, App. A.2 (after Kostrikov et al. 2021).
-* ``auto``: resolved once, before training, from the dataset id: ids containing ``maze``
-  take ``minus_one``; ids under ``mujoco/`` take ``return_range``; anything else ``none``.
-  The resolved name, not ``auto``, is what the run config records.
+* ``auto``: resolved once, before training, from the dataset id and the algorithm: maze ids
+  take ``minus_one``; ids under ``mujoco/`` take the algorithm's own locomotion convention
+  (``Algorithm.locomotion_reward``: ``return_range`` for ARQ and DASCO, whose papers scale
+  rewards so; ``none`` for TD3+BC, BEAR and SPOT, which train on raw rewards, and for BC);
+  anything else ``none``. The resolved name, not ``auto``, is what the run config records.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from rl.core.tasks import task_family
 REWARD_TRANSFORMS = ("none", "minus_one", "return_range")
 
 
-def resolve_reward_transform(name: str, dataset_id: str) -> str:
-    """The concrete transform behind ``name`` (``auto`` is resolved from ``dataset_id``)."""
+def resolve_reward_transform(name: str, dataset_id: str, locomotion: str = "return_range") -> str:
+    """The concrete transform behind ``name``: ``auto`` is resolved from ``dataset_id``, with
+    ``locomotion`` as the transform of MuJoCo locomotion datasets."""
     if name == "auto":
         if task_family(dataset_id) == "antmaze":
             return "minus_one"
         if dataset_id.startswith("mujoco/"):
-            return "return_range"
+            return locomotion
         return "none"
     if name not in REWARD_TRANSFORMS:
         raise ConfigError(f"unknown reward_transform {name!r}; choose one of {('auto',) + REWARD_TRANSFORMS}")

@@ -112,7 +112,8 @@ class Run:
         if not isinstance(algo_config, algo_cls.config_class):
             raise ConfigError(f"{algorithm_name} needs a {algo_cls.config_class.__name__}, got {type(algo_config).__name__}")
         run_config = run_config or RunConfig()
-        reward = resolve_reward_transform(algo_config.reward_transform, transitions.dataset_id)
+        reward = resolve_reward_transform(algo_config.reward_transform, transitions.dataset_id,
+                                          algo_cls.locomotion_reward)
         algo_config = dataclasses.replace(algo_config, reward_transform=reward)
         algo_config = algo_cls.resolve_config(algo_config, transitions.dataset_id, run_config.steps)
         inputs = behavior_inputs or open_behavior(algo_cls, algo_config, transitions, behavior, behavior_model, device)

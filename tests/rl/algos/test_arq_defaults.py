@@ -7,16 +7,16 @@ from rl.core.tasks import task_family
 
 
 @pytest.mark.parametrize("dataset_id, family, expected", [
-    ("local/pointmaze-umaze-biased-v0", "antmaze", (3, 10.0, "deterministic")),
-    ("D4RL/antmaze/umaze-v1", "antmaze", (3, 10.0, "deterministic")),
-    ("mujoco/hopper/medium-v0", "locomotion", (9, 1.0, "gaussian")),
-    ("D4RL/kitchen/mixed-v2", "kitchen", (9, 1.0, "gaussian")),
-    ("D4RL/pen/human-v2", "adroit", (9, 10.0, "gaussian")),
+    ("local/pointmaze-umaze-biased-v0", "antmaze", (3e-4, 3, 10.0, "deterministic")),
+    ("D4RL/antmaze/umaze-v1", "antmaze", (3e-4, 3, 10.0, "deterministic")),
+    ("mujoco/hopper/medium-v0", "locomotion", (3e-4, 9, 1.0, "gaussian")),
+    ("D4RL/kitchen/mixed-v2", "kitchen", (1e-4, 9, 1.0, "gaussian")),
+    ("D4RL/pen/human-v2", "adroit", (1e-4, 9, 10.0, "gaussian")),
 ])
 def test_unset_fields_take_the_dataset_family_column(dataset_id, family, expected):
     assert task_family(dataset_id) == family
     config = ARQ.resolve_config(ARQConfig(), dataset_id, steps=100)
-    assert (config.k, config.alpha, config.actor_type) == expected
+    assert (config.q_lr, config.k, config.alpha, config.actor_type) == expected
 
 
 def test_fields_set_by_the_user_are_kept():

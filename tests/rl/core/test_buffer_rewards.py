@@ -52,3 +52,16 @@ def test_reward_transforms(transitions):
     assert resolve_reward_transform("auto", "D4RL/kitchen/mixed-v2") == "none"
     with pytest.raises(ConfigError, match="reward_transform"):
         resolve_reward_transform("r-1", "x")
+
+
+
+@pytest.mark.parametrize("algorithm, expected", [
+    ("arq", "return_range"), ("dasco", "return_range"),  # their papers scale locomotion rewards
+    ("td3bc", "none"), ("td3bc++", "none"), ("bear", "none"), ("bear++", "none"), ("spot", "none"), ("bc", "none"),
+])
+def test_auto_reward_on_locomotion_follows_each_algorithms_paper(algorithm, expected):
+    from rl.algos import algorithm_class
+
+    locomotion = algorithm_class(algorithm).locomotion_reward
+    assert resolve_reward_transform("auto", "mujoco/hopper/medium-v0", locomotion) == expected
+    assert resolve_reward_transform("auto", "local/pointmaze-umaze-biased-v0", locomotion) == "minus_one"

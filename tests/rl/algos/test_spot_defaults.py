@@ -1,0 +1,21 @@
+"""SPOT's AntMaze settings (ALGORITHMS.md "SPOT") resolve from the dataset id; user values are kept."""
+
+import pytest
+
+from rl.algos.spot import SPOT, SPOTConfig
+
+
+@pytest.mark.parametrize("dataset_id, expected", [
+    ("local/pointmaze-umaze-biased-v0", (1e-4, False)),
+    ("D4RL/antmaze/umaze-v1", (1e-4, False)),
+    ("mujoco/hopper/medium-v0", (3e-4, True)),
+    ("D4RL/kitchen/mixed-v2", (3e-4, True)),
+])
+def test_unset_fields_take_the_domain_settings(dataset_id, expected):
+    config = SPOT.resolve_config(SPOTConfig(), dataset_id, steps=100)
+    assert (config.actor_lr, config.normalize_states) == expected
+
+
+def test_fields_set_by_the_user_are_kept():
+    config = SPOT.resolve_config(SPOTConfig(actor_lr=5e-4, normalize_states=True), "D4RL/antmaze/umaze-v1", 100)
+    assert (config.actor_lr, config.normalize_states) == (5e-4, True)
