@@ -206,14 +206,9 @@ def eval_command(run_dir: str, episodes: int, sampled: bool, seed: int, device: 
     torch.set_num_threads(threads)
 
     from behavior_models.io import write_json_atomic
-    from rl.core.evaluation import evaluate
     from rl.core.trainer import load_run
 
-    run = load_run(run_dir, device=device)
-    with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        result = evaluate(run.policy(not sampled), run.transitions.dataset_id, run.transitions.info, episodes, seed,
-                          run.run_config.eval_parallel, run.run_config.eval_max_steps)
+    result = load_run(run_dir, device=device).evaluate(episodes, deterministic=not sampled, seed=seed)
     summary = {**result.summary(), "eval_deterministic": not sampled, "seed": seed}
     write_json_atomic(Path(run_dir) / "eval.json", summary)
     print_summary(summary, Path(run_dir))

@@ -149,11 +149,13 @@ class Run:
 
         return act
 
-    def evaluate(self, episodes: int, step: int, deterministic: bool | None = None) -> EvalResult:
-        """Roll the current policy out under a forked RNG seeded from (seed, step)."""
+    def evaluate(self, episodes: int, step: int = 0, deterministic: bool | None = None,
+                 seed: int | None = None) -> EvalResult:
+        """Roll the current policy out under a forked RNG seeded with ``seed``, by default one
+        derived from (run seed, step), so training's periodic evaluations leave its RNG alone."""
         deterministic = self.run_config.eval_deterministic if deterministic is None else deterministic
         devices = [self.device] if self.device.type == "cuda" else []
-        seed = self.run_config.seed * 1_000_003 + step
+        seed = self.run_config.seed * 1_000_003 + step if seed is None else seed
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             return evaluate(self.policy(deterministic), self.transitions.dataset_id, self.transitions.info, episodes,
