@@ -18,8 +18,9 @@ File format (``.npz``, loads with ``np.load(path, allow_pickle=False)``)
 ----------------------------------------------------------------------------
 ==================  ===============  ==========================================================
 ``candidates``      [M, N, A]        float32 (float16 with ``dtype="float16"``), in [-1, 1]
-``log_probs``       [M, N] float32   log beta(candidate | state) in nats of the float32 action
-                                     actually stored (clipped to the box *before* scoring);
+``log_probs``       [M, N] float32   log beta(candidate | state) in nats of the float32 action,
+                                     clipped to the box *before* scoring (with ``dtype="float16"``
+                                     the stored action is that one rounded to float16);
                                      NaN with ``likelihood="none"``
 ``in_support``      [M, N] bool      ``log_probs >= threshold`` (all True with ``likelihood="none"``)
 ``obs_row``         [T] int64        row of each transition's observation s_t
@@ -35,7 +36,8 @@ log eps = -5, :data:`~behavior_models.base.ARQ_LOG_THRESHOLD`; or "calibrated": 
 stored threshold), ``source``}; ``likelihood`` ("joint": ``sample_and_log_prob`` in one pass,
 e.g. the score model's ODE sampler; "separate": ``sample`` then a ``log_prob`` pass, e.g. after
 PC sampling; "none"); ``sampler_options``, ``log_prob_options``; ``log_probs_scored_after_clipping``
-(always true: see the contract's ``sample_and_log_prob``) and ``boundary_samples`` (how many
+(true whenever log-probs were computed, see the contract's ``sample_and_log_prob``; false with
+``likelihood="none"``, which scores nothing) and ``boundary_samples`` (how many
 candidates touch the box edge, i.e. were most likely clipped); ``seed``, ``batch_states``,
 ``rng``; ``dtype``; ``library_version``; ``created_utc``; ``world_size``; ``elapsed_seconds``.
 

@@ -3,7 +3,8 @@
 The simplest backend and the baseline of the zoo. Its log-density is exact over R^A (mass
 outside the action box is not renormalised), differentiable in the action, and its samples
 are reparameterised. Boundary mass: the fit sees actions clipped to [-1+delta, 1-delta]
-(``boundary_delta``), so actions exactly at +-1 are scored like their clipped neighbours.
+(``boundary_delta``), so the fitted density has no spike at the box edges; ``log_prob``
+scores an action exactly as given (a Gaussian over R^A is finite at +-1, no clipping needed).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import shutil
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
@@ -80,7 +82,7 @@ def _check_out_dir(out_dir: Path, cls: type[BehaviorModel], config: BehaviorMode
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     saved = json.loads(checkpoint["config_json"])
     wanted = config_to_dict(config)
-    # The step budget may grow on resume; anything else must match.
+    # The step budget may grow on resume (checked below); anything else must match.
     differing = sorted(k for k in set(saved) | set(wanted) if k != "steps" and saved.get(k) != wanted.get(k))
     if checkpoint["backend"] != cls.name or differing:
         raise ArtefactMismatchError(
@@ -91,8 +93,35 @@ def _check_out_dir(out_dir: Path, cls: type[BehaviorModel], config: BehaviorMode
             f"{out_dir} was fitted on dataset {checkpoint['dataset_id']} (fingerprint "
             f"{checkpoint['dataset_fingerprint']}), not on {transitions.dataset_id} (fingerprint "
             f"{transitions.fingerprint}); resume with the same dataset, or pass --force")
+    if int(checkpoint["step"]) > config.steps:
+        raise ArtefactMismatchError(
+            f"{out_dir} was checkpointed at step {int(checkpoint['step'])}, beyond --steps {config.steps}; a budget "
+            "may grow on resume, not shrink (the cosine schedule and the checkpoint depend on it). Resume with "
+            f"--steps >= {int(checkpoint['step'])}, or pass --force to start over")
     return checkpoint
 
+
+def update_ema(ema: AveragedModel, model: nn.Module) -> None:
+    """``ema.update_parameters(model)`` without a device synchronisation per call.
+
+    AveragedModel keeps its step counter on the CPU and copies it to the device on every call
+    (a blocking host-to-device copy, i.e. a stream sync on CUDA, every training step). Only its
+    first call does something the counter is needed for (copying the weights); later calls
+    apply the same ``multi_avg_fn`` directly, on the same tensors, grouped by device and dtype
+    as AveragedModel groups them."""
+    if int(ema.n_averaged) == 0:  # a CPU tensor: no device involved
+        ema.update_parameters(model)
+        return
+    groups: dict[tuple[torch.device, torch.dtype], tuple[list[Tensor], list[Tensor]]] = {}
+    pairs = zip(itertools.chain(ema.module.parameters(), ema.module.buffers()),
+                itertools.chain(model.parameters(), model.buffers()), strict=True)
+    for averaged, current in pairs:
+        group = groups.setdefault((averaged.device, averaged.dtype), ([], []))
+        group[0].append(averaged.detach())
+        group[1].append(current.detach().to(averaged.device))
+    for averaged_list, current_list in groups.values():
+        ema.multi_avg_fn(averaged_list, current_list, ema.n_averaged)
+    ema.n_averaged += 1
 
 def fit_model(cls: type[BehaviorModel], transitions: Transitions, config: BehaviorModelConfig, *,
               out_dir: str | Path | None = None, device: str | torch.device = "cpu", resume: bool = False,
@@ -160,7 +189,7 @@ def fit_model(cls: type[BehaviorModel], transitions: Transitions, config: Behavi
         index = torch.randint(size, (config.batch_size,), device=device, generator=generator)
         metrics = model.training_step(obs[index], act[index], step, optimizers)
         if ema is not None:
-            ema.update_parameters(model)
+            update_ema(ema, model)
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
             row = {"step": step + 1, **{k: float(v) for k, v in metrics.items()}}
             curve.append(row)

@@ -104,11 +104,13 @@ def evaluate(model: BehaviorModel, transitions: Transitions, *, max_points: int 
         report[f"log_prob_mean[{label}]"] = float(log_probs[label].mean())
         if model.log_prob_kind != "unnormalized":  # an unnormalised score has no likelihood to report
             report[f"nll[{label}]"] = -float(log_probs[label].mean())
-    default_lp = log_probs[next(iter(variants))]
     if not math.isnan(float(model.support_threshold)):
+        # The threshold was calibrated on the model's default log_prob (for the CVAE, its
+        # configured estimator), so both rates use that one, not the first variant listed.
         threshold = model.resolve_threshold()
+        data_lp = model.batched_log_prob(observations, actions, batch_size=batch_size)
         uniform_lp = model.batched_log_prob(observations, uniform, batch_size=batch_size)
-        report["support_rate_data"] = float((default_lp >= threshold).float().mean())
+        report["support_rate_data"] = float((data_lp >= threshold).float().mean())
         report["support_rate_uniform"] = float((uniform_lp >= threshold).float().mean())
 
     samples = []

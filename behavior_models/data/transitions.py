@@ -141,12 +141,14 @@ class Transitions:
         """(train, held-out) split by whole episodes, so held-out states are unseen.
 
         With a single episode the split falls back to transitions (the last fraction), since
-        there is no other way to hold anything out.
+        there is no other way to hold anything out. A fraction of 0 holds out nothing; any
+        positive fraction at least one episode.
         """
         episodes = np.unique(self.episode_ids)
         if len(episodes) >= 2:
             rng = np.random.default_rng(seed)
-            count = max(1, int(round(holdout_fraction * len(episodes))))
+            count = int(round(holdout_fraction * len(episodes)))
+            count = max(1, count) if holdout_fraction > 0 else 0
             held = rng.choice(episodes, size=min(count, len(episodes) - 1), replace=False)
             mask = np.isin(self.episode_ids, held)
         else:

@@ -18,7 +18,8 @@ Divergence, :func:`value_and_divergence`:
   with the basis vectors, batched with ``torch.func.vmap`` over the basis (A network passes'
   worth of work in one batched call);
 * ``"hutchinson"``: v^T J v with one Rademacher probe v per row, fixed for the whole solve
-  (unbiased; average several probes with ``probes=`` for a lower variance).
+  (unbiased; ``ScoreBehaviorModel.log_prob(probes=...)`` averages several solves with
+  independent probes for a lower variance).
 
 Solvers, :func:`log_likelihood`:
 
@@ -26,7 +27,9 @@ Solvers, :func:`log_likelihood`:
   norm is the *maximum over rows* of each row's RMS error (:func:`per_sample_norm`), so every
   row meets the tolerance on its own and a row's result does not depend on its batch-mates
   (torchdiffeq's default RMS over the whole state would let one bad row hide in the mean).
-  The only host interaction inside the solve is the solver's scalar accept/reject decision.
+  Inside the solve only torchdiffeq's step control reads scalars on the host (step
+  acceptance, the next step size, its finiteness checks: a few per step); the state and the
+  network evaluations stay on the device.
 * ``"scipy-rk45"``: the reference, built as score_sde builds it: the whole batch flattened
   into one float64 vector and integrated by ``scipy.integrate.solve_ivp(method="RK45")``,
   with host<->device copies at every evaluation. Its error norm is scipy's RMS over the

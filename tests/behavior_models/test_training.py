@@ -1,5 +1,6 @@
 """The generic fit loop, exercised through the Gaussian backend (the cheapest one)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -53,6 +54,10 @@ def test_resume_after_a_crash_continues_exactly(data, tmp_path, monkeypatch):
     with pytest.raises(ArtefactMismatchError, match="--resume"):
         GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "b", progress=False)
     monkeypatch.setattr(GaussianBehaviorModel, "training_step", original)
+    # The budget may grow on resume, not shrink below the checkpoint (step 100 here).
+    with pytest.raises(ArtefactMismatchError, match="beyond --steps 50"):
+        GaussianBehaviorModel.fit(data, dataclasses.replace(SMALL, steps=50), out_dir=tmp_path / "b", resume=True,
+                                  progress=False)
     resumed = GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "b", resume=True, progress=False)
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
@@ -105,3 +110,26 @@ def test_boundary_delta_clips_training_actions(data):
     model = GaussianBehaviorModel(data.obs_dim, data.act_dim, GaussianConfig(boundary_delta=0.05))
     _, act = prepare_tensors(model, data.subset(np.arange(len(data))), torch.device("cpu"))
     assert float(act.abs().max()) <= 0.95
+
+
+def test_update_ema_equals_averaged_models_own_update():
+    """update_ema skips AveragedModel's per-step host-to-device counter copy; the weights it
+    produces must be exactly those of AveragedModel.update_parameters."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from behavior_models.training import update_ema
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    model.register_buffer("scale", torch.ones(2))
+    ours, reference = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+                       for _ in range(2))
+    for _ in range(5):
+        with torch.no_grad():
+            for tensor in [*model.parameters(), *model.buffers()]:
+                tensor.add_(torch.randn_like(tensor))
+        update_ema(ours, model)
+        reference.update_parameters(model)
+    for (name, a), b in zip(ours.state_dict().items(), reference.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert ours.n_averaged.device.type == "cpu"

@@ -152,6 +152,11 @@ def test_split_by_episodes_and_state_stats():
     train, held = data.split_episodes(0.25, seed=0)
     assert len(train) + len(held) == len(data)
     assert not set(train.episode_ids) & set(held.episode_ids)
+    assert len(np.unique(held.episode_ids)) == 1  # round(0.25 * 4)
+    train, held = data.split_episodes(0.0, seed=0)  # 0 holds out nothing
+    assert len(held) == 0 and len(train) == len(data)
+    train, held = data.split_episodes(0.01, seed=0)  # any positive fraction: at least one episode
+    assert len(np.unique(held.episode_ids)) == 1
     stats = data.state_stats()
     np.testing.assert_allclose(stats.mean, data.observations.mean(0), rtol=1e-5, atol=1e-6)
     assert np.all(stats.std > 0)
