@@ -44,7 +44,6 @@ Options around Eq. 5:
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -54,7 +53,7 @@ from behavior_models.errors import ConfigError
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
 from rl.core.buffer import Batch
 from rl.core.networks import DeterministicActor, GaussianActor, QEnsemble, soft_update
-from rl.core.tasks import task_family
+from rl.core.tasks import fill_unset_fields, task_family
 
 POLICIES = ("explicit", "implicit", "behavior")
 Q_TARGETS = ("kth_max", "sarsa")
@@ -97,9 +96,7 @@ TASK_FAMILY_DEFAULTS: dict[str, dict[str, object]] = {
 
 def resolve_task_defaults(config: "ARQConfig", dataset_id: str) -> "ARQConfig":
     """``config`` with every None among q_lr, k, alpha, actor_type filled from the dataset's family."""
-    defaults = TASK_FAMILY_DEFAULTS[task_family(dataset_id)]
-    changes = {name: value for name, value in defaults.items() if getattr(config, name) is None}
-    return dataclasses.replace(config, **changes) if changes else config
+    return fill_unset_fields(config, TASK_FAMILY_DEFAULTS[task_family(dataset_id)])
 
 
 # Named variants for the CLI's --variant: the paper's method and its Table 2 ablations.

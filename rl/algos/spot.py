@@ -33,7 +33,6 @@ the user are kept; config.json records the resolved values.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +42,7 @@ from behavior_models.errors import ConfigError
 from rl.algos.base import BehaviorInputs
 from rl.algos.td3 import TD3Config, TD3Family
 from rl.core.buffer import Batch
-from rl.core.tasks import task_family
+from rl.core.tasks import fill_unset_fields, task_family
 
 DENSITIES = ("auto", "log_prob", "grad_log_prob")
 # SPOT on AntMaze (ALGORITHMS.md "SPOT"): actor lr 1e-4 and raw states, with r - 1 rewards (the
@@ -76,9 +75,8 @@ class SPOT(TD3Family):
 
     @classmethod
     def resolve_config(cls, config: SPOTConfig, dataset_id: str, steps: int) -> SPOTConfig:
-        defaults = SPOT_MAZE_DEFAULTS if task_family(dataset_id) == "antmaze" else SPOT_OTHER_DEFAULTS
-        changes = {name: value for name, value in defaults.items() if getattr(config, name) is None}
-        return dataclasses.replace(config, **changes) if changes else config
+        return fill_unset_fields(config, SPOT_MAZE_DEFAULTS if task_family(dataset_id) == "antmaze"
+                                 else SPOT_OTHER_DEFAULTS)
 
     def __init__(self, config: SPOTConfig, obs_dim: int, act_dim: int, device="cpu",
                  behavior: BehaviorInputs | None = None) -> None:

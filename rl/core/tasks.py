@@ -3,7 +3,11 @@ per-domain default (reward convention, ARQ's Table A.2/A.3 column, DASCO's w).""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from typing import Any, TypeVar
+
+Config = TypeVar("Config")
 
 ADROIT_TASKS = frozenset({"adroit", "pen", "hammer", "door", "relocate"})
 
@@ -24,3 +28,10 @@ def task_family(dataset_id: str) -> str:
     if ADROIT_TASKS.intersection(words):
         return "adroit"
     return "locomotion"
+
+
+def fill_unset_fields(config: Config, defaults: dict[str, Any]) -> Config:
+    """``config`` (a frozen dataclass) with each field named in ``defaults`` that is None set to
+    its default there; fields the user set are kept. How per-domain defaults are resolved."""
+    changes = {name: value for name, value in defaults.items() if getattr(config, name) is None}
+    return dataclasses.replace(config, **changes) if changes else config
