@@ -20,9 +20,7 @@ evaluates never changes its training curve.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import shutil
 import time
@@ -37,13 +35,14 @@ from tqdm.auto import tqdm
 from behavior_models import __version__
 from behavior_models.data import NormalizationStats, Transitions, load_transitions
 from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError
-from behavior_models.io import atomic_path, config_from_dict, config_to_dict, write_json_atomic, write_text_atomic
+from behavior_models.io import atomic_path, config_from_dict, config_to_dict, write_json_atomic
 from behavior_models.training import flush_denormals
 from rl.algos import algorithm_class
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs
 from rl.core import behavior as behavior_io
 from rl.core.buffer import DeviceBuffer
 from rl.core.evaluation import EvalResult, evaluate
+from rl.core.metrics_log import MetricsLog
 from rl.core.rewards import resolve_reward_transform, transform_rewards
 
 CONFIG_FILE = "config.json"
@@ -225,7 +224,7 @@ class Trainer:
     def __init__(self, run: Run, out_dir: str | Path, resume: bool = False, force: bool = False,
                  progress: bool = True, echo: Callable[[str], None] = print) -> None:
         self.run, self.out_dir, self.progress, self.echo = run, Path(out_dir), progress, echo
-        self.rows: dict[int, dict[str, float]] = {}
+        self.metrics = MetricsLog(self.out_dir / METRICS_FILE)
         self.evals: list[dict[str, Any]] = []
         self.start_step, self.train_seconds = 0, 0.0
         self.generator = torch.Generator(device=run.device)
@@ -272,9 +271,7 @@ class Trainer:
         self.start_step = int(checkpoint["step"])
         self.train_seconds = float(checkpoint["train_seconds"])
         self.evals = json.loads(checkpoint["evals_json"])
-        for row in csv.DictReader(io.StringIO(checkpoint["metrics_csv"])):
-            values = {k: float(v) for k, v in row.items() if v not in ("", None)}
-            self.rows[int(row["step"])] = values | {"step": int(row["step"])}
+        self.metrics.from_csv(checkpoint["metrics_csv"])
         self.echo(f"resuming {self.out_dir} from step {self.start_step}")
 
     def _save_checkpoint(self, step: int) -> None:
@@ -283,7 +280,7 @@ class Trainer:
             "step": step, "algorithm_name": self.run.algorithm_name,
             "algorithm": algorithm.state_dict(), "optimizers": algorithm.optimizer_state(),
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "train_seconds": self.train_seconds, "metrics_csv": self._metrics_csv(),
+            "train_seconds": self.train_seconds, "metrics_csv": self.metrics.to_csv(),
             "evals_json": json.dumps(self.evals), "dataset_fingerprint": self.run.transitions.fingerprint,
         }
         if self.run.device.type == "cuda":
@@ -295,20 +292,8 @@ class Trainer:
             old.unlink()
 
     # -------------------------------------------------------------- logging
-    def _metrics_csv(self) -> str:
-        rows = [self.rows[step] for step in sorted(self.rows)]
-        if not rows:
-            return ""
-        columns = ["step"] + sorted({key for row in rows for key in row} - {"step"})
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-        return buffer.getvalue()
-
     def _log(self, step: int, values: dict[str, float], writer: Any) -> None:
-        self.rows.setdefault(step, {"step": step}).update(values)
-        write_text_atomic(self.out_dir / METRICS_FILE, self._metrics_csv())
+        self.metrics.record(step, values)
         if writer is not None:
             for key, value in values.items():
                 writer.add_scalar(key, value, step)
@@ -376,6 +361,7 @@ class Trainer:
             self._save_checkpoint(steps)  # keeps the final evaluation in the checkpoint's log
         else:
             summary.update(normalized_score_mean=None, normalized_score_std=None, episodes=0, score_kind="none")
+        self.metrics.rewrite()
         if writer is not None:
             writer.close()
         write_json_atomic(self.out_dir / SUMMARY_FILE, summary)
