@@ -217,9 +217,12 @@ class BehaviorModel(nn.Module, abc.ABC):
         """True where ``act`` is in the behaviour support: log_prob >= threshold (a log-density).
 
         ``threshold=None`` uses the stored one (see :meth:`calibrate`); ARQ passes
-        :data:`ARQ_LOG_THRESHOLD` = -5, i.e. beta >= e^-5.
+        :data:`ARQ_LOG_THRESHOLD` = -5, i.e. beta >= e^-5. The stored threshold is compared as
+        the device tensor it is, so a calibrated model's mask needs no host read.
         """
-        return self.log_prob(obs, act, **options) >= self.resolve_threshold(threshold)
+        calibrated = threshold is None and self.threshold_source != "none"
+        limit = self.support_threshold if calibrated else self.resolve_threshold(threshold)
+        return self.log_prob(obs, act, **options) >= limit
 
     @torch.no_grad()
     def calibrate(self, transitions: Transitions, quantile: float | None = None,

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from behavior_models.base import InputError
+from behavior_models.errors import BehaviorModelsError
 from behavior_models.data import load_transitions
 from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
 from tests.helpers import gaussian_log_density, gaussian_mean_std, write_conditional_gaussian_dataset
@@ -91,3 +92,21 @@ def test_sample_and_log_prob_scores_the_returned_actions(fitted):
     assert actions.shape == (6, 5, 3) and log_probs.shape == (6, 5)
     expected = model.log_prob(obs.repeat_interleave(5, 0), actions.reshape(30, 3)).reshape(6, 5)
     torch.testing.assert_close(log_probs, expected)
+
+
+def test_support_mask_uses_the_stored_threshold_and_refuses_an_uncalibrated_model(fitted):
+    model, data = fitted
+    obs, act = torch.as_tensor(data.observations[:500]), torch.as_tensor(data.actions[:500])
+    saved = model.support_threshold.clone(), model.threshold_source
+    try:
+        log_probs = model.log_prob(obs, act).detach()
+        median = float(log_probs.median())
+        model.calibrate(data, absolute=median)
+        assert torch.equal(model.support_mask(obs, act), log_probs >= median)
+        model.support_threshold.fill_(float("nan"))
+        model.threshold_source = "none"
+        with pytest.raises(BehaviorModelsError, match="no support threshold"):
+            model.support_mask(obs, act)
+    finally:
+        model.support_threshold.copy_(saved[0])
+        model.threshold_source = saved[1]
