@@ -1,8 +1,10 @@
 # Two commands: `make demo` and `make test`. Everything else is a convenience.
 PYTHON ?= python3
 VENV ?= .venv
-# The CPU wheel on this kind of machine. GPU users: make TORCH="torch==2.13.0 --index-url ..." or any spec pip accepts.
+# The CPU wheel on this kind of machine. GPU users add the index of their CUDA build:
+# make TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cu126" test
 TORCH ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -14,7 +16,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet "$(TORCH)" $(TORCH_PIP_ARGS)
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 

@@ -50,8 +50,11 @@ def parse_override(config_cls: type, assignment: str) -> tuple[str, Any]:
             return key, tuple(int(x) for x in text.split(",") if x)
         if isinstance(default, (int, float)) and not isinstance(default, bool):
             return key, type(default)(float(text)) if isinstance(default, float) else int(text)
-        if default is None:
-            return key, json.loads(text)
+        if default is None:  # a field resolved from the dataset id: numbers and null as JSON, names as text
+            try:
+                return key, json.loads(text)
+            except json.JSONDecodeError:
+                return key, text
     except ValueError:
         raise ConfigError(f"--set {assignment}: {text!r} is not a valid {type(default).__name__}") from None
     return key, text

@@ -2,6 +2,7 @@
 
 import pytest
 
+from cli.rl_train import parse_override
 from rl.algos.arq import ARQ, ARQConfig
 from rl.core.tasks import task_family
 
@@ -22,3 +23,14 @@ def test_unset_fields_take_the_dataset_family_column(dataset_id, family, expecte
 def test_fields_set_by_the_user_are_kept():
     config = ARQ.resolve_config(ARQConfig(k=5, alpha=0.5), "local/pointmaze-umaze-biased-v0", steps=100)
     assert (config.k, config.alpha, config.actor_type) == (5, 0.5, "deterministic")
+
+
+def test_cli_set_types_the_per_domain_fields():
+    # These fields default to None (resolved later from the dataset id), so --set has no
+    # default to take a type from: numbers and null read as JSON, names as text.
+    assert parse_override(ARQConfig, "actor_type=gaussian") == ("actor_type", "gaussian")
+    assert parse_override(ARQConfig, "q_lr=1e-4") == ("q_lr", 1e-4)
+    assert parse_override(ARQConfig, "k=5") == ("k", 5)
+    assert parse_override(ARQConfig, "alpha=null") == ("alpha", None)
+    config = ARQ.resolve_config(ARQConfig(actor_type="gaussian"), "local/pointmaze-umaze-biased-v0", steps=100)
+    assert (config.actor_type, config.k) == ("gaussian", 3)
