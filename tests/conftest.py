@@ -14,6 +14,20 @@ def minari_datasets_path(tmp_path_factory, monkeypatch):
     return root
 
 
+def _flushes_denormals() -> bool:
+    return (torch.tensor([1e-39]) * 1.0).item() == 0.0
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_globals():
+    """The thread count and flush-to-zero are process-wide, and `rl train`, `Run.build` and every
+    fit set them; restore both after each test so no test runs under another test's settings."""
+    threads, flush = torch.get_num_threads(), _flushes_denormals()
+    yield
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(flush)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One intra-op thread for the module, restored afterwards: small networks gain nothing from

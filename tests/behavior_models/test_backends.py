@@ -140,7 +140,7 @@ def test_samples_are_in_the_box_and_near_the_data(fitted):
     _, model, _ = fitted
     obs = np.random.default_rng(5).uniform(-1, 1, (200, 2))
     with torch.no_grad():
-        samples = model.sample(torch.tensor(obs, dtype=torch.float32), 50)
+        samples = _seeded(model.sample, torch.tensor(obs, dtype=torch.float32), 50)
     assert samples.shape == (200, 50, 3) and samples.abs().max() <= 1
     mean, std = gaussian_mean_std(obs)
     # Per-state sample mean within 2.5 true stds of the truth for 95% of states.

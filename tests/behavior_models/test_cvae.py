@@ -10,20 +10,27 @@ from behavior_models.errors import ConfigError
 
 
 def test_training_loss_is_a_scaled_negative_elbo():
-    # loss = MSE/A + beta*KL/(2A) equals (beta/2A) * (-ELBO) + const for the decoder std sqrt(beta/4):
-    # check it on a random model by comparing the one-sample terms computed both ways.
+    # The BCQ/SPOT loss MSE/A + beta*KL/Z (Z = 2A latents) equals (beta/2A) * (-ELBO) + const when the
+    # decoder std is sqrt(beta/4). Check model.loss itself against the one-sample negative ELBO written
+    # out here: Gaussian decoder log-density and the closed-form KL of N(mu, s^2) from N(0, I).
     torch.manual_seed(0)
     act_dim, beta = 3, 0.5
     model = CVAEBehaviorModel(2, act_dim, CVAEConfig(hidden=(16,), kl_weight=beta))
-    assert model.decoder_std == pytest.approx(math.sqrt(beta / 4))
+    assert model.decoder_std == pytest.approx(math.sqrt(beta / 4)) and model.latent_dim == 2 * act_dim
     obs, act = torch.randn(4, 2), torch.rand(4, act_dim) * 2 - 1
-    mean, log_std = model.encode(obs, act)
-    z = mean  # any z: compare the reconstruction terms
-    recon_mse = (model.decode(obs, z) - act).pow(2).mean(-1)  # per sample, averaged over A
-    sigma = model.decoder_std
-    log_decoder = (-0.5 * ((act - model.decode(obs, z)) / sigma) ** 2 - math.log(sigma) - 0.5 * math.log(2 * math.pi)).sum(-1)
-    const = act_dim * (math.log(sigma) + 0.5 * math.log(2 * math.pi))
-    torch.testing.assert_close(recon_mse, (beta / (2 * act_dim)) * (-log_decoder - const))
+    torch.manual_seed(5)
+    loss, _, _ = model.loss(obs, act)
+    with torch.no_grad():
+        mean, log_std = model.encode(obs, act)
+        torch.manual_seed(5)
+        z = mean + log_std.exp() * torch.randn_like(mean)  # the draw model.loss made
+        sigma = model.decoder_std
+        residual = (act - model.decode(obs, z)) / sigma
+        log_decoder = (-0.5 * residual ** 2 - math.log(sigma) - 0.5 * math.log(2 * math.pi)).sum(-1)
+        kl = 0.5 * (mean ** 2 + (2 * log_std).exp() - 1 - 2 * log_std).sum(-1)
+        const = act_dim * (math.log(sigma) + 0.5 * math.log(2 * math.pi))
+        expected = (beta / (2 * act_dim)) * (-log_decoder - const + kl).mean()
+    torch.testing.assert_close(loss.detach(), expected)
     assert spot_lambda_to_nats(1.0, beta, act_dim) == pytest.approx(beta / (2 * act_dim))
 
 

@@ -117,6 +117,15 @@ def test_fast_sampler_reproduces_moments():
     samples, _ = fast_sample(SDE, MIXTURE.score, prior, steps=20)
     reference, _ = ode_sample(SDE, MIXTURE.score, prior, t_end=EPS, divergence=None)
     assert (samples - reference).norm(dim=1).mean() <= 0.01  # the same ODE, solved in 20 steps
+    # And the mixture's own moments, in closed form (2000 samples: standard errors about 0.01 for
+    # the mean and 0.006 for covariance entries).
+    target = MIXTURE.marginal(EPS)
+    weights, components = target.mixture_distribution.probs, target.component_distribution
+    mean = (weights[:, None] * components.mean).sum(0)
+    outer = components.covariance_matrix + components.mean[:, :, None] * components.mean[:, None, :]
+    covariance = (weights[:, None, None] * outer).sum(0) - mean[:, None] * mean[None, :]
+    torch.testing.assert_close(samples.mean(0), mean, atol=0.04, rtol=0)
+    torch.testing.assert_close(torch.cov(samples.T), covariance, atol=0.025, rtol=0)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
