@@ -31,10 +31,10 @@ class MetricsLog:
         self._last_step = -1
 
     def record(self, step: int, values: dict[str, float]) -> None:
-        if step > self._last_step:
-            self._append_rows_before(step)
+        if step > self._last_step:  # every row so far is complete: write the one still pending
+            self._write_pending_row()
             self._last_step = step
-        if step <= self._written_through:  # a row already on disk changed
+        elif step <= self._written_through:  # a row already on disk changed
             self._written_through = -1
         self.rows.setdefault(step, {"step": step}).update(values)
 
@@ -65,22 +65,15 @@ class MetricsLog:
         self._columns = self.columns() if self.rows else []
         self._written_through = max(self.rows, default=-1)
 
-    def _append_rows_before(self, step: int) -> None:
-        pending = [s for s in sorted(self.rows) if self._written_through < s < step]
-        if not pending:
+    def _write_pending_row(self) -> None:
+        """Steps arrive in increasing order, so at most one row (the last step's) is pending."""
+        step = self._last_step
+        if step < 0 or step <= self._written_through:
             return
-        new_columns = {key for s in pending for key in self.rows[s]} - set(self._columns)
-        if self._written_through < 0 or new_columns or not self.path.exists():
-            # Nothing valid on disk yet, or the header must grow: write everything complete so far.
-            complete = {s: self.rows[s] for s in self.rows if s < step}
-            columns = ["step"] + sorted({key for row in complete.values() for key in row} - {"step"})
-            buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(complete[s] for s in sorted(complete))
-            write_text_atomic(self.path, buffer.getvalue())
-            self._columns = columns
-        else:
-            with self.path.open("a", newline="") as file:
-                csv.DictWriter(file, fieldnames=self._columns).writerows(self.rows[s] for s in pending)
-        self._written_through = pending[-1]
+        row = self.rows[step]
+        if self._written_through < 0 or not set(row) <= set(self._columns) or not self.path.exists():
+            self.rewrite()  # nothing valid on disk yet, a changed row, or a new column
+            return
+        with self.path.open("a", newline="") as file:
+            csv.DictWriter(file, fieldnames=self._columns).writerow(row)
+        self._written_through = step
