@@ -24,6 +24,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from rl_throughput import matmul_roofline, synthetic_transitions  # the sibling script (this directory is on sys.path)
 from rl.algos.bc import BCConfig
@@ -78,13 +79,13 @@ def main() -> None:
             for _ in range(args.updates):
                 update(buffer.sample(args.batch_size, generator))
             best[name] = min(best[name], (time.perf_counter() - tic) / args.updates)
+    with FlopCounterMode(display=False) as counter:  # counted as rl_throughput.py counts them
+        bc.update(buffer.sample(args.batch_size, generator))
+    flops = counter.get_total_flops()
     width = actor.net[2].weight.shape[0]
     roofline = matmul_roofline(args.batch_size, width, width, seconds=3.0)
     dims = [(actor.net[i].in_features, actor.net[i].out_features) for i in (0, 2, 4)]
-    # forward 2BIO per layer; backward 2BIO for the weight gradient, and for the input gradient
-    # of every layer but the first
-    flops = sum(2 * args.batch_size * i * o * (3 if k else 2) for k, (i, o) in enumerate(dims))
-    print(f"# BC actor {dims}, batch {args.batch_size}, {args.threads} thread(s); best of {args.rounds} rounds of "
+    print(f"# BC actor {dims}, {flops / 1e9:.3f} GFLOP/update, batch {args.batch_size}, {args.threads} thread(s); best of {args.rounds} rounds of "
           f"{args.updates} updates; roofline (torch.mm {args.batch_size}x{width}x{width}) {roofline:.0f} GFLOP/s")
     for name, seconds in best.items():
         print(f"{name:22s} {seconds * 1e6:7.0f} us/update  {1 / seconds:6.0f} updates/s  "
