@@ -16,6 +16,14 @@ has finished under ``--out`` and trains nothing (so several invocations, e.g. on
 can fill one output directory and be tabulated together); ``--report --curves`` adds each
 method's mean learning curve (the periodic evaluations in every finished run's metrics.csv).
 
+Ten evaluation episodes per seed leave the table's per-seed scores with a standard error of
+several points on the mazes. ``--final-episodes N`` scores every finished run's final
+checkpoint again on N episodes, the same N for every run of a dataset (reset seeds
+``--final-seed`` + i), and prints that table too; the result is kept in the run's
+``final_eval.json``, so it is computed once. ``--set ALGO.FIELD=VALUE`` overrides one field of
+an algorithm's config for a diagnostic beside the table (give it its own ``--out``); a finished
+or resumed run trained with another value is refused.
+
 Defaults are fixed before comparing and are the same on every dataset (no per-dataset tuning):
 each algorithm's config defaults (``rl/algos/*.py``), ``--eval-episodes`` evaluation episodes at
 the end, ``reward_transform=auto`` (r - 1 on the maze datasets). ARQ's cache comes from
@@ -87,19 +95,69 @@ def ensure_cache(dataset: str, model_dir: Path, root: Path, samples: int, sample
     return out
 
 
-def run_one(algo: str, dataset: str, seed: int, args: argparse.Namespace, behavior: str | None) -> dict[str, Any]:
+def parse_overrides(items: list[str], algos: list[str]) -> dict[str, dict[str, Any]]:
+    """``ALGO.FIELD=VALUE`` items -> {algo: {field: value}}, each value typed like the field (as ``rl train --set``)."""
+    from cli.rl_train import parse_override
+    from rl.algos import algorithm_class
+
+    overrides: dict[str, dict[str, Any]] = {}
+    for item in items:
+        algo, _, assignment = item.partition(".")
+        if not assignment or algo not in algos:
+            raise SystemExit(f"--set {item!r}: write ALGO.FIELD=VALUE with ALGO one of --algos ({', '.join(algos)})")
+        key, value = parse_override(algorithm_class(algo).config_class, assignment)
+        overrides.setdefault(algo, {})[key] = value
+    return overrides
+
+
+def check_overrides(out: Path, overrides: dict[str, Any]) -> None:
+    """Refuse to reuse a run (finished or to be resumed) whose recorded config differs from ``overrides``."""
+    path = out / "config.json"
+    if not overrides or not path.is_file():
+        return
+    recorded = json.loads(path.read_text())["algo"]
+    for key, value in overrides.items():
+        if recorded.get(key) != json.loads(json.dumps(value)):
+            raise SystemExit(f"{out} was trained with {key}={recorded.get(key)!r}, not {value!r}; "
+                             "give this diagnostic its own --out")
+
+
+def run_one(algo: str, dataset: str, seed: int, args: argparse.Namespace, behavior: str | None,
+            overrides: dict[str, Any]) -> dict[str, Any]:
+    from rl.algos import algorithm_class
     from rl.core.trainer import RunConfig, train
 
     out = Path(args.out) / "runs" / algo / dataset / f"seed{seed}"
+    check_overrides(out, overrides)
     summary = finished_summary(out, args.steps, args.eval_episodes)
     if summary is not None:
         return summary
+    algo_config = algorithm_class(algo).config_class(**overrides) if overrides else None
     run_config = RunConfig(steps=args.steps, seed=seed, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                            checkpoint_every=args.checkpoint_every)
     resume = (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("*.pt"))
     print(f"[train] {algo} {dataset} seed {seed}{' (resume)' if resume else ''} -> {out}", flush=True)
-    return train(algo, dataset, out, run_config=run_config, behavior=behavior, device=args.device, resume=resume,
-                 progress=not args.no_progress, echo=lambda line: print(line, flush=True))
+    return train(algo, dataset, out, algo_config=algo_config, run_config=run_config, behavior=behavior,
+                 device=args.device, resume=resume, progress=not args.no_progress,
+                 echo=lambda line: print(line, flush=True))
+
+
+def final_evaluation(out: Path, episodes: int, seed: int, device: str) -> dict[str, Any]:
+    """The run's final checkpoint scored on ``episodes`` episodes (reset seeds seed + i), read from
+    ``final_eval.json`` when it already holds exactly that evaluation."""
+    from behavior_models.io import write_json_atomic
+    from rl.core.trainer import checkpoint_paths, load_run
+
+    path = out / "final_eval.json"
+    checkpoint = checkpoint_paths(out)[-1].name
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if (cached["episodes"], cached["seed"], cached["checkpoint"]) == (episodes, seed, checkpoint):
+            return cached
+    result = load_run(out, device=device).evaluate(episodes, seed=seed)
+    summary = {**result.summary(), "seed": seed, "checkpoint": checkpoint}
+    write_json_atomic(path, summary)
+    return summary
 
 
 def finished_summary(out: Path, steps: int, episodes: int) -> dict[str, Any] | None:
@@ -112,10 +170,10 @@ def finished_summary(out: Path, steps: int, episodes: int) -> dict[str, Any] | N
 
 
 def table(results: dict[tuple[str, str], list[dict[str, Any]]], algos: list[str], datasets: list[str],
-          seeds: int, steps: int) -> str:
+          seeds: int, steps: int, what: str = "") -> str:
     """Markdown: per (algorithm, dataset) the mean +- std over seeds of each seed's mean normalised
     score, the per-seed scores, how many seeds finished and the mean training steps/s."""
-    lines = [f"steps {steps}; mean ± std over seeds of each seed's mean normalised score [per seed]", "",
+    lines = [f"steps {steps}{what}; mean ± std over seeds of each seed's mean normalised score [per seed]", "",
              "| algorithm | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
     for algo in algos:
         cells = []
@@ -131,6 +189,24 @@ def table(results: dict[tuple[str, str], list[dict[str, Any]]], algos: list[str]
                          f"{speed:.0f} steps/s)")
         lines.append(f"| {algo} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def final_table(root: Path, algos: list[str], datasets: list[str], seeds: list[int],
+                args: argparse.Namespace) -> str:
+    """The table again, each finished run scored by ``final_evaluation`` on --final-episodes episodes."""
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for algo in algos:
+        for dataset in datasets:
+            for seed in seeds:
+                out = root / "runs" / algo / dataset / f"seed{seed}"
+                summary = finished_summary(out, args.steps, args.eval_episodes)
+                if summary is not None:
+                    final = final_evaluation(out, args.final_episodes, args.final_seed, args.device)
+                    results.setdefault((algo, dataset), []).append(
+                        {**summary, "normalized_score_mean": final["normalized_score_mean"]})
+    what = (f", final checkpoint scored on {args.final_episodes} episodes (the same for every run of a dataset, "
+            f"reset seeds {args.final_seed} + i)")
+    return table(results, algos, datasets, len(seeds), args.steps, what)
 
 
 def learning_curves(root: Path, algos: list[str], datasets: list[str], seeds: list[int]) -> str:
@@ -183,8 +259,17 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="ALGO.FIELD=VALUE",
+                        help="override a field of one algorithm's config, e.g. bc.lr=3e-4 (repeatable): for a "
+                             "diagnostic beside the table, in its own --out")
+    parser.add_argument("--final-episodes", type=int, default=0,
+                        help="also score each finished run's final checkpoint on this many episodes, the same "
+                             "ones for every run of a dataset (kept in the run's final_eval.json); 0: off")
+    parser.add_argument("--final-seed", type=int, default=1_000_000,
+                        help="reset seed of the first --final-episodes episode (episode i: seed + i)")
     parser.add_argument("--report", action="store_true",
-                        help="print the table of the runs already finished under --out; train nothing")
+                        help="print the table of the runs already finished under --out; train nothing (but "
+                             "run the --final-episodes evaluations still missing)")
     parser.add_argument("--curves", action="store_true",
                         help="with --report: also the mean learning curve of each algorithm on each dataset")
     args = parser.parse_args()
@@ -195,6 +280,7 @@ def main() -> None:
 
     algos, datasets = args.algos.split(","), args.datasets.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
+    overrides = parse_overrides(args.overrides, algos)
     root = Path(args.out)
     sampler_options = parse_options(args.cache_option)
     if args.cache_sampler:
@@ -212,6 +298,8 @@ def main() -> None:
                     if summary is not None:
                         results.setdefault((algo, dataset), []).append(summary)
         print(table(results, algos, datasets, len(seeds), args.steps))
+        if args.final_episodes:
+            print("\n" + final_table(root, algos, datasets, seeds, args))
         if args.curves:
             print(learning_curves(root, algos, datasets, seeds))
         return
@@ -230,7 +318,7 @@ def main() -> None:
                 behavior = str(ensure_model(dataset, args.spot_behavior, root, args.fit_steps, 0, args.device,
                                                 not args.no_progress))
             for seed in seeds:
-                summary = run_one(algo, dataset, seed, args, behavior)
+                summary = run_one(algo, dataset, seed, args, behavior, overrides.get(algo, {}))
                 results.setdefault((algo, dataset), []).append(summary)
                 print(f"[done] {algo} {dataset} seed {seed}: normalized_score {summary['normalized_score_mean']:.1f} "
                       f"± {summary['normalized_score_std']:.1f}, {summary['steps_per_second']:.1f} steps/s", flush=True)
@@ -238,6 +326,10 @@ def main() -> None:
     text += (f"\n\nARQ cache: {args.arq_behavior}, N = {args.cache_samples}, likelihood {args.cache_likelihood}, "
              f"sampler options {sampler_options or 'default'}; SPOT density: {args.spot_behavior}; behavior models fitted "
              f"for {args.fit_steps} steps; {args.eval_episodes} evaluation episodes per seed.")
+    if overrides:
+        text += f" Config overrides: {overrides}."
+    if args.final_episodes:
+        text += "\n\n" + final_table(root, algos, datasets, seeds, args)
     (root / "table.md").write_text(text + "\n")
     print(f"\n{text}\n\n(wall time {time.perf_counter() - tic:.0f} s; table in {root / 'table.md'})")
 
