@@ -84,7 +84,9 @@ class DASCO(Algorithm):
     name = "dasco"
     config_class = DASCOConfig
     behavior_kind = "none"
-    locomotion_reward = "return_range"  # seed 000, App. C: rewards divided by the return range (after IQL [20])
+    # Seed 000, App. C: locomotion rewards divided by the return range, "similar to" IQL [20], whose code
+    # also multiplies by 1000; return_range keeps that factor. With w = 1 the scale sets Q/w against log D.
+    locomotion_reward = "return_range"
 
     @classmethod
     def resolve_config(cls, config: DASCOConfig, dataset_id: str, steps: int) -> DASCOConfig:
@@ -120,6 +122,9 @@ class DASCO(Algorithm):
             self.optimizers["aux_generator"] = adam(self.aux_generator.parameters(), config.lr)
 
     def noise_std(self) -> float:
+        """The instance-noise std at this update. ``instance_noise_steps`` is the run's step budget once
+        the trainer resolves it; left unset (an algorithm built outside the trainer), the anneal lasts
+        one update."""
         c = self.config
         total = c.instance_noise_steps if c.instance_noise_steps is not None else 1
         return instance_noise_std(self.updates, total, c.instance_noise_std, c.instance_noise_final_std,

@@ -46,8 +46,9 @@ def mmd(x: Tensor, y: Tensor, kernel: str = "laplacian", sigma: float = 20.0, ep
 def gradient_penalty(critic: nn.Module, obs: Tensor, n_actions: int = 16, k: float = 1.0) -> Tensor:
     """Seed 001, Eq. 8 without lambda: E_{s, a ~ U[-1,1]^A}[ReLU(||grad_a Q_e(s, a)||_2 - k)^2], one value per critic [E].
 
-    ``n_actions`` uniform random actions per state (the Appendix C.2 listing: 16). Each critic
-    gets its own copy of the same actions, so its gradient is its own, not the ensemble's sum.
+    ``n_actions`` uniform random actions per state (the Appendix C.2 listing: 16), drawn
+    independently for each critic of the ensemble; each critic's gradient is taken at its own
+    actions, so it is that critic's, not the ensemble's sum.
     The graph is kept (``create_graph=True``): the penalty is differentiable in the critic's
     weights, which is what makes it a regulariser.
     """
