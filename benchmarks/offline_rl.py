@@ -97,6 +97,7 @@ def ensure_cache(dataset: str, model_dir: Path, root: Path, samples: int, sample
 
 def parse_overrides(items: list[str], algos: list[str]) -> dict[str, dict[str, Any]]:
     """``ALGO.FIELD=VALUE`` items -> {algo: {field: value}}, each value typed like the field (as ``rl train --set``)."""
+    from behavior_models.errors import ConfigError
     from cli.rl_train import parse_override
     from rl.algos import algorithm_class
 
@@ -105,7 +106,10 @@ def parse_overrides(items: list[str], algos: list[str]) -> dict[str, dict[str, A
         algo, _, assignment = item.partition(".")
         if not assignment or algo not in algos:
             raise SystemExit(f"--set {item!r}: write ALGO.FIELD=VALUE with ALGO one of --algos ({', '.join(algos)})")
-        key, value = parse_override(algorithm_class(algo).config_class, assignment)
+        try:
+            key, value = parse_override(algorithm_class(algo).config_class, assignment)
+        except ConfigError as error:
+            raise SystemExit(f"--set {item!r}: {error}") from None
         overrides.setdefault(algo, {})[key] = value
     return overrides
 
@@ -293,8 +297,9 @@ def main() -> None:
         for algo in algos:
             for dataset in datasets:
                 for seed in seeds:
-                    summary = finished_summary(root / "runs" / algo / dataset / f"seed{seed}", args.steps,
-                                               args.eval_episodes)
+                    out = root / "runs" / algo / dataset / f"seed{seed}"
+                    check_overrides(out, overrides.get(algo, {}))
+                    summary = finished_summary(out, args.steps, args.eval_episodes)
                     if summary is not None:
                         results.setdefault((algo, dataset), []).append(summary)
         print(table(results, algos, datasets, len(seeds), args.steps))
