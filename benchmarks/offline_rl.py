@@ -139,10 +139,11 @@ def run_one(algo: str, dataset: str, seed: int, args: argparse.Namespace, behavi
     algo_config = algorithm_class(algo).config_class(**overrides) if overrides else None
     run_config = RunConfig(steps=args.steps, seed=seed, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                            checkpoint_every=args.checkpoint_every)
-    resume = (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("*.pt"))
-    print(f"[train] {algo} {dataset} seed {seed}{' (resume)' if resume else ''} -> {out}", flush=True)
+    # A run stopped before its first checkpoint left only its config: resume=True restarts it from step 0.
+    has_checkpoint = (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("*.pt"))
+    print(f"[train] {algo} {dataset} seed {seed}{' (resume)' if has_checkpoint else ''} -> {out}", flush=True)
     return train(algo, dataset, out, algo_config=algo_config, run_config=run_config, behavior=behavior,
-                 device=args.device, resume=resume, progress=not args.no_progress,
+                 device=args.device, resume=(out / "config.json").is_file(), progress=not args.no_progress,
                  echo=lambda line: print(line, flush=True))
 
 
