@@ -117,6 +117,14 @@ def kth_max_target(q: Tensor, keep: Tensor, k: int) -> Tensor:
     return top.gather(1, index.unsqueeze(1)).squeeze(1)
 
 
+def effective_sample_fraction(weight: Tensor) -> Tensor:
+    """Kish's effective sample size of a weighted batch over its size, (sum w)^2 / (B sum w^2), in
+    (0, 1]: 1 when every weight is equal, 1/B when one sample carries them all. Logged for AWR,
+    whose weights exp(alpha A) on a critic still far from converged can leave a handful of samples
+    doing the regression."""
+    return weight.sum().square() / (weight.numel() * weight.square().sum())
+
+
 def effective_keep(in_support: Tensor, log_probs: Tensor, use_support_mask: bool, fallback: str) -> Tensor:
     """The candidates the target may use, with the documented fallback for rows that keep none."""
     keep = in_support.bool() if use_support_mask else torch.ones_like(in_support, dtype=torch.bool)
@@ -249,7 +257,8 @@ class ARQ(Algorithm):
         else:
             actor_loss = (weight * (self.actor(batch.observations) - batch.actions).pow(2).sum(1)).mean()
         step(self.optimizers["actor"], actor_loss)
-        return {"actor_loss": actor_loss.detach(), "advantage_mean": advantage.mean(), "awr_weight_mean": weight.mean()}
+        return {"actor_loss": actor_loss.detach(), "advantage_mean": advantage.mean(), "awr_weight_mean": weight.mean(),
+                "awr_effective_fraction": effective_sample_fraction(weight)}
 
     # ------------------------------------------------------------------ acting
     def act(self, obs: Tensor, raw_obs: Tensor, deterministic: bool = True) -> Tensor:

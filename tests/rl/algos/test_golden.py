@@ -9,7 +9,7 @@ import torch
 
 from behavior_models.data import NormalizationStats
 from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
-from rl.algos.arq import ARQ, ARQConfig
+from rl.algos.arq import ARQ, ARQConfig, effective_sample_fraction
 from rl.algos.base import BehaviorInputs
 from rl.algos.spot import SPOT, SPOTConfig
 from rl.core.buffer import Batch
@@ -114,6 +114,15 @@ def test_arq_awr_advantage_is_q_minus_mean_over_kept_candidates():
         q_c = np_ensemble_q(arq.critic, np.repeat(obs[i:i + 1], len(acts), 0), acts).min(0)
         q_a = np_ensemble_q(arq.critic, obs[i:i + 1], batch.actions[i:i + 1].numpy()).min(0)[0]
         np.testing.assert_allclose(got[i], q_a - q_c.mean(), rtol=1e-5, atol=1e-5)
+
+
+def test_awr_effective_fraction_is_kish_ess_over_batch_size():
+    weights = np.random.default_rng(2).exponential(size=64)
+    kish = weights.sum() ** 2 / (weights ** 2).sum()  # Kish's effective sample size
+    got = effective_sample_fraction(torch.tensor(weights, dtype=torch.float32)).item()
+    np.testing.assert_allclose(got, kish / 64, rtol=1e-5)
+    assert effective_sample_fraction(torch.full((8,), 3.0)).item() == pytest.approx(1.0)
+    assert effective_sample_fraction(torch.tensor([5.0] + [0.0] * 7)).item() == pytest.approx(1 / 8)
 
 
 def gaussian_model(seed=0):
