@@ -18,7 +18,7 @@ method's mean learning curve (the periodic evaluations in every finished run's m
 
 Ten evaluation episodes per seed leave the table's per-seed scores with a standard error of
 several points on the mazes. ``--final-episodes N`` scores every finished run's final
-checkpoint again on N episodes, the same N for every run of a dataset (reset seeds
+checkpoint again on N episodes, the same episodes for every run of a dataset (reset seeds
 ``--final-seed`` + i), and prints that table too; the result is kept in the run's
 ``final_eval.json``, so it is computed once. ``--set ALGO.FIELD=VALUE`` overrides one field of
 an algorithm's config for a diagnostic beside the table (give it its own ``--out``); a finished
