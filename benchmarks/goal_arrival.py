@@ -1,0 +1,71 @@
+"""Where a maze policy's score comes from: reaching the goal, or staying on it.
+
+Run by hand (not by the tests):
+
+    .venv/bin/python benchmarks/goal_arrival.py benchmark_output/offline_rl/runs/bc/pointmaze-medium-biased/seed0 ...
+
+The PointMaze recipes re-sample the goal on arrival (D4RL maze2d style), so no transition shows
+a policy holding position on its goal; the evaluation env keeps one goal per episode and pays
+the sparse reward on every step spent within reach of it. For each run's final checkpoint this
+rolls out deterministic episodes (reset seeds ``--seed`` + i, the benchmark's ``--final-seed``
+by default) and prints how many reached the goal, the median first-arrival step, and the mean
+share of the steps from first arrival on that are spent on the goal (rewarded).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from rl.core.evaluation import flatten_batch, make_eval_env_factory
+from rl.core.trainer import load_run
+
+
+def arrival_statistics(run_dir: str, episodes: int, seed: int) -> dict[str, float]:
+    run = load_run(run_dir)
+    policy = run.policy(deterministic=True)
+    make_env = make_eval_env_factory(run.transitions.dataset_id)
+    arrivals, shares = [], []
+    for episode in range(episodes):
+        env = make_env()
+        obs, _ = env.reset(seed=seed + episode)
+        low, high = env.action_space.low, env.action_space.high
+        step, first_arrival, rewarded_after = 0, None, 0
+        done = False
+        while not done:
+            action = np.clip(policy(flatten_batch([obs]))[0], low, high)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            step += 1
+            if reward > 0:
+                first_arrival = step if first_arrival is None else first_arrival
+                rewarded_after += 1
+            done = terminated or truncated
+        env.close()
+        if first_arrival is not None:
+            arrivals.append(first_arrival)
+            shares.append(rewarded_after / (step - first_arrival + 1))
+    return {"reached": len(arrivals), "episodes": episodes,
+            "median_first_arrival": float(np.median(arrivals)) if arrivals else float("nan"),
+            "share_on_goal_after_arrival": float(np.mean(shares)) if shares else float("nan")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", help="run directories (`rl train --out`)")
+    parser.add_argument("--episodes", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=1_000_000, help="reset seed of episode 0 (episode i: seed + i)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print("| run | reached | median first arrival (step) | share of steps on the goal after arrival |")
+    print("|---|---|---|---|")
+    for run_dir in args.runs:
+        stats = arrival_statistics(run_dir, args.episodes, args.seed)
+        print(f"| {run_dir} | {stats['reached']}/{stats['episodes']} | {stats['median_first_arrival']:.0f} | "
+              f"{stats['share_on_goal_after_arrival']:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
