@@ -7,6 +7,11 @@ environment's own, untransformed return.
 * ``none``: the dataset's rewards as they are.
 * ``minus_one``: r - 1, so the goal gives 0 and every other step -1 (the maze convention of
   seed 002, Table A.2, "-1 except goal", and of SPOT on AntMaze, ALGORITHMS.md "SPOT").
+  Where the goal terminates the episode (AntMaze), this makes reaching it sooner worth more.
+  On a dataset without terminals (the built-in PointMaze recipes re-sample the goal instead)
+  it only shifts every Q by -1/(1 - gamma): the greedy policy is unchanged, but the critic must
+  first travel that offset, with time constant 1/(tau (1 - gamma)) updates through polyak
+  targets (20,000 for ARQ's tau = 0.005, gamma = 0.99).
 * ``return_range``: r * 1000 / (max episode return - min episode return), the locomotion
   normalisation of seed 002, App. A.2 (after Kostrikov et al. 2021).
 * ``auto``: resolved once, before training, from the dataset id and the algorithm: maze ids
