@@ -19,33 +19,21 @@ import argparse
 import numpy as np
 import torch
 
-from rl.core.evaluation import flatten_batch, make_eval_env_factory
+from rl.core.evaluation import make_eval_env_factory, rollout
 from rl.core.trainer import load_run
 
 
 def arrival_statistics(run_dir: str, episodes: int, seed: int) -> dict[str, float]:
     run = load_run(run_dir)
-    policy = run.policy(deterministic=True)
-    make_env = make_eval_env_factory(run.transitions.dataset_id)
+    rewards: dict[int, list[float]] = {}
+    rollout(run.policy(deterministic=True), make_eval_env_factory(run.transitions.dataset_id), episodes, seed,
+            on_step=lambda episode, reward: rewards.setdefault(episode, []).append(reward))
     arrivals, shares = [], []
-    for episode in range(episodes):
-        env = make_env()
-        obs, _ = env.reset(seed=seed + episode)
-        low, high = env.action_space.low, env.action_space.high
-        step, first_arrival, rewarded_after = 0, None, 0
-        done = False
-        while not done:
-            action = np.clip(policy(flatten_batch([obs]))[0], low, high)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            step += 1
-            if reward > 0:
-                first_arrival = step if first_arrival is None else first_arrival
-                rewarded_after += 1
-            done = terminated or truncated
-        env.close()
-        if first_arrival is not None:
-            arrivals.append(first_arrival)
-            shares.append(rewarded_after / (step - first_arrival + 1))
+    for episode_rewards in rewards.values():
+        rewarded = np.flatnonzero(np.asarray(episode_rewards) > 0)  # steps on the goal (sparse reward), 0-based
+        if len(rewarded):
+            arrivals.append(rewarded[0] + 1)
+            shares.append(len(rewarded) / (len(episode_rewards) - rewarded[0]))
     return {"reached": len(arrivals), "episodes": episodes,
             "median_first_arrival": float(np.median(arrivals)) if arrivals else float("nan"),
             "share_on_goal_after_arrival": float(np.mean(shares)) if shares else float("nan")}

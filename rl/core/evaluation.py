@@ -69,10 +69,12 @@ def _stack(items: list[Any]) -> Any:
 
 
 def rollout(policy: Policy, env_factory: Callable[[], Any], episodes: int, seed: int, parallel: int = 10,
-            max_steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+            max_steps: int | None = None,
+            on_step: Callable[[int, float], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Returns and lengths of ``episodes`` episodes; episode i is reset with seed ``seed + i``.
 
-    ``max_steps`` caps episodes of environments without a time limit.
+    ``max_steps`` caps episodes of environments without a time limit. ``on_step(i, reward)``, if
+    given, sees every step's reward of episode i in order (for statistics beyond the return).
     """
     returns, lengths = np.zeros(episodes), np.zeros(episodes, np.int64)
     envs = [env_factory() for _ in range(min(parallel, episodes))]
@@ -90,6 +92,8 @@ def rollout(policy: Policy, env_factory: Callable[[], Any], episodes: int, seed:
                     obs, reward, terminated, truncated, _ = env_of[i].step(action)
                     returns[i] += float(reward)
                     lengths[i] += 1
+                    if on_step is not None:
+                        on_step(i, float(reward))
                     observations[i] = obs
                     if not (terminated or truncated or (max_steps is not None and lengths[i] >= max_steps)):
                         still.append(i)

@@ -1,7 +1,7 @@
 import numpy as np
 
 from behavior_models.data import DatasetInfo
-from rl.core.evaluation import flatten_batch, score
+from rl.core.evaluation import flatten_batch, rollout, score
 
 
 def test_normalized_score_is_d4rl_formula():
@@ -25,3 +25,30 @@ def test_dict_observations_flatten_in_the_loader_order():
             "achieved_goal": np.array([7.0, 8.0])}] * 2
     flat = flatten_batch(obs)
     np.testing.assert_allclose(flat, [[1, 2, 3, 4, 7, 8, 5, 6]] * 2)
+
+
+class CountingEnv:
+    """Episode reset with seed k lasts k + 2 steps; step t (from 1) pays reward t."""
+
+    action_space = type("Box", (), {"low": np.array([-1.0]), "high": np.array([1.0])})
+
+    def reset(self, seed):
+        self.t, self.length = 0, seed + 2
+        return np.zeros(1), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(1), float(self.t), self.t == self.length, False, {}
+
+    def close(self):
+        pass
+
+
+def test_rollout_reports_every_step_reward_of_each_episode_in_order():
+    seen = {}
+    returns, lengths = rollout(lambda obs: np.zeros((len(obs), 1)), CountingEnv, episodes=5, seed=1, parallel=2,
+                               on_step=lambda i, reward: seen.setdefault(i, []).append(reward))
+    for i in range(5):
+        assert seen[i] == [float(t) for t in range(1, i + 4)]  # episode i: seed 1 + i, so i + 3 steps
+    np.testing.assert_allclose(returns, [sum(range(1, i + 4)) for i in range(5)])
+    np.testing.assert_array_equal(lengths, [i + 3 for i in range(5)])
