@@ -42,7 +42,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -95,6 +95,10 @@ def ensure_cache(dataset: str, model_dir: Path, root: Path, samples: int, sample
     return out
 
 
+def run_dir(root: Path, algo: str, dataset: str, seed: int) -> Path:
+    return root / "runs" / algo / dataset / f"seed{seed}"
+
+
 def parse_overrides(items: list[str], algos: list[str]) -> dict[str, dict[str, Any]]:
     """``ALGO.FIELD=VALUE`` items -> {algo: {field: value}}, each value typed like the field (as ``rl train --set``)."""
     from behavior_models.errors import ConfigError
@@ -131,7 +135,7 @@ def run_one(algo: str, dataset: str, seed: int, args: argparse.Namespace, behavi
     from rl.algos import algorithm_class
     from rl.core.trainer import RunConfig, train
 
-    out = Path(args.out) / "runs" / algo / dataset / f"seed{seed}"
+    out = run_dir(Path(args.out), algo, dataset, seed)
     check_overrides(out, overrides)
     summary = finished_summary(out, args.steps, args.eval_episodes)
     if summary is not None:
@@ -196,19 +200,27 @@ def table(results: dict[tuple[str, str], list[dict[str, Any]]], algos: list[str]
     return "\n".join(lines)
 
 
-def final_table(root: Path, algos: list[str], datasets: list[str], seeds: list[int],
-                args: argparse.Namespace) -> str:
-    """The table again, each finished run scored by ``final_evaluation`` on --final-episodes episodes."""
-    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+def finished_runs(root: Path, algos: list[str], datasets: list[str], seeds: list[int], args: argparse.Namespace,
+                  overrides: dict[str, dict[str, Any]]) -> Iterator[tuple[str, str, Path, dict[str, Any]]]:
+    """(algorithm, dataset, run directory, summary) of every run under ``root`` that finished --steps
+    steps with --eval-episodes episodes; a run recorded with other --set values is refused."""
     for algo in algos:
         for dataset in datasets:
             for seed in seeds:
-                out = root / "runs" / algo / dataset / f"seed{seed}"
+                out = run_dir(root, algo, dataset, seed)
+                check_overrides(out, overrides.get(algo, {}))
                 summary = finished_summary(out, args.steps, args.eval_episodes)
                 if summary is not None:
-                    final = final_evaluation(out, args.final_episodes, args.final_seed, args.device)
-                    results.setdefault((algo, dataset), []).append(
-                        {**summary, "normalized_score_mean": final["normalized_score_mean"]})
+                    yield algo, dataset, out, summary
+
+
+def final_table(root: Path, algos: list[str], datasets: list[str], seeds: list[int], args: argparse.Namespace,
+                overrides: dict[str, dict[str, Any]]) -> str:
+    """The table again, each finished run scored by ``final_evaluation`` on --final-episodes episodes."""
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for algo, dataset, out, summary in finished_runs(root, algos, datasets, seeds, args, overrides):
+        final = final_evaluation(out, args.final_episodes, args.final_seed, args.device)
+        results.setdefault((algo, dataset), []).append({**summary, "normalized_score_mean": final["normalized_score_mean"]})
     what = (f", final checkpoint scored on {args.final_episodes} episodes (the same for every run of a dataset, "
             f"reset seeds {args.final_seed} + i)")
     return table(results, algos, datasets, len(seeds), args.steps, what)
@@ -223,7 +235,7 @@ def learning_curves(root: Path, algos: list[str], datasets: list[str], seeds: li
         curves: dict[str, dict[int, list[float]]] = {}
         for algo in algos:
             for seed in seeds:
-                path = root / "runs" / algo / dataset / f"seed{seed}" / "metrics.csv"
+                path = run_dir(root, algo, dataset, seed) / "metrics.csv"
                 if not (path.parent / "summary.json").is_file():
                     continue
                 with path.open(newline="") as handle:
@@ -295,17 +307,11 @@ def main() -> None:
           f"{load:.1f} on {os.cpu_count()} cores", flush=True)
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     if args.report:
-        for algo in algos:
-            for dataset in datasets:
-                for seed in seeds:
-                    out = root / "runs" / algo / dataset / f"seed{seed}"
-                    check_overrides(out, overrides.get(algo, {}))
-                    summary = finished_summary(out, args.steps, args.eval_episodes)
-                    if summary is not None:
-                        results.setdefault((algo, dataset), []).append(summary)
+        for algo, dataset, _, summary in finished_runs(root, algos, datasets, seeds, args, overrides):
+            results.setdefault((algo, dataset), []).append(summary)
         print(table(results, algos, datasets, len(seeds), args.steps))
         if args.final_episodes:
-            print("\n" + final_table(root, algos, datasets, seeds, args))
+            print("\n" + final_table(root, algos, datasets, seeds, args, overrides))
         if args.curves:
             print(learning_curves(root, algos, datasets, seeds))
         return
@@ -335,7 +341,7 @@ def main() -> None:
     if overrides:
         text += f" Config overrides: {overrides}."
     if args.final_episodes:
-        text += "\n\n" + final_table(root, algos, datasets, seeds, args)
+        text += "\n\n" + final_table(root, algos, datasets, seeds, args, overrides)
     (root / "table.md").write_text(text + "\n")
     print(f"\n{text}\n\n(wall time {time.perf_counter() - tic:.0f} s; table in {root / 'table.md'})")
 
