@@ -24,9 +24,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
-from rl_throughput import matmul_roofline, synthetic_transitions  # the sibling script (this directory is on sys.path)
+from rl_throughput import flops_per_update, matmul_roofline, synthetic_transitions  # the sibling script (this directory is on sys.path)
 from rl.algos.bc import BCConfig
 from rl.core.trainer import Run, RunConfig
 
@@ -79,9 +78,7 @@ def main() -> None:
             for _ in range(args.updates):
                 update(buffer.sample(args.batch_size, generator))
             best[name] = min(best[name], (time.perf_counter() - tic) / args.updates)
-    with FlopCounterMode(display=False) as counter:  # counted as rl_throughput.py counts them
-        bc.update(buffer.sample(args.batch_size, generator))
-    flops = counter.get_total_flops()
+    flops = flops_per_update(run, args.batch_size, generator, updates=1)
     width = actor.net[2].weight.shape[0]
     roofline = matmul_roofline(args.batch_size, width, width, seconds=3.0)
     dims = [(actor.net[i].in_features, actor.net[i].out_features) for i in (0, 2, 4)]

@@ -90,16 +90,22 @@ def matmul_roofline(rows: int, width_in: int, width_out: int, seconds: float) ->
     return best
 
 
+def flops_per_update(run: Run, batch_size: int, generator: torch.Generator, updates: int) -> float:
+    """Matmul and convolution FLOPs of one update, averaged over ``updates`` updates (FlopCounterMode)."""
+    with FlopCounterMode(display=False) as counter:
+        for _ in range(updates):
+            run.algorithm.update(run.buffer.sample(batch_size, generator))
+    return counter.get_total_flops() / updates
+
+
 def measure(label: str, run: Run, batch_size: int, roofline_shape: tuple[int, int, int], seconds: float,
             flop_updates: int = 4) -> dict:
     generator = torch.Generator().manual_seed(0)
     algorithm, buffer = run.algorithm, run.buffer
     for _ in range(10):
         algorithm.update(buffer.sample(batch_size, generator))
-    with FlopCounterMode(display=False) as counter:  # over 4 updates: SPOT's actor steps every 2nd one
-        for _ in range(flop_updates):  # (10 for the ++ variants: their gradient penalty runs every 5th)
-            algorithm.update(buffer.sample(batch_size, generator))
-    flops = counter.get_total_flops() / flop_updates
+    # over 4 updates: SPOT's actor steps every 2nd one (10 for the ++ variants: their gradient penalty runs every 5th)
+    flops = flops_per_update(run, batch_size, generator, flop_updates)
     roofline = matmul_roofline(*roofline_shape, seconds=min(3.0, seconds / 2))
     count, tic = 0, time.perf_counter()
     while time.perf_counter() - tic < seconds:
