@@ -44,11 +44,13 @@ def explicit_gradients(actor: torch.nn.Module, obs: torch.Tensor, actions: torch
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--batch-size", type=int, default=256, help="minibatch size (transitions per update)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="timing rounds, alternating the two variants; each one's best round is reported")
     parser.add_argument("--updates", type=int, default=400, help="updates per round and variant")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     run = Run.build("bc", synthetic_transitions(), BCConfig(batch_size=args.batch_size), RunConfig(seed=0))

@@ -31,8 +31,10 @@ from rl.datasets.rollout import evaluate
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mazes", default="umaze,medium")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--mazes", default="umaze,medium",
+                        help="comma-separated, of umaze, medium, large (pointmaze-MAZE-biased is built if missing)")
     parser.add_argument("--episodes", type=int, default=50, help="evaluation episodes per policy")
     parser.add_argument("--seed", type=int, default=1000, help="seeds the start/goal pairs and the policies' noise")
     args = parser.parse_args()

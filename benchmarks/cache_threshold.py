@@ -25,15 +25,17 @@ from behavior_models.data import load_transitions
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", required=True, help="a fitted model directory (bm fit)")
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--states", type=int, default=300)
-    parser.add_argument("--samples", type=int, default=10)
+    parser.add_argument("--dataset", required=True, help="dataset whose states are used: alias or Minari id, on disk")
+    parser.add_argument("--states", type=int, default=300,
+                        help="random dataset states, drawn without replacement (at most the dataset's size)")
+    parser.add_argument("--samples", type=int, default=10, help="candidates drawn per state")
     parser.add_argument("--threshold", type=float, default=ARQ_LOG_THRESHOLD, help="log-density threshold")
     parser.add_argument("--sampler", default=None, help="sampler option of the model (score model: fast, ode, pc)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the choice of states and the sampling")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

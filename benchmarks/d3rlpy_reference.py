@@ -23,10 +23,12 @@ import torch
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--algos", default="bc,td3bc")
+    parser = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--steps", type=int, default=2000,
+                        help="timed training steps per algorithm (after a 20-step warm-up)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--algos", default="bc,td3bc",
+                        help="comma-separated, of bc, td3bc, bear (d3rlpy's default configs)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import d3rlpy

@@ -18,10 +18,12 @@ import torch
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("runs", nargs="+", help="DASCO run directories")
-    parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--episodes", type=int, default=10,
+                        help="evaluation episodes per run and generator (the same episode seeds for both)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from rl.core.trainer import load_run

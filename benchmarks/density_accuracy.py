@@ -227,13 +227,15 @@ def available(label: str) -> tuple[bool, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--backends", default=",".join(DEFAULT_BACKENDS),
                         help=f"comma-separated subset of {list(BACKEND_CONFIGS)}")
     parser.add_argument("--tasks", default=",".join(t.name for t in TASKS), help="comma-separated task names")
-    parser.add_argument("--work-dir", default=None, help="where datasets and runs go (default: a temp dir)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work-dir", default=None, help="where datasets and runs go; unset: a temp dir")
+    parser.add_argument("--device", default="cpu", help="torch device of the fits and measurements, e.g. cpu or cuda")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the task datasets, the fits and the evaluation draws")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     parser.add_argument("--steps", type=int, default=FIT_STEPS, help="smoke tests only: the table uses the default")
     args = parser.parse_args()

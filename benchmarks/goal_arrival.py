@@ -40,11 +40,12 @@ def arrival_statistics(run_dir: str, episodes: int, seed: int) -> dict[str, floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run directories (`rl train --out`)")
-    parser.add_argument("--episodes", type=int, default=30)
+    parser.add_argument("--episodes", type=int, default=30, help="deterministic episodes per run")
     parser.add_argument("--seed", type=int, default=1_000_000, help="reset seed of episode 0 (episode i: seed + i)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print("| run | reached | median first arrival (step) | share of steps on the goal after arrival |")

@@ -255,27 +255,39 @@ def learning_curves(root: Path, algos: list[str], datasets: list[str], seeds: li
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--algos", default="bc,arq,spot")
-    parser.add_argument("--datasets", default="pointmaze-umaze-biased,pointmaze-medium-biased")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--steps", type=int, default=20_000)
-    parser.add_argument("--eval-every", type=int, default=5_000)
-    parser.add_argument("--eval-episodes", type=int, default=10)
-    parser.add_argument("--checkpoint-every", type=int, default=1_000)
+    from rl.algos import ALGORITHMS
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--algos", default="bc,arq,spot",
+                        help=f"comma-separated, of {', '.join(ALGORITHMS)}")
+    parser.add_argument("--datasets", default="pointmaze-umaze-biased,pointmaze-medium-biased",
+                        help="comma-separated dataset names: built-in recipes (built if missing) or datasets on disk")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds, one run each")
+    parser.add_argument("--steps", type=int, default=20_000, help="training steps (updates) per run")
+    parser.add_argument("--eval-every", type=int, default=5_000,
+                        help="training steps between periodic evaluations (shown by --curves); 0: only the final one")
+    parser.add_argument("--eval-episodes", type=int, default=10,
+                        help="episodes per evaluation, periodic and final (the table scores the final one)")
+    parser.add_argument("--checkpoint-every", type=int, default=1_000,
+                        help="training steps between checkpoints (resume points); the last step is always saved")
     parser.add_argument("--arq-behavior", default="score", help="backend of ARQ's sample cache")
     parser.add_argument("--spot-behavior", default="cvae", help="backend of SPOT's density")
     parser.add_argument("--fit-steps", type=int, default=20_000, help="gradient steps of each behavior-model fit")
     parser.add_argument("--cache-samples", type=int, default=30, help="ARQ's N (seed 002: 30)")
-    parser.add_argument("--cache-likelihood", default="joint", choices=("joint", "separate", "none"))
+    parser.add_argument("--cache-likelihood", default="joint", choices=("joint", "separate", "none"),
+                        help="log-probs of ARQ's cache: joint (sample_and_log_prob, one pass), separate (sample, "
+                             "then log_prob), none (no log-probs: every candidate kept)")
     parser.add_argument("--cache-sampler", default=None,
-                        help="sampler option of the cache (score model: fast, ode or pc); default: the backend's")
+                        help="sampler option of the cache (score model: fast, ode or pc); unset: the backend's")
     parser.add_argument("--cache-option", action="append", default=[], metavar="KEY=VALUE",
                         help="extra sampler option, e.g. steps=10")
-    parser.add_argument("--out", default="benchmark_output/offline_rl")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--out", default="benchmark_output/offline_rl",
+                        help="output directory: models/, caches/, runs/ and table.md")
+    parser.add_argument("--device", default="cpu", help="torch device of fits, caches and training, e.g. cpu or cuda")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (training and behavior-model fits)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="ALGO.FIELD=VALUE",
                         help="override a field of one algorithm's config, e.g. bc.lr=3e-4 (repeatable): for a "
                              "diagnostic beside the table, in its own --out")

@@ -21,12 +21,18 @@ import time
 import numpy as np
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The docstring's layout kept, each option's default shown."""
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mazes", nargs="+", default=["umaze", "medium", "large"])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--mazes", nargs="+", default=["umaze", "medium", "large"],
+                        help="space-separated, of umaze, medium, large")
     parser.add_argument("--eval-episodes", type=int, default=200, help="planner success-rate episodes per maze")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--root", default=None, help="MINARI_DATASETS_PATH to build in (default: a temp dir)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the evaluation episodes and of every dataset built")
+    parser.add_argument("--root", default=None, help="MINARI_DATASETS_PATH to build in; unset: a temp dir")
     parser.add_argument("--skip-build", action="store_true", help="only the planner success table")
     args = parser.parse_args()
     os.environ["MINARI_DATASETS_PATH"] = args.root or tempfile.mkdtemp(prefix="pointmaze-bench-")

@@ -118,9 +118,10 @@ def measure(label: str, run: Run, batch_size: int, roofline_shape: tuple[int, in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="timed window per algorithm")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--only", default="bc-d3rlpy,bc,arq,spot,td3bc,td3bc++,bear-d3rlpy,bear-d3rlpy+vae,dasco",
                         help="comma-separated subset")
     args = parser.parse_args()

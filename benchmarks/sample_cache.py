@@ -127,16 +127,20 @@ def build_worker(args: argparse.Namespace) -> None:
                       "rss_before_mib": before, "peak_rss_mib": peak, "file_mib": size / 2**20}))
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The docstring's layout kept, each option's default shown."""
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backends", default=None, help="comma-separated; default: every registered backend")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--backends", default=None, help="comma-separated; unset: every registered backend")
     parser.add_argument("--score-samplers", default="fast,ode", help=f"of {sorted(SCORE_SAMPLERS)}")
     parser.add_argument("--states", type=int, default=2000, help="transitions used (a prefix of the dataset)")
     parser.add_argument("--pc-states", type=int, default=200, help="states for the (slow) PC sampler")
-    parser.add_argument("--num-samples", type=int, default=30)
-    parser.add_argument("--batch-states", type=int, default=256)
-    parser.add_argument("--fit-steps", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--num-samples", type=int, default=30, help="candidates N per state (ARQ: 30)")
+    parser.add_argument("--batch-states", type=int, default=256, help="states per model call (times N samples each)")
+    parser.add_argument("--fit-steps", type=int, default=200, help="gradient steps of each backend's brief fit")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of each fit and build process")
     parser.add_argument("--synthetic", action="store_true", help="use a PointMaze-shaped stand-in dataset")
     parser.add_argument("--dataset", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--fit", default=None, help=argparse.SUPPRESS)  # worker modes

@@ -117,17 +117,21 @@ def timed(fn, repeat: int = 1):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", type=Path, help="a fitted score model on this task (else one is fitted)")
-    parser.add_argument("--fit-steps", type=int, default=3000)
+    parser.add_argument("--fit-steps", type=int, default=3000,
+                        help="gradient steps of the fit when no fitted --model is given")
     parser.add_argument("--time-embedding-scale", type=float, default=ScoreConfig.time_embedding_scale,
                         help="for the fitted model (see score.network)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--rows", type=int, default=8192, help="rows (states x samples) for the throughput figures")
-    parser.add_argument("--pc-time-steps", type=int, default=25)
+    parser.add_argument("--pc-time-steps", type=int, default=25,
+                        help="steps of PC-500 actually timed, scaled to the whole chain")
     parser.add_argument("--ll-rows", type=int, default=64, help="rows for the likelihood figures")
-    parser.add_argument("--quality-rows", type=int, default=512)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quality-rows", type=int, default=512,
+                        help="states (one sample each) for the sample-quality figures (part 4)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the states and inputs measured (torch and numpy)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
