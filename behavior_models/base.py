@@ -295,7 +295,14 @@ class BehaviorModel(nn.Module, abc.ABC):
         config = config_from_dict(cls.config_class, json.loads((directory / CONFIG_FILE).read_text()))
         model = cls(meta["obs_dim"], meta["act_dim"], config)
         state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as error:  # missing/unexpected keys or size mismatches
+            detail = "; ".join(line.strip() for line in str(error).strip().splitlines()[:4])
+            raise ArtefactMismatchError(
+                f"{directory / WEIGHTS_FILE} does not fit the {cls.name} model of its {CONFIG_FILE} (networks of "
+                f"another shape: {detail}); the files come from different fits. Refit with `bm fit --model {cls.name} "
+                f"--dataset DATASET --out {directory} --force`, or copy all of a run's files together.") from None
         model.threshold_source = meta.get("threshold_source", "none")
         model.dataset_id = meta.get("dataset_id", "")
         model.dataset_fingerprint = meta.get("dataset_fingerprint", "")

@@ -12,13 +12,15 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
+import secrets
+import shutil
 from pathlib import Path
-from typing import Any, Iterator, TypeVar
+from types import UnionType
+from typing import Any, Iterator, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 
-from behavior_models.errors import ConfigError
+from behavior_models.errors import ArtefactMismatchError, ConfigError
 
 T = TypeVar("T")
 
@@ -32,9 +34,7 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _create_file_beside(target, suffix)
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
@@ -43,6 +43,35 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _create_file_beside(target: Path, suffix: str) -> Path:
+    """Create a new, empty, uniquely named file beside ``target`` and return its path.
+
+    Not ``tempfile.mkstemp``: it always creates mode 0600, which ``os.replace`` keeps, so every
+    artefact would be unreadable to other users. Creating with 0666 lets the kernel apply the
+    umask (and any default ACL) exactly as for a plain ``open()``, without reading the umask,
+    which can only be done by setting it process-wide (racy with other threads).
+    """
+    while True:
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp{suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:  # name taken (astronomically rare): draw another
+            continue
+        return tmp
+
+
+def remove_for_restart(directory: str | os.PathLike, markers: tuple[str, ...], what: str) -> None:
+    """Delete ``directory`` for ``--force``, but only if it is empty or holds ``what`` (one of the
+    ``markers`` files or directories in it): a mistyped ``--out`` must not wipe unrelated files."""
+    directory = Path(directory)
+    if not directory.exists():
+        return
+    if not directory.is_dir() or (any(directory.iterdir()) and not any((directory / m).exists() for m in markers)):
+        raise ArtefactMismatchError(f"{directory} is not {what} (it holds none of {list(markers)}); --force only "
+                                    f"replaces {what}. Choose another --out, or delete {directory} yourself")
+    shutil.rmtree(directory)
 
 
 def write_text_atomic(target: str | os.PathLike, text: str) -> None:

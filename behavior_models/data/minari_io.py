@@ -207,4 +207,11 @@ def list_local_datasets() -> list[str]:
     root = datasets_root()
     if not root.is_dir():
         return []
-    return sorted(str(path.parent.relative_to(root)) for path in root.rglob("data") if (path / "metadata.json").is_file())
+    found = []
+    for path in root.rglob("data"):
+        relative = path.parent.relative_to(root)
+        # Dot-dirs are not datasets: a build's staging root (.building-*), left behind when the
+        # build was killed, holds a complete-looking copy of the dataset it was writing.
+        if (path / "metadata.json").is_file() and not any(part.startswith(".") for part in relative.parts):
+            found.append(str(relative))
+    return sorted(found)

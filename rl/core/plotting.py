@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from behavior_models.errors import ArtefactMismatchError
+from behavior_models.io import atomic_path
 
 SCORE = "eval/normalized_score_mean"
 SCORE_STD = "eval/normalized_score_std"
@@ -18,11 +19,12 @@ def read_curve(run_dir: str | Path) -> tuple[list[int], list[float], list[float]
     if not path.is_file():
         raise ArtefactMismatchError(f"{run_dir} has no metrics.csv: is it a run directory made by `rl train`?")
     steps, means, stds = [], [], []
-    for row in csv.DictReader(path.open()):
-        if row.get(SCORE):
-            steps.append(int(float(row["step"])))
-            means.append(float(row[SCORE]))
-            stds.append(float(row.get(SCORE_STD) or 0.0))
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            if row.get(SCORE):
+                steps.append(int(float(row["step"])))
+                means.append(float(row[SCORE]))
+                stds.append(float(row.get(SCORE_STD) or 0.0))
     return steps, means, stds
 
 
@@ -48,7 +50,10 @@ def plot_learning_curves(run_dirs: list[str | Path], out: str | Path, title: str
     axis.legend()
     figure.tight_layout()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=120)
-    plt.close(figure)
+    try:
+        # Always PNG, as documented, whatever the name of out ends with.
+        with atomic_path(out, suffix=".png") as tmp:
+            figure.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(figure)
     return out

@@ -1,3 +1,4 @@
+import shutil
 import time
 
 import numpy as np
@@ -5,7 +6,7 @@ import pytest
 from gymnasium import spaces
 
 from behavior_models.data import load_transitions, resolve_dataset_id, write_minari_dataset
-from behavior_models.data.minari_io import describe, flatten_observations
+from behavior_models.data.minari_io import describe, flatten_observations, list_local_datasets
 from behavior_models.errors import DatasetError, DatasetNotFoundError
 from tests.helpers import write_flat_dataset
 
@@ -160,3 +161,10 @@ def test_split_by_episodes_and_state_stats():
     stats = data.state_stats()
     np.testing.assert_allclose(stats.mean, data.observations.mean(0), rtol=1e-5, atol=1e-6)
     assert np.all(stats.std > 0)
+
+
+def test_list_local_datasets_skips_dot_dirs(minari_datasets_path):
+    write_flat_dataset("test/listed-v0")
+    # What a killed build leaves: a staging root holding a complete-looking copy.
+    shutil.copytree(minari_datasets_path / "test", minari_datasets_path / ".building-1@host.x1" / "test")
+    assert list_local_datasets() == ["test/listed-v0"]

@@ -1,0 +1,23 @@
+"""Saved weights must fit their config."""
+
+import shutil
+
+import pytest
+
+import behavior_models
+from behavior_models.data import load_transitions
+from behavior_models.errors import ArtefactMismatchError
+from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
+from tests.helpers import write_flat_dataset
+
+
+def test_weights_of_another_shape_give_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    write_flat_dataset("test/base-v0", episode_lengths=(20, 20), obs_dim=3, act_dim=2, seed=0)
+    data = load_transitions("test/base-v0")
+    for width in (8, 16):
+        config = GaussianConfig(steps=2, batch_size=8, hidden=(width,), holdout_fraction=0.0)
+        GaussianBehaviorModel.fit(data, config, out_dir=tmp_path / f"w{width}", progress=False)
+    shutil.copy(tmp_path / "w8" / "weights.pt", tmp_path / "w16" / "weights.pt")
+    with pytest.raises(ArtefactMismatchError, match=r"w16/weights.pt does not fit the gaussian model .*`bm fit --model gaussian"):
+        behavior_models.load(tmp_path / "w16")
