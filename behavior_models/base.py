@@ -75,6 +75,15 @@ class BehaviorModelConfig:
     log_every: int = 100
     checkpoint_every: int = 2_000
 
+    def __post_init__(self) -> None:
+        # Below 1 these counts mean nothing, and the fit would not say so: a batch of 0 trains on
+        # nan losses, log_every/checkpoint_every 0 divide by zero mid-fit, 0 calibration points
+        # leave the support threshold an empty quantile.
+        for name in ("steps", "batch_size", "log_every", "checkpoint_every", "calibration_points"):
+            value = getattr(self, name)
+            if value < 1:
+                raise ConfigError(f"{type(self).__name__}.{name} must be at least 1, got {value}")
+
 
 class BehaviorModel(nn.Module, abc.ABC):
     """Base class of every backend; see the module docstring for the contract."""

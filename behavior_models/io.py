@@ -114,22 +114,118 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 def config_from_dict(cls: type[T], payload: dict[str, Any]) -> T:
     """Rebuild a dataclass config, refusing unknown keys with a message naming them.
 
-    Lists are turned back into tuples where the field's default is a tuple, so a frozen
-    config survives the JSON round trip unchanged (and stays hashable).
+    Every value is checked against the field's declared type by :func:`coerce_field`: a JSON
+    list becomes a tuple (so a frozen config survives the JSON round trip unchanged and stays
+    hashable), an int is accepted for a float, and a string such as ``"100"`` from a
+    hand-written file is parsed; anything else is a :class:`ConfigError` naming the field.
     """
-    fields = {field.name: field for field in dataclasses.fields(cls)}
-    unknown = sorted(set(payload) - set(fields))
+    fields = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(payload) - fields)
     if unknown:
         raise ConfigError(
             f"unknown field(s) {unknown} for {cls.__name__}; valid fields are {sorted(fields)}"
         )
-    values = {}
-    for name, value in payload.items():
-        default = fields[name].default
-        if isinstance(value, list) and isinstance(default, tuple):
-            value = tuple(value)
-        values[name] = value
-    return cls(**values)
+    return cls(**{name: coerce_field(cls, name, value) for name, value in payload.items()})
+
+
+_BOOL_WORDS = {"true": True, "1": True, "false": False, "0": False}
+_NONE_WORDS = ("none", "null")
+
+
+def coerce_field(cls: type, name: str, value: Any) -> Any:
+    """``value`` as the declared type of field ``name`` of the dataclass ``cls``.
+
+    ``value`` is either command-line text (``--set FIELD=VALUE``) or a JSON value (a config
+    file), so both spellings are accepted: ``none``/``null`` for an optional field,
+    ``true``/``false``/``1``/``0`` for a bool, a JSON list or ``256,256`` for a tuple. A value
+    that does not fit (``3.5`` for an int, ``1e-3x`` for a float, ``yes`` for a bool) raises a
+    :class:`ConfigError` naming the field, the value and the expected type.
+    """
+    # The configs use ``from __future__ import annotations``: their annotations are strings.
+    expected = get_type_hints(cls)[name]
+    try:
+        return _coerce(expected, value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{cls.__name__}.{name} takes {_describe(expected)}, got {value!r}") from None
+
+
+def _coerce(expected: Any, value: Any) -> Any:
+    origin, args = get_origin(expected), get_args(expected)
+    if expected is Any:
+        return value
+    if origin in (Union, UnionType):
+        if type(None) in args and (value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS)):
+            return None
+        for option in args:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value)
+            except (TypeError, ValueError):
+                pass
+        raise ValueError(value)
+    if origin is Literal:
+        for choice in args:
+            if value == choice or (isinstance(value, str) and value.strip() == str(choice)):
+                return choice
+        raise ValueError(value)
+    if origin is tuple:
+        if isinstance(value, str):
+            text = value.strip()
+            items = json.loads(text) if text.startswith("[") else [item for item in text.split(",") if item.strip()]
+        else:
+            items = value
+        if not isinstance(items, (list, tuple)):
+            raise TypeError(value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], item) for item in items)
+        if len(items) != len(args):
+            raise ValueError(value)
+        return tuple(_coerce(kind, item) for kind, item in zip(args, items))
+    # bool before int: True is an int in Python, and neither may stand for the other here.
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (str, int)) and str(value).strip().lower() in _BOOL_WORDS:
+            return _BOOL_WORDS[str(value).strip().lower()]
+        raise ValueError(value)
+    if expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return int(value.strip())  # "3.5" raises: an int field never silently truncates
+        raise TypeError(value)
+    if expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            return float(value.strip())
+        raise TypeError(value)
+    if expected is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError(value)
+    if isinstance(expected, type) and isinstance(value, expected):
+        return value
+    raise TypeError(value)
+
+
+def _describe(expected: Any) -> str:
+    origin, args = get_origin(expected), get_args(expected)
+    if origin in (Union, UnionType):
+        return " or ".join(_describe(option) for option in args)
+    if expected is type(None):
+        return "null (none)"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(choice) for choice in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            kinds = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}.get(args[0]) or _describe(args[0])
+        else:
+            kinds = ", ".join(map(_describe, args))
+        return f"a tuple of {kinds} (a JSON list or comma-separated, e.g. 256,256)"
+    names = {bool: "a boolean (true/false/1/0)", int: "an integer", float: "a number", str: "a string"}
+    return names.get(expected, getattr(expected, "__name__", str(expected)))
 
 
 def save_config(path: str | os.PathLike, config: Any) -> None:

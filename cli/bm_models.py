@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from behavior_models.registry import BACKENDS
-from cli.common import echo_json, ensure_dataset
+from cli.common import device_option, echo_json, ensure_dataset
 
 
 @click.command("fit")
@@ -14,11 +14,11 @@ from cli.common import echo_json, ensure_dataset
 @click.option("--dataset", required=True, help="Dataset alias or Minari id (recipes are built on first use).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Run directory: weights.pt, config.json, model.json, curve.csv, checkpoint.pt.")
-@click.option("--steps", type=int, default=None, help="Gradient steps (default: the backend's config).")
-@click.option("--batch-size", type=int, default=None, help="Minibatch size.")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Gradient steps (default: the backend's config).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Minibatch size.")
 @click.option("--lr", type=float, default=None, help="Learning rate (Adam).")
 @click.option("--seed", type=int, default=None, help="Seed of the fit and of the held-out split.")
-@click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cpu or cuda:0.")
+@device_option()
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON object of config fields of this backend; the options above override it.")
 @click.option("--force", is_flag=True, help="Replace whatever run is in --out.")
@@ -52,10 +52,10 @@ def fit_command(backend, dataset, out_dir, steps, batch_size, lr, seed, device, 
               help="A run directory written by `bm fit`.")
 @click.option("--dataset", required=True, help="Dataset alias or Minari id.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--max-points", type=int, default=2000, show_default=True, help="Held-out points to use.")
-@click.option("--samples", "num_samples", type=int, default=10, show_default=True, help="Samples per state.")
+@click.option("--max-points", type=click.IntRange(min=1), default=2000, show_default=True, help="Held-out points to use.")
+@click.option("--samples", "num_samples", type=click.IntRange(min=1), default=10, show_default=True, help="Samples per state.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subsample and the draws.")
-@click.option("--device", default="cpu", show_default=True, help="Torch device.")
+@device_option()
 def eval_command(model_dir, dataset, as_json, max_points, num_samples, seed, device):
     """Evaluate a fitted model on DATASET's held-out episodes.
 
@@ -88,14 +88,14 @@ def eval_command(model_dir, dataset, as_json, max_points, num_samples, seed, dev
               help="A run directory written by `bm fit`.")
 @click.option("--dataset", required=True, help="Dataset alias or Minari id.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
-@click.option("--state-dim", type=int, default=0, show_default=True,
+@click.option("--state-dim", type=click.IntRange(min=0), default=0, show_default=True,
               help="1-D actions: the state coordinate on the x axis.")
-@click.option("--states", "num_states", type=int, default=4, show_default=True,
+@click.option("--states", "num_states", type=click.IntRange(min=1), default=4, show_default=True,
               help="More dims: how many held-out states to show.")
 @click.option("--dims", default=None, help="More dims: action dimensions to pair, e.g. 0,1,2 (default: first 4).")
-@click.option("--resolution", type=int, default=120, show_default=True, help="1-D actions: grid size per axis.")
+@click.option("--resolution", type=click.IntRange(min=2), default=120, show_default=True, help="1-D actions: grid size per axis.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the state choice and samples.")
-@click.option("--device", default="cpu", show_default=True, help="Torch device.")
+@device_option()
 def plot_command(model_dir, dataset, out, state_dim, num_states, dims, resolution, seed, device):
     """Draw a fitted model against DATASET into a PNG.
 

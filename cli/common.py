@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 import click
 
@@ -32,6 +32,34 @@ def root_group(name: str, help_text: str) -> Group:
         pass
 
     return group
+
+
+def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Refuse a device this torch cannot use here, before any work starts; pass the text on unchanged."""
+    import torch
+
+    hint = "use cpu, cuda or cuda:N"
+    try:
+        device = torch.device(value)
+    except RuntimeError:
+        raise click.BadParameter(f"{value!r} is not a torch device; {hint}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise click.BadParameter(f"{value!r}: this torch ({torch.__version__}) sees no CUDA device; use cpu")
+        if device.index is not None and device.index >= count:
+            raise click.BadParameter(f"{value!r}: there are {count} CUDA device(s), cuda:0 to cuda:{count - 1}; {hint}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise click.BadParameter(f"{value!r}: MPS is not available on this machine; use cpu")
+    elif device.type != "cpu":
+        raise click.BadParameter(f"{value!r}: only CPU, CUDA and MPS devices are supported; {hint}")
+    return value
+
+
+def device_option(help_text: str = "Torch device: cpu, cuda or cuda:N.") -> Callable[[Any], Any]:
+    """The ``--device`` option of every command, checked against the devices torch sees."""
+    return click.option("--device", default="cpu", show_default=True, callback=_check_device, help=help_text)
 
 
 def echo_json(payload: Any) -> None:

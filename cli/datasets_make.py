@@ -9,11 +9,11 @@ import click
 @click.argument("name")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds every random stream of the recipe (env resets, action noise, evaluation).")
-@click.option("--episodes", type=int, default=None,
+@click.option("--episodes", type=click.IntRange(min=1), default=None,
               help="Episodes to collect [default: 100, of --episode-steps steps each].")
-@click.option("--episode-steps", type=int, default=None,
+@click.option("--episode-steps", type=click.IntRange(min=1), default=None,
               help="Steps per episode; the goal is re-sampled on arrival within an episode [default: 1000].")
-@click.option("--reference-episodes", type=int, default=None,
+@click.option("--reference-episodes", type=click.IntRange(min=1), default=None,
               help="Evaluation episodes per reference score (random policy, planner) [default: 50].")
 @click.option("--force", is_flag=True, help="Rebuild even if the dataset is already on disk.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

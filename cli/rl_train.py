@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ from typing import Any
 import click
 
 from behavior_models.errors import ConfigError
-from cli.common import ensure_dataset
+from behavior_models.io import coerce_field
+from cli.common import device_option, ensure_dataset
 
 REWARD_CHOICES = ("auto", "none", "minus_one", "return_range")
 # Command-line options that set a config field, on every algorithm whose config has that field:
@@ -33,31 +33,17 @@ FIELD_OPTIONS: dict[str, tuple[str, type, str]] = {
 
 
 def parse_override(config_cls: type, assignment: str) -> tuple[str, Any]:
-    """``FIELD=VALUE`` -> (field, value typed like the field's default)."""
+    """``FIELD=VALUE`` -> (field, value as the field's declared type; see :func:`coerce_field`)."""
     if "=" not in assignment:
         raise ConfigError(f"--set takes FIELD=VALUE, got {assignment!r}")
     key, text = (part.strip() for part in assignment.split("=", 1))
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    fields = {f.name for f in dataclasses.fields(config_cls)}
     if key not in fields:
         raise ConfigError(f"{config_cls.__name__} has no field {key!r}; fields: {', '.join(sorted(fields))}")
-    default = fields[key].default
     try:
-        if isinstance(default, bool):
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(text)
-            return key, text.lower() in ("true", "1")
-        if isinstance(default, tuple):
-            return key, tuple(int(x) for x in text.split(",") if x)
-        if isinstance(default, (int, float)) and not isinstance(default, bool):
-            return key, type(default)(float(text)) if isinstance(default, float) else int(text)
-        if default is None:  # a field resolved from the dataset id: numbers and null as JSON, names as text
-            try:
-                return key, json.loads(text)
-            except json.JSONDecodeError:
-                return key, text
-    except ValueError:
-        raise ConfigError(f"--set {assignment}: {text!r} is not a valid {type(default).__name__}") from None
-    return key, text
+        return key, coerce_field(config_cls, key, text)
+    except ConfigError as error:
+        raise ConfigError(f"--set {assignment}: {error}") from None
 
 
 def default_out(algorithm: str, dataset: str, seed: int) -> str:
@@ -84,22 +70,24 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
                                                               if presets else "none for this algorithm."))
     @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
                   help="Set any field of the algorithm's config (repeatable), e.g. --set k=3.")
-    @click.option("--steps", type=int, default=20_000, show_default=True, help="Gradient steps.")
-    @click.option("--batch-size", type=int, default=None, help="Minibatch size (default: the algorithm's).")
-    @click.option("--reward", type=click.Choice(REWARD_CHOICES), default=None,
-                  help="Reward convention (default: the algorithm's, usually auto: r-1 on maze datasets, "
-                       "return-range scaling on MuJoCo locomotion, none otherwise).")
-    @click.option("--seed", type=int, default=0, show_default=True)
-    @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda:0.")
+    @click.option("--steps", type=click.IntRange(min=1), default=20_000, show_default=True, help="Gradient steps.")
+    @click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                  help="Minibatch size (default: the algorithm's).")
+    @click.option("--reward", type=click.Choice(REWARD_CHOICES), default=None, help=reward_help(algorithm))
+    @click.option("--seed", type=int, default=0, show_default=True,
+                  help="Seeds the network initialisation, the minibatches and the evaluation episodes.")
+    @device_option()
     @click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/ALGO-DATASET-seedN).")
     @click.option("--resume", is_flag=True, help="Continue the run in --out from its newest checkpoint.")
     @click.option("--force", is_flag=True, help="Delete an existing run in --out and start over.")
-    @click.option("--eval-every", type=int, default=5_000, show_default=True, help="Evaluate every N steps (0: at the end only).")
-    @click.option("--eval-episodes", type=int, default=10, show_default=True, help="Episodes per evaluation (0: none).")
+    @click.option("--eval-every", type=click.IntRange(min=0), default=5_000, show_default=True, help="Evaluate every N steps (0: at the end only).")
+    @click.option("--eval-episodes", type=click.IntRange(min=0), default=10, show_default=True, help="Episodes per evaluation (0: none).")
     @click.option("--eval-sampled", is_flag=True, help="Evaluate sampled actions instead of the deterministic ones.")
-    @click.option("--checkpoint-every", type=int, default=5_000, show_default=True)
-    @click.option("--log-every", type=int, default=250, show_default=True)
-    @click.option("--threads", type=int, default=1, show_default=True,
+    @click.option("--checkpoint-every", type=click.IntRange(min=1), default=5_000, show_default=True,
+                  help="Steps between checkpoints (the resume points); the last step is always saved.")
+    @click.option("--log-every", type=click.IntRange(min=1), default=250, show_default=True,
+                  help="Steps between rows of metrics.csv (the only host reads of the training loop).")
+    @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
                   help="torch CPU threads. Updates of small MLPs are fastest on one thread, and extra threads "
                        "spin-wait badly on a shared machine; raise it for large batches on an idle machine.")
     @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
@@ -139,6 +127,17 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
         if field in {f.name for f in dataclasses.fields(algorithm_class_config(algorithm))}:
             command = click.option(flag, field, type=None if kind is bool else kind, default=None, help=text)(command)
     return command
+
+
+def reward_help(algorithm: str) -> str:
+    """--reward's help, read from the algorithm's config default and its ``locomotion_reward``
+    (see :func:`rl.core.rewards.resolve_reward_transform`), so it cannot drift from what runs."""
+    from rl.algos import algorithm_class
+
+    algo_cls = algorithm_class(algorithm)
+    return (f"Reward convention (default: {algo_cls.config_class.reward_transform}). auto is resolved from the "
+            f"dataset id: minus_one (r-1) on maze datasets, {algo_cls.locomotion_reward} on MuJoCo locomotion "
+            "(mujoco/ ids), none otherwise.")
 
 
 def algorithm_class_config(algorithm: str) -> type:
@@ -197,11 +196,11 @@ train_group.add_command(train_command(
 
 @click.command("eval")
 @click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False), help="A run directory.")
-@click.option("--episodes", type=int, default=10, show_default=True)
+@click.option("--episodes", type=click.IntRange(min=1), default=10, show_default=True, help="Evaluation episodes.")
 @click.option("--sampled", is_flag=True, help="Sampled actions instead of deterministic ones.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Evaluation seed (episode i resets with seed+i).")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--threads", type=int, default=1, show_default=True, help="torch CPU threads.")
+@device_option()
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch CPU threads.")
 def eval_command(run_dir: str, episodes: int, sampled: bool, seed: int, device: str, threads: int) -> None:
     """Evaluate the newest checkpoint of a run; writes DIR/eval.json and prints `normalized_score: X` last."""
     import torch

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from cli.common import ensure_dataset
+from cli.common import device_option, ensure_dataset
 
 
 def _parse_options(pairs: tuple[str, ...], flag: str) -> dict[str, Any]:
@@ -39,7 +39,7 @@ def _parse_threshold(value: str | None) -> float | str | None:
               help="A fitted behavior-model directory (any backend).")
 @click.option("--dataset", required=True, help="Dataset alias, recipe name or Minari id the model was fitted on.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output file, ending in .npz.")
-@click.option("--num-samples", default=30, show_default=True, help="Candidates N per state (ARQ: 30).")
+@click.option("--num-samples", type=click.IntRange(min=1), default=30, show_default=True, help="Candidates N per state (ARQ: 30).")
 @click.option("--threshold", default=None, metavar="X|calibrated",
               help="Support threshold on the log-density: a number, or 'calibrated' for the model's stored "
                    "threshold. Default: ARQ's log(e^-5) = -5.")
@@ -53,13 +53,12 @@ def _parse_threshold(value: str | None) -> float | str | None:
               help="Extra keyword for sample/sample_and_log_prob (repeatable), e.g. steps=20.")
 @click.option("--log-prob-option", "log_prob_option", multiple=True, metavar="KEY=VALUE",
               help="Extra keyword for log_prob with --likelihood separate (repeatable), e.g. solver=dopri5.")
-@click.option("--batch-size", "batch_states", default=256, show_default=True,
+@click.option("--batch-size", "batch_states", type=click.IntRange(min=1), default=256, show_default=True,
               help="States per model call (times N samples each); also the RNG block, so it changes the draws.")
-@click.option("--chunk-states", default=None, type=int,
+@click.option("--chunk-states", default=None, type=click.IntRange(min=1),
               help="States per resumable chunk file, a multiple of --batch-size. Default: 16 batches "
                    "(fewer if that exceeds 64 MiB of output).")
-@click.option("--device", default="cpu", show_default=True, help="Torch device; under torchrun with several GPUs "
-              "'cuda' means each rank's own GPU.")
+@device_option("Torch device: cpu, cuda or cuda:N; under torchrun with several GPUs 'cuda' means each rank's own GPU.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the candidates (keyed with the state index).")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Storage dtype of the candidates (log-probs stay float32).")

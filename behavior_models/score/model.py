@@ -98,6 +98,7 @@ class ScoreConfig(BehaviorModelConfig):
     cuda_bf16_sampling: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         checks = [("default_sampler", self.default_sampler, SAMPLERS), ("default_solver", self.default_solver, SOLVERS),
                   ("default_divergence", self.default_divergence, ("exact", "hutchinson")),
                   ("langevin_step", self.langevin_step, ("annealed", "per-sample", "batch"))]

@@ -69,6 +69,15 @@ class RunConfig:
     checkpoint_every: int = 5_000
     keep_checkpoints: int = 2  # newest checkpoints kept on disk
 
+    def __post_init__(self) -> None:
+        at_least = {"steps": 1, "log_every": 1, "checkpoint_every": 1, "keep_checkpoints": 1, "eval_parallel": 1,
+                    "eval_every": 0, "eval_episodes": 0, "seed": 0}
+        low = [f"{name} = {getattr(self, name)} (needs >= {bound})" for name, bound in at_least.items()
+               if getattr(self, name) < bound]
+        if self.eval_max_steps is not None and self.eval_max_steps < 1:
+            low.append(f"eval_max_steps = {self.eval_max_steps} (needs >= 1, or None)")
+        if low:
+            raise ConfigError(f"run config out of range: {'; '.join(low)}")
 
 
 def require_unit_action_box(transitions: Transitions) -> None:

@@ -1,14 +1,32 @@
-"""Saved weights must fit their config."""
+"""BehaviorModelConfig refuses counts that mean nothing; saved weights must fit their config."""
 
 import shutil
 
 import pytest
 
 import behavior_models
+from behavior_models.base import BehaviorModelConfig
 from behavior_models.data import load_transitions
-from behavior_models.errors import ArtefactMismatchError
+from behavior_models.errors import ArtefactMismatchError, ConfigError
 from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
+from behavior_models.io import config_from_dict
+from behavior_models.score.model import ScoreConfig
 from tests.helpers import write_flat_dataset
+
+COUNTS = ("steps", "batch_size", "log_every", "checkpoint_every", "calibration_points")
+
+
+@pytest.mark.parametrize("cls", [BehaviorModelConfig, GaussianConfig, ScoreConfig])
+@pytest.mark.parametrize("field", COUNTS)
+def test_counts_below_one_are_refused(cls, field):
+    with pytest.raises(ConfigError, match=rf"{cls.__name__}\.{field} must be at least 1, got 0"):
+        cls(**{field: 0})
+    assert getattr(cls(**{field: 1}), field) == 1
+
+
+def test_a_config_file_with_a_zero_batch_is_refused():
+    with pytest.raises(ConfigError, match="batch_size must be at least 1, got 0"):
+        config_from_dict(GaussianConfig, {"batch_size": 0})
 
 
 def test_weights_of_another_shape_give_a_clear_error(tmp_path, monkeypatch):

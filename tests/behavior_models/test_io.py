@@ -1,14 +1,81 @@
-"""behavior_models.io: atomic writes, and what --force may delete."""
+"""behavior_models.io: typed configs (coerce_field), atomic writes, and what --force may delete."""
 
 from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
+from typing import Literal
 
 import pytest
 
-from behavior_models.errors import ArtefactMismatchError
-from behavior_models.io import atomic_path, remove_for_restart, write_text_atomic
+from behavior_models.errors import ArtefactMismatchError, ConfigError
+from behavior_models.io import (
+    atomic_path, coerce_field, config_from_dict, config_to_dict, remove_for_restart, write_text_atomic,
+)
+from behavior_models.registry import BACKENDS, backend_class
+
+
+@dataclass(frozen=True)
+class Example:
+    steps: int = 10
+    lr: float = 1e-3
+    flag: bool = True
+    name: str = "a"
+    hidden: tuple[int, ...] = (4, 4)
+    alpha: float | None = None
+    k: int | None = None
+    mode: Literal["fast", "slow"] = "fast"
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("steps", "100", 100),  # a hand-written JSON file quoting a number
+    ("lr", 1, 1.0),  # a JSON int for a float field
+    ("lr", "1e-4", 1e-4),
+    ("flag", "False", False),  # not the truthy string 'False'
+    ("flag", "TRUE", True),
+    ("flag", "0", False),
+    ("hidden", [8, 8], (8, 8)),
+    ("hidden", "8, 8", (8, 8)),
+    ("hidden", "[8,8]", (8, 8)),
+    ("alpha", None, None),
+    ("alpha", "null", None),
+    ("k", "None", None),
+    ("k", "3", 3),
+    ("mode", "slow", "slow"),
+])
+def test_values_are_coerced_to_the_declared_type(name, value, expected):
+    coerced = coerce_field(Example, name, value)
+    assert coerced == expected and type(coerced) is type(expected)
+    assert getattr(config_from_dict(Example, {name: value}), name) == expected
+
+
+@pytest.mark.parametrize("name, value, expected_type", [
+    ("steps", 3.5, "an integer"),
+    ("steps", "3.5", "an integer"),
+    ("steps", True, "an integer"),
+    ("steps", "many", "an integer"),
+    ("lr", "1e-3x", "a number"),
+    ("flag", "yes", "a boolean"),
+    ("flag", 2, "a boolean"),
+    ("name", 3, "a string"),
+    ("hidden", "8,x", "a tuple of integers"),
+    ("hidden", "[8", "a tuple of integers"),
+    ("hidden", 8, "a tuple of integers"),
+    ("k", "3.5", "an integer or null"),
+    ("mode", "medium", "one of 'fast', 'slow'"),
+])
+def test_a_value_of_the_wrong_type_names_field_value_and_type(name, value, expected_type):
+    with pytest.raises(ConfigError) as error:
+        config_from_dict(Example, {name: value})
+    assert f"Example.{name}" in str(error.value) and repr(value) in str(error.value)
+    assert expected_type in str(error.value)
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_every_backend_config_survives_the_json_round_trip(backend):
+    cls = backend_class(backend).config_class
+    assert config_from_dict(cls, config_to_dict(cls())) == cls()
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])

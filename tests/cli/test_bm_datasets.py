@@ -38,3 +38,9 @@ def test_missing_dataset_exits_nonzero_fast_without_traceback():
     assert process.returncode != 0
     assert "minari download D4RL/kitchen/mixed-v2" in process.stderr
     assert "Traceback" not in process.stderr
+
+
+def test_datasets_make_refuses_counts_below_one():
+    for option in ("--episodes", "--episode-steps", "--reference-episodes"):
+        result = CliRunner().invoke(bm, ["datasets", "make", "pointmaze-umaze-expert", option, "0"])
+        assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output, option

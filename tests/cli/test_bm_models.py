@@ -99,3 +99,32 @@ def test_help_explains_every_command():
         result = CliRunner().invoke(bm, [command, "--help"])
         assert result.exit_code == 0 and "--dataset" in result.output
     assert "score" in CliRunner().invoke(bm, ["fit", "--help"]).output  # every registered backend is offered
+
+
+@pytest.mark.parametrize("payload, message", [
+    ({"steps": "many"}, "GaussianConfig.steps takes an integer, got 'many'"),
+    ({"normalize_states": "False?"}, "GaussianConfig.normalize_states takes a boolean (true/false/1/0), got 'False?'"),
+    ({"batch_size": 0}, "GaussianConfig.batch_size must be at least 1, got 0"),
+])
+def test_fit_refuses_config_values_of_the_wrong_type_or_range(tmp_path, payload, message):
+    config = tmp_path / "bad.json"
+    config.write_text(json.dumps(payload))
+    result = CliRunner().invoke(bm, ["fit", "--model", "gaussian", "--dataset", "test/absent-v0", "--out",
+                                     str(tmp_path / "x"), "--config", str(config)])
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args, option", [
+    (["fit", "--model", "gaussian", "--out", "x", "--steps", "0"], "--steps"),
+    (["fit", "--model", "gaussian", "--out", "x", "--batch-size", "0"], "--batch-size"),
+    (["eval", "--max-points", "0"], "--max-points"),
+    (["eval", "--samples", "0"], "--samples"),
+    (["plot", "--out", "p.png", "--states", "0"], "--states"),
+    (["plot", "--out", "p.png", "--resolution", "1"], "--resolution"),
+    (["plot", "--out", "p.png", "--state-dim", "-1"], "--state-dim"),
+])
+def test_counts_out_of_range_are_option_errors(tmp_path, args, option):
+    if args[0] != "fit":
+        args = [*args, "--model", str(tmp_path)]
+    result = CliRunner().invoke(bm, [*args, "--dataset", "test/absent-v0"])
+    assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output

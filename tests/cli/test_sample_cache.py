@@ -83,3 +83,9 @@ def test_torchrun_with_two_processes_equals_one_process(model_dir, tmp_path):
     assert two.metadata["world_size"] == 2
     one = reference(model_dir, tmp_path / "one.npz", batch_states=32, seed=7, threshold="calibrated")
     assert_same_cache(two, one)
+
+
+@pytest.mark.parametrize("option", ["--num-samples", "--batch-size", "--chunk-states"])
+def test_counts_below_one_are_option_errors(tmp_path, option):
+    result = CliRunner().invoke(bm, command(tmp_path, tmp_path / "c.npz", option, "0"))
+    assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output

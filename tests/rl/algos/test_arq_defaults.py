@@ -26,8 +26,8 @@ def test_fields_set_by_the_user_are_kept():
 
 
 def test_cli_set_types_the_per_domain_fields():
-    # These fields default to None (resolved later from the dataset id), so --set has no
-    # default to take a type from: numbers and null read as JSON, names as text.
+    # These fields default to None (resolved later from the dataset id): --set types them by
+    # their declared type (X | None), so null means "resolve from the dataset id".
     assert parse_override(ARQConfig, "actor_type=gaussian") == ("actor_type", "gaussian")
     assert parse_override(ARQConfig, "q_lr=1e-4") == ("q_lr", 1e-4)
     assert parse_override(ARQConfig, "k=5") == ("k", 5)

@@ -62,6 +62,15 @@ def test_existing_run_is_not_overwritten_and_other_settings_are_refused(env_tran
               echo=lambda _: None)
 
 
+def test_run_config_out_of_range_is_refused():
+    for field in ("steps", "log_every", "checkpoint_every", "keep_checkpoints", "eval_parallel"):
+        with pytest.raises(ConfigError, match=f"{field} = 0 \\(needs >= 1\\)"):
+            RunConfig(**{field: 0})
+    with pytest.raises(ConfigError, match="eval_episodes = -1"):
+        RunConfig(eval_episodes=-1)
+    RunConfig(eval_every=0, eval_episodes=0)  # documented: only the final evaluation, no evaluation
+
+
 def test_checkpoint_of_another_shape_is_refused(env_transitions, tmp_path):
     short = RunConfig(steps=10, eval_episodes=0, checkpoint_every=10, log_every=10)
     train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), short, progress=False, echo=lambda _: None)
