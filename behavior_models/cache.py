@@ -274,22 +274,29 @@ def _chunk_path(work: Path, start: int, stop: int) -> Path:
     return work / f"chunk-{start:012d}-{stop:012d}.npz"
 
 
-def _check_manifest(work: Path, manifest: dict[str, Any]) -> None:
-    """Refuse to resume a work directory started with another model or other settings."""
+def _resume_decision(work: Path, manifest: dict[str, Any], overwrite: bool) -> str:
+    """What to do with ``work``: "new" (nothing there), "resume" (started with these settings),
+    or "restart" (other settings, but discarding it loses nothing drawn, or --force says so).
+    Refuses to throw away finished chunks of another model or other settings without --force."""
     path = work / MANIFEST_FILE
     if not path.is_file():
-        return
+        return "new"
     started = json.loads(path.read_text())
-    if started["model_fingerprint"] != manifest["model_fingerprint"]:
+    differing = sorted(key for key in manifest if key not in ("model_dir",) and started.get(key) != manifest[key])
+    if not differing:
+        return "resume"
+    # A run refused at its first draw (a bad sampler option) leaves a manifest but no chunk; the
+    # corrected command must not be held to the refused settings.
+    if overwrite or not any(work.glob("chunk-*.npz")):
+        return "restart"
+    if "model_fingerprint" in differing:
         raise ArtefactMismatchError(
             f"the model directory {manifest['model_dir']} changed since this cache was started (fingerprint "
             f"then {started['model_fingerprint']}, now {manifest['model_fingerprint']}); its finished chunks "
-            f"in {work} belong to the old model. Delete {work} to start over with the new model.")
-    differing = sorted(key for key in manifest if key not in ("model_dir",) and started.get(key) != manifest[key])
-    if differing:
-        detail = ", ".join(f"{key}: then {started.get(key)!r}, now {manifest[key]!r}" for key in differing)
-        raise ConfigError(f"{work} holds an unfinished cache built with other settings ({detail}). Rerun with "
-                          f"the same settings to resume it, or delete {work} to start over.")
+            f"in {work} belong to the old model. Pass --force (or delete {work}) to start over with the new model.")
+    detail = ", ".join(f"{key}: then {started.get(key)!r}, now {manifest[key]!r}" for key in differing)
+    raise ConfigError(f"{work} holds an unfinished cache built with other settings ({detail}). Rerun with "
+                      f"the same settings to resume it, or pass --force (or delete {work}) to start over.")
 
 
 def default_chunk_states(batch_states: int, num_samples: int, act_dim: int) -> int:
@@ -372,9 +379,10 @@ def build_sample_cache(model_dir: str | os.PathLike, transitions: Transitions, o
         "chunk_states": int(chunk_states), "rng": RNG_SCHEME, "dtype": dtype,
     }
     work = out.with_name(out.name + ".work")
-    _check_manifest(work, json.loads(json.dumps(manifest)))  # every rank, before any barrier
-    if ranks.rank == 0 and not (work / MANIFEST_FILE).is_file():
-        work.mkdir(parents=True, exist_ok=True)
+    decision = _resume_decision(work, json.loads(json.dumps(manifest)), overwrite)  # every rank, before any barrier
+    if ranks.rank == 0 and decision != "resume":
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
         write_json_atomic(work / MANIFEST_FILE, manifest)
     ranks.barrier()
 

@@ -18,7 +18,6 @@ import io
 import itertools
 import json
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +28,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from behavior_models.base import (
-    CHECKPOINT_FILE, CURVE_FILE, MODEL_FILE, BehaviorModel, BehaviorModelConfig,
+    CHECKPOINT_FILE, CONFIG_FILE, CURVE_FILE, MODEL_FILE, BehaviorModel, BehaviorModelConfig,
 )
 from behavior_models.data.transitions import NormalizationStats, Transitions
 from behavior_models.errors import ArtefactMismatchError
-from behavior_models.io import atomic_path, config_to_dict, write_text_atomic
+from behavior_models.io import atomic_path, config_to_dict, remove_for_restart, write_text_atomic
 
 
 def seed_everything(seed: int) -> None:
@@ -63,8 +62,8 @@ def prepare_tensors(model: BehaviorModel, transitions: Transitions, device: torc
 def _check_out_dir(out_dir: Path, cls: type[BehaviorModel], config: BehaviorModelConfig,
                    transitions: Transitions, resume: bool, force: bool) -> dict[str, Any] | None:
     """Decide what to do with an existing ``out_dir``; return a checkpoint to resume or None."""
-    if force and out_dir.exists():
-        shutil.rmtree(out_dir)
+    if force:
+        remove_for_restart(out_dir, (MODEL_FILE, CHECKPOINT_FILE, CONFIG_FILE), "a behavior-model run")
     if not out_dir.exists():
         return None
     checkpoint_path = out_dir / CHECKPOINT_FILE
@@ -99,6 +98,19 @@ def _check_out_dir(out_dir: Path, cls: type[BehaviorModel], config: BehaviorMode
             "may grow on resume, not shrink (the cosine schedule and the checkpoint depend on it). Resume with "
             f"--steps >= {int(checkpoint['step'])}, or pass --force to start over")
     return checkpoint
+
+
+def restore_generator(generator: torch.Generator, state: Tensor, source: str | Path) -> None:
+    """Set a checkpoint's minibatch-generator state, refused with a clear message when the
+    checkpoint was made on another kind of device: CPU and CUDA generator states are not
+    interchangeable (5,056 bytes against 16), and torch's own error does not say so."""
+    try:
+        generator.set_state(state)
+    except RuntimeError:
+        raise ArtefactMismatchError(
+            f"checkpoint {source} holds the random-number state of a generator on another device type than "
+            f"{generator.device.type} (it was made on another device); resume with the --device it was made "
+            "on") from None
 
 
 def update_ema(ema: AveragedModel, model: nn.Module) -> None:
@@ -156,7 +168,7 @@ def fit_model(cls: type[BehaviorModel], transitions: Transitions, config: Behavi
             optimizer.load_state_dict(checkpoint["optimizers"][name])
         if ema is not None:
             ema.load_state_dict(checkpoint["ema"])
-        generator.set_state(checkpoint["generator"])
+        restore_generator(generator, checkpoint["generator"], out_dir / CHECKPOINT_FILE)
         torch.set_rng_state(checkpoint["torch_rng"])
         if device.type == "cuda" and "cuda_rng" in checkpoint:
             torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)

@@ -21,7 +21,7 @@ from cli.common import device_option, echo_json, ensure_dataset
 @device_option()
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON object of config fields of this backend; the options above override it.")
-@click.option("--force", is_flag=True, help="Replace whatever run is in --out.")
+@click.option("--force", is_flag=True, help="Replace the behavior-model run in --out (a directory holding anything else is refused).")
 @click.option("--resume", is_flag=True, help="Continue the interrupted (or shorter) fit in --out.")
 def fit_command(backend, dataset, out_dir, steps, batch_size, lr, seed, device, config_file, force, resume):
     """Fit a behavior model beta(a|s) on DATASET and write it to --out.

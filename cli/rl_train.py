@@ -79,7 +79,7 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
     @device_option()
     @click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/ALGO-DATASET-seedN).")
     @click.option("--resume", is_flag=True, help="Continue the run in --out from its newest checkpoint.")
-    @click.option("--force", is_flag=True, help="Delete an existing run in --out and start over.")
+    @click.option("--force", is_flag=True, help="Delete the run in --out and start over (a directory holding anything else is refused).")
     @click.option("--eval-every", type=click.IntRange(min=0), default=5_000, show_default=True, help="Evaluate every N steps (0: at the end only).")
     @click.option("--eval-episodes", type=click.IntRange(min=0), default=10, show_default=True, help="Episodes per evaluation (0: none).")
     @click.option("--eval-sampled", is_flag=True, help="Evaluate sampled actions instead of the deterministic ones.")

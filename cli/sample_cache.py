@@ -62,7 +62,9 @@ def _parse_threshold(value: str | None) -> float | str | None:
 @click.option("--seed", default=0, show_default=True, help="Seed of the candidates (keyed with the state index).")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Storage dtype of the candidates (log-probs stay float32).")
-@click.option("--force", is_flag=True, help="Overwrite an existing --out.")
+@click.option("--force", is_flag=True,
+              help="Overwrite an existing --out, and discard an unfinished cache in OUT.work started with other "
+                   "settings (one started with the same settings is resumed).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def sample_cache(model_dir: str, dataset: str, out: str, num_samples: int, threshold: str | None, likelihood: str,
                  sampler: str | None, sampler_option: tuple[str, ...], log_prob_option: tuple[str, ...],

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +34,8 @@ from tqdm.auto import tqdm
 from behavior_models import __version__
 from behavior_models.data import NormalizationStats, Transitions, load_transitions
 from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError
-from behavior_models.io import atomic_path, config_from_dict, config_to_dict, write_json_atomic
-from behavior_models.training import flush_denormals
+from behavior_models.io import atomic_path, config_from_dict, config_to_dict, remove_for_restart, write_json_atomic
+from behavior_models.training import flush_denormals, restore_generator
 from rl.algos import algorithm_class
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs
 from rl.core import behavior as behavior_io
@@ -204,6 +203,18 @@ def open_behavior(algo_cls: type[Algorithm], config: AlgoConfig, transitions: Tr
     return BehaviorInputs(cache=cache, model=model, cache_path=str(behavior), model_dir=model_dir)
 
 
+def behavior_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """How the behaviour artefacts differ from those a run recorded (by content, not by path:
+    a moved cache is the same cache; a rebuilt one at the same path is not)."""
+    changes = []
+    for kind in ("cache", "model_dir"):
+        old, new = saved.get(kind) or {}, current.get(kind) or {}
+        if old.get("fingerprint") != new.get("fingerprint"):
+            changes.append(f"behavior {kind}: {old.get('path')} (fingerprint {old.get('fingerprint')}) -> "
+                           f"{new.get('path')} (fingerprint {new.get('fingerprint')})")
+    return changes
+
+
 # ---------------------------------------------------------------------------- checkpoints
 def checkpoint_paths(out_dir: Path) -> list[Path]:
     return sorted((out_dir / CHECKPOINT_DIR).glob("step_*.pt"))
@@ -245,8 +256,8 @@ class Trainer:
 
     # -------------------------------------------------------------- directory and resume
     def _prepare_out_dir(self, resume: bool, force: bool) -> dict[str, Any] | None:
-        if force and self.out_dir.exists():
-            shutil.rmtree(self.out_dir)
+        if force:
+            remove_for_restart(self.out_dir, (CONFIG_FILE, CHECKPOINT_DIR, METRICS_FILE), "an `rl train` run")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         checkpoints = checkpoint_paths(self.out_dir)
         if not checkpoints:
@@ -265,6 +276,7 @@ class Trainer:
             old, new = saved.get(section, {}), wanted[section]
             changes += [f"{section}.{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
                         if k not in allowed and old.get(k) != new.get(k)]
+        changes += behavior_changes(saved.get("behavior") or {}, wanted["behavior"])
         if changes:
             raise ArtefactMismatchError(
                 f"{self.out_dir} holds a run made with other settings (these differ: {'; '.join(changes)}); resume with the same "
@@ -273,7 +285,7 @@ class Trainer:
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         load_algorithm_state(self.run.algorithm, checkpoint, checkpoint["_path"])
-        self.generator.set_state(checkpoint["generator"])
+        restore_generator(self.generator, checkpoint["generator"], checkpoint["_path"])
         torch.set_rng_state(checkpoint["torch_rng"])
         if self.run.device.type == "cuda" and "cuda_rng" in checkpoint:
             torch.cuda.set_rng_state(checkpoint["cuda_rng"], self.run.device)
@@ -335,12 +347,10 @@ class Trainer:
         bar = tqdm(range(self.start_step, config.steps), initial=self.start_step, total=config.steps,
                    disable=not self.progress, desc=f"train {run.algorithm_name}", dynamic_ncols=True)
         tic = time.perf_counter()
-        steps_this_session = 0
         try:
             for step in bar:
                 metrics = algorithm.update(buffer.sample(batch_size, self.generator))
                 done = step + 1
-                steps_this_session += 1
                 if done % config.log_every == 0 or done == config.steps:
                     values = {key: float(value) for key, value in metrics.items()}  # the only host sync
                     self._log(done, values, writer)
@@ -410,5 +420,10 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
     run = Run.build(record["algorithm"], transitions, config_from_dict(algo_cls.config_class, record["algo"]),
                     config_from_dict(RunConfig, record["run"]), behavior=cache_path or model_dir,
                     behavior_model=model_dir if cache_path else None, device=device, behavior_inputs=behavior_inputs)
+    if behavior_inputs is None:
+        changes = behavior_changes(behavior, run.config_record()["behavior"])
+        if changes:
+            raise ArtefactMismatchError(f"the behaviour artefacts of {run_dir} changed since it was trained "
+                                        f"({'; '.join(changes)}); restore them, or retrain")
     load_algorithm_state(run.algorithm, read_checkpoint(checkpoints[-1]), str(checkpoints[-1]))
     return run

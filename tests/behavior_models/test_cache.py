@@ -153,6 +153,26 @@ def test_resume_refuses_a_changed_model_or_settings(setup, tmp_path, monkeypatch
     assert manifest["model_fingerprint"] in str(error.value)
 
 
+def test_a_run_refused_before_its_first_chunk_does_not_hold_back_the_corrected_command(setup, tmp_path):
+    root, data, _ = setup
+    with pytest.raises(ConfigError, match="refused an option"):
+        build(setup, tmp_path / "c.npz", sampler_options={"no_such_option": 1})
+    assert (tmp_path / "c.npz.work" / "manifest.json").is_file()  # started, but nothing drawn
+    assert_same_cache(build(setup, tmp_path / "c.npz"), build(setup, tmp_path / "ref.npz"))
+
+
+def test_force_discards_an_unfinished_cache_of_other_settings(setup, tmp_path, monkeypatch):
+    root, data, _ = setup
+    real_merge = cache_module._merge
+    monkeypatch.setattr(cache_module, "_merge", lambda *a, **k: None)  # finished chunks, no merge: a run in progress
+    build_sample_cache(root / "model", data, tmp_path / "c.npz", num_samples=5, batch_states=4, chunk_states=8,
+                       seed=3, progress=False)
+    monkeypatch.setattr(cache_module, "_merge", real_merge)
+    with pytest.raises(ConfigError, match="pass --force"):
+        build(setup, tmp_path / "c.npz")
+    assert_same_cache(build(setup, tmp_path / "c.npz", overwrite=True), build(setup, tmp_path / "ref.npz"))
+
+
 def test_consumers_refuse_another_dataset(setup, tmp_path):
     root, data, other = setup
     with pytest.raises(ArtefactMismatchError, match=f"fitted on dataset test/cache-v0 .*{data.fingerprint}"):

@@ -11,6 +11,7 @@ import behavior_models
 from behavior_models.data import load_transitions
 from behavior_models.errors import ArtefactMismatchError
 from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
+from behavior_models.training import restore_generator
 from tests.helpers import write_conditional_gaussian_dataset
 
 SMALL = GaussianConfig(steps=200, batch_size=64, hidden=(32, 32), log_every=50, checkpoint_every=100)
@@ -133,3 +134,23 @@ def test_update_ema_equals_averaged_models_own_update():
     for (name, a), b in zip(ours.state_dict().items(), reference.state_dict().values()):
         assert torch.equal(a, b), name
     assert ours.n_averaged.device.type == "cpu"
+
+
+def test_restore_generator_refuses_the_state_of_another_device_type():
+    state = torch.Generator().manual_seed(3).get_state()
+    generator = torch.Generator()
+    restore_generator(generator, state, "fit/checkpoint.pt")
+    assert torch.equal(generator.get_state(), state)
+    with pytest.raises(ArtefactMismatchError, match="fit/checkpoint.pt .* another device type than cpu"):
+        restore_generator(generator, torch.zeros(16, dtype=torch.uint8), "fit/checkpoint.pt")  # a CUDA state's size
+
+
+def test_force_replaces_a_fit_but_not_a_directory_of_other_files(data, tmp_path):
+    quick = dataclasses.replace(SMALL, steps=2)
+    GaussianBehaviorModel.fit(data, quick, out_dir=tmp_path / "run", progress=False)
+    GaussianBehaviorModel.fit(data, quick, out_dir=tmp_path / "run", force=True, progress=False)  # a fit: replaced
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "notes.txt").write_text("precious")
+    with pytest.raises(ArtefactMismatchError, match="is not a behavior-model run"):
+        GaussianBehaviorModel.fit(data, quick, out_dir=tmp_path / "thesis", force=True, progress=False)
+    assert (tmp_path / "thesis" / "notes.txt").read_text() == "precious"

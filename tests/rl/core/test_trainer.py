@@ -1,6 +1,7 @@
 import csv
 import dataclasses
 import json
+import shutil
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from rl.algos.base import BehaviorInputs
 from rl.algos.bc import BCConfig
 from rl.algos.spot import SPOTConfig
 from rl.core.behavior import check_cache
-from rl.core.trainer import Run, RunConfig, load_algorithm_state, read_checkpoint, train
+from rl.core.trainer import Run, RunConfig, load_algorithm_state, load_run, read_checkpoint, train
 from tests.rl.helpers import assert_resume_is_exact, random_cache
 
 RUN = RunConfig(steps=60, seed=3, eval_every=20, eval_episodes=2, log_every=10, checkpoint_every=20)
@@ -62,6 +63,28 @@ def test_existing_run_is_not_overwritten_and_other_settings_are_refused(env_tran
               echo=lambda _: None)
 
 
+def test_resume_and_load_refuse_changed_behavior_artefacts(env_transitions, gaussian_dir, tmp_path):
+    from behavior_models.cache import build_sample_cache
+
+    caches = [tmp_path / "a.npz", tmp_path / "b.npz"]
+    for seed, path in enumerate(caches):
+        build_sample_cache(gaussian_dir, env_transitions, path, num_samples=6, seed=seed, progress=False)
+    config = ARQConfig(batch_size=16, hidden=(16,), actor_hidden=(16,), k=3)
+    short = RunConfig(steps=10, eval_episodes=0, checkpoint_every=10, log_every=10)
+    quiet = {"progress": False, "echo": lambda _: None}
+    train("arq", env_transitions, tmp_path / "run", config, short, behavior=str(caches[0]), **quiet)
+    longer = dataclasses.replace(short, steps=20)
+    with pytest.raises(ArtefactMismatchError, match=r"behavior cache: .*a\.npz .* -> .*b\.npz"):
+        train("arq", env_transitions, tmp_path / "run", config, longer, behavior=str(caches[1]), resume=True, **quiet)
+    moved = tmp_path / "moved.npz"
+    shutil.copy(caches[0], moved)  # the same cache elsewhere is the same cache
+    train("arq", env_transitions, tmp_path / "run", config, longer, behavior=str(moved), resume=True, **quiet)
+    load_run(tmp_path / "run")
+    shutil.copy(caches[1], moved)  # rebuilt in place after training
+    with pytest.raises(ArtefactMismatchError, match="changed since it was trained"):
+        load_run(tmp_path / "run")
+
+
 def test_run_config_out_of_range_is_refused():
     for field in ("steps", "log_every", "checkpoint_every", "keep_checkpoints", "eval_parallel"):
         with pytest.raises(ConfigError, match=f"{field} = 0 \\(needs >= 1\\)"):
@@ -69,6 +92,32 @@ def test_run_config_out_of_range_is_refused():
     with pytest.raises(ConfigError, match="eval_episodes = -1"):
         RunConfig(eval_episodes=-1)
     RunConfig(eval_every=0, eval_episodes=0)  # documented: only the final evaluation, no evaluation
+
+
+def test_a_checkpoint_from_another_device_type_is_refused_clearly(env_transitions, tmp_path):
+    short = RunConfig(steps=10, eval_episodes=0, checkpoint_every=10, log_every=10)
+    quiet = {"progress": False, "echo": lambda _: None}
+    train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), short, **quiet)
+    path = next((tmp_path / "run" / "checkpoints").glob("*.pt"))
+    checkpoint = read_checkpoint(path)
+    checkpoint["generator"] = torch.zeros(16, dtype=torch.uint8)  # the size of a CUDA generator's state
+    torch.save(checkpoint, path)
+    with pytest.raises(ArtefactMismatchError, match="another device type .* --device it was made on"):
+        train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), dataclasses.replace(short, steps=20),
+              resume=True, **quiet)
+
+
+def test_force_restarts_a_run_but_never_deletes_other_files(env_transitions, tmp_path):
+    short = RunConfig(steps=10, eval_episodes=0, checkpoint_every=10, log_every=10)
+    quiet = {"progress": False, "echo": lambda _: None}
+    train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), short, **quiet)
+    train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(32,)), short, force=True, **quiet)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["algo"]["hidden"] == [32]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "episodes.h5").write_bytes(b"precious")
+    with pytest.raises(ArtefactMismatchError, match="is not an `rl train` run"):
+        train("bc", env_transitions, tmp_path / "data", BCConfig(hidden=(16,)), short, force=True, **quiet)
+    assert (tmp_path / "data" / "episodes.h5").read_bytes() == b"precious"
 
 
 def test_checkpoint_of_another_shape_is_refused(env_transitions, tmp_path):
