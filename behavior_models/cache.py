@@ -308,6 +308,14 @@ def default_chunk_states(batch_states: int, num_samples: int, act_dim: int) -> i
     return batch_states * max(1, min(CHUNK_MAX_BATCHES, CHUNK_TARGET_BYTES // (batch_states * row_bytes)))
 
 
+def check_cache_out(out: Path, overwrite: bool) -> None:
+    """Refuse an unusable ``out`` path; cheap, so ``bm sample-cache`` checks it before loading anything."""
+    if out.suffix != ".npz":
+        raise ConfigError(f"--out must end in .npz, got {out}")
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out} already exists; delete it, choose another --out, or pass --force")
+
+
 @torch.no_grad()
 def build_sample_cache(model_dir: str | os.PathLike, transitions: Transitions, out: str | os.PathLike, *,
                        num_samples: int = 30, threshold: float | str | None = None,
@@ -332,8 +340,7 @@ def build_sample_cache(model_dir: str | os.PathLike, transitions: Transitions, o
     """
     started = time.perf_counter()
     out, model_dir = Path(out), Path(model_dir).resolve()
-    if out.suffix != ".npz":
-        raise ConfigError(f"--out must end in .npz, got {out}")
+    check_cache_out(out, overwrite)
     if likelihood not in LIKELIHOODS:
         raise ConfigError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
     if dtype not in DTYPES:
@@ -341,8 +348,6 @@ def build_sample_cache(model_dir: str | os.PathLike, transitions: Transitions, o
     if num_samples < 1 or batch_states < 1 or seed < 0:
         raise ConfigError(f"need num_samples >= 1, batch_states >= 1 and seed >= 0; got {num_samples}, "
                           f"{batch_states}, {seed}")
-    if out.exists() and not overwrite:
-        raise ConfigError(f"{out} already exists; delete it, choose another --out, or pass --force")
     sampler_options, log_prob_options = dict(sampler_options or {}), dict(log_prob_options or {})
     if log_prob_options and likelihood != "separate":
         raise ConfigError(f"log_prob options {sorted(log_prob_options)} apply only to likelihood='separate' "

@@ -19,6 +19,7 @@ import torch
 
 from behavior_models.base import BehaviorModel
 from behavior_models.data.transitions import Transitions
+from behavior_models.errors import ConfigError
 from behavior_models.io import atomic_path
 from behavior_models.zoo import evaluation_split
 
@@ -86,7 +87,9 @@ def _heat_map(plt, model, transitions, split, state_dim, resolution, rng):
 
 def _marginals(plt, model, transitions, split, num_states, dims, num_samples, rng):
     dims = list(dims) if dims else list(range(min(model.act_dim, 4)))
-    pairs = [(dims[i], dims[i + 1]) for i in range(0, len(dims) - 1)] or [(0, 1)]
+    if len(dims) < 2:
+        raise ConfigError(f"the marginal panels pair consecutive action dimensions: give at least two, got {dims}")
+    pairs = [(dims[i], dims[i + 1]) for i in range(0, len(dims) - 1)]
     picks = rng.choice(len(split), min(num_states, len(split)), replace=False)
     stats_std = transitions.observations.std(0) + 1e-6
     figure, axes = plt.subplots(len(picks), len(pairs), figsize=(3.2 * len(pairs), 3.0 * len(picks)),

@@ -113,6 +113,9 @@ def plot_command(model_dir, dataset, out, state_dim, num_states, dims, resolutio
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers such as 0,1,2, got {dims!r}",
                                  param_hint="--dims") from None
+    if dim_list is not None and len(dim_list) < 2:
+        raise click.BadParameter(f"the panels pair consecutive dimensions: give at least two, got {dims!r}",
+                                 param_hint="--dims")
     ensure_dataset(dataset)
     model = behavior_models.load(model_dir, device=device)
     if dim_list and not all(0 <= d < model.act_dim for d in dim_list):

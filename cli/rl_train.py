@@ -208,10 +208,12 @@ def eval_command(run_dir: str, episodes: int, sampled: bool, seed: int, device: 
     torch.set_num_threads(threads)
 
     from behavior_models.io import write_json_atomic
-    from rl.core.trainer import load_run
+    from rl.core.trainer import checkpoint_paths, load_run
 
-    result = load_run(run_dir, device=device).evaluate(episodes, deterministic=not sampled, seed=seed)
-    summary = {**result.summary(), "eval_deterministic": not sampled, "seed": seed}
+    run = load_run(run_dir, device=device)
+    result = run.evaluate(episodes, deterministic=not sampled, seed=seed)
+    summary = {**result.summary(), "eval_deterministic": not sampled, "seed": seed,
+               "checkpoint": checkpoint_paths(Path(run_dir))[-1].name}
     write_json_atomic(Path(run_dir) / "eval.json", summary)
     print_summary(summary, Path(run_dir))
 

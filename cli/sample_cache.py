@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -83,9 +84,10 @@ def sample_cache(model_dir: str, dataset: str, out: str, num_samples: int, thres
     torchrun --standalone --nproc_per_node K -m cli.bm sample-cache ...
     Results equal a single-process run with the same --seed and --batch-size.
     """
-    from behavior_models.cache import build_sample_cache, init_distributed
+    from behavior_models.cache import build_sample_cache, check_cache_out, init_distributed
     from behavior_models.data import load_transitions
 
+    check_cache_out(Path(out), overwrite=force)  # before a recipe is built or a dataset loaded
     sampler_options = _parse_options(sampler_option, "--sampler-option")
     if sampler is not None:
         sampler_options["sampler"] = sampler

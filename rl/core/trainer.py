@@ -220,6 +220,18 @@ def checkpoint_paths(out_dir: Path) -> list[Path]:
     return sorted((out_dir / CHECKPOINT_DIR).glob("step_*.pt"))
 
 
+def refuse_existing_run(out_dir: Path, resume: bool, force: bool) -> None:
+    """Refuse an ``out_dir`` that already holds a run, unless resuming or starting over. Cheap:
+    :func:`train` calls it before loading the dataset and the behaviour artefacts."""
+    if resume or force:
+        return
+    checkpoints = checkpoint_paths(out_dir)
+    if checkpoints or (out_dir / CONFIG_FILE).exists():
+        where = f" (checkpoint {checkpoints[-1].name})" if checkpoints else ""
+        raise ArtefactMismatchError(f"{out_dir} already holds a run{where}; pass --resume to continue it, --force "
+                                    "to start over, or choose another --out")
+
+
 def load_algorithm_state(algorithm: Algorithm, state: dict[str, Any], source: str) -> None:
     """Load networks and optimisers, refusing a checkpoint of other shapes with a clear message."""
     try:
@@ -259,15 +271,10 @@ class Trainer:
         if force:
             remove_for_restart(self.out_dir, (CONFIG_FILE, CHECKPOINT_DIR, METRICS_FILE), "an `rl train` run")
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        refuse_existing_run(self.out_dir, resume, force=False)
         checkpoints = checkpoint_paths(self.out_dir)
         if not checkpoints:
-            if (self.out_dir / CONFIG_FILE).exists() and not resume:
-                raise ArtefactMismatchError(f"{self.out_dir} already holds a run; pass --resume to continue it, "
-                                            "--force to start over, or choose another --out")
             return None
-        if not resume:
-            raise ArtefactMismatchError(f"{self.out_dir} already holds a run (checkpoint {checkpoints[-1].name}); "
-                                        "pass --resume to continue it, --force to start over, or choose another --out")
         saved = json.loads((self.out_dir / CONFIG_FILE).read_text())
         wanted = self.run.config_record()
         changes = [f"{key}: {saved.get(key)!r} -> {wanted[key]!r}" for key in ("algorithm", "dataset_fingerprint")
@@ -392,6 +399,7 @@ def train(algorithm_name: str, dataset: str | Transitions, out_dir: str | Path, 
           device: str | torch.device = "cpu", resume: bool = False, force: bool = False, progress: bool = True,
           echo: Callable[[str], None] = print, behavior_inputs: BehaviorInputs | None = None) -> dict[str, Any]:
     """Train ``algorithm_name`` on ``dataset`` into ``out_dir``; returns the summary (also in summary.json)."""
+    refuse_existing_run(Path(out_dir), resume, force)
     transitions = load_transitions(dataset) if isinstance(dataset, str) else dataset
     run = Run.build(algorithm_name, transitions, algo_config, run_config, behavior, behavior_model, device,
                     behavior_inputs=behavior_inputs)

@@ -92,6 +92,9 @@ def test_plot_draws_a_heat_map_for_1d_actions_and_marginals_otherwise(tmp_path):
                                          "--resolution", "30", "--states", "2"])
         assert result.exit_code == 0, result.output
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    one_dim = CliRunner().invoke(bm, ["plot", "--model", str(tmp_path / "cli-3d-v0" / "gaussian"), "--dataset", "test/cli-3d-v0",
+                                      "--out", str(tmp_path / "one.png"), "--dims", "2"])
+    assert one_dim.exit_code == 2 and "give at least two" in one_dim.output  # not a silent plot of dims 0 and 1
 
 
 def test_help_explains_every_command():

@@ -46,6 +46,9 @@ def test_cli_writes_a_cache_and_refuses_to_overwrite(model_dir, tmp_path):
                                        threshold=-2.0))
     again = runner.invoke(bm, args)
     assert again.exit_code != 0 and "already exists" in again.output and "Traceback" not in again.output
+    # Checked before any dataset is built or loaded: a dataset that does not exist is not reached.
+    early = runner.invoke(bm, [*args[:args.index("--dataset") + 1], "no-such-dataset", *args[args.index("--dataset") + 2:]])
+    assert early.exit_code != 0 and "already exists" in early.output
     bad = runner.invoke(bm, command(model_dir, tmp_path / "d.npz", "--sampler-option", "oops"))
     assert bad.exit_code != 0 and "KEY=VALUE" in bad.output
 

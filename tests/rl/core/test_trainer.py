@@ -58,6 +58,8 @@ def test_existing_run_is_not_overwritten_and_other_settings_are_refused(env_tran
     train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), short, progress=False, echo=lambda _: None)
     with pytest.raises(ArtefactMismatchError, match="--resume"):
         train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), short, progress=False, echo=lambda _: None)
+    with pytest.raises(ArtefactMismatchError, match="already holds a run"):  # before the dataset is loaded
+        train("bc", "test/no-such-dataset-v0", tmp_path / "run", BCConfig(hidden=(16,)), short, progress=False)
     with pytest.raises(ArtefactMismatchError, match="other settings"):
         train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(32,)), short, resume=True, progress=False,
               echo=lambda _: None)
@@ -172,7 +174,8 @@ def test_cli_train_and_eval_print_the_score_last(env_transitions, gaussian_dir, 
     assert result.exit_code == 0, result.output
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("normalized_score: ")
-    assert json.loads((out / "eval.json").read_text())["episodes"] == 2
+    evaluation = json.loads((out / "eval.json").read_text())
+    assert evaluation["episodes"] == 2 and evaluation["checkpoint"] == "step_00000020.pt"
     result = runner.invoke(rl_main, ["train", "arq", "--dataset", "test/mcar-v0", "--behavior", str(gaussian_dir),
                                      "--out", str(tmp_path / "arq")])
     assert result.exit_code == 1 and "needs --behavior to be a sample cache" in result.output
