@@ -1,8 +1,9 @@
-"""Every test gets its own empty Minari datasets directory (MINARI_DATASETS_PATH); modules that fit
-small networks opt into ``one_torch_thread``."""
+"""Every test gets its own empty Minari datasets directory (MINARI_DATASETS_PATH) and starts from
+seeded global generators; modules that fit small networks opt into ``one_torch_thread``."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -26,6 +27,19 @@ def restore_torch_globals():
     yield
     torch.set_num_threads(threads)
     torch.set_flush_denormal(flush)
+
+
+@pytest.fixture(autouse=True)
+def isolated_global_rngs():
+    """Each test starts torch's and NumPy's global generators from seed 0 and leaves them as it
+    found them: the library's fits and `Run.build` reseed them, so without this a test drawing
+    unseeded inputs would see draws that depend on which tests ran before it."""
+    numpy_state = np.random.get_state()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        np.random.seed(0)
+        yield
+    np.random.set_state(numpy_state)
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,12 @@ def test_members_start_different_and_train_independently():
     q = QEnsemble(2, 1, hidden=(8,), ensemble_size=2)
     out = q(torch.randn(4, 2), torch.randn(4, 1))
     assert not torch.allclose(out[0], out[1])
+    before = [p.detach().clone() for p in q.parameters()]
+    optimizer = torch.optim.SGD(q.parameters(), lr=0.1)
+    q(torch.randn(4, 2), torch.randn(4, 1))[0].pow(2).sum().backward()  # a loss of member 0 only
+    optimizer.step()
+    for old, new in zip(before, q.parameters()):  # parameters are stacked [E, ...]: member index first
+        assert not torch.equal(old[0], new[0]) and torch.equal(old[1], new[1])
 
 
 def test_soft_update_is_polyak_average():

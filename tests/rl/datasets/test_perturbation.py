@@ -2,9 +2,13 @@ import numpy as np
 import pytest
 
 from rl.datasets.analysis import clipped_normal_moments
-from rl.datasets.perturbation import BIASES, NOISES, XBucketPerturbation, bucket_edges, free_cell_x_range
+from rl.datasets.perturbation import XBucketPerturbation, bucket_edges, free_cell_x_range
 
 U_MAZE = [[1, 1, 1, 1, 1], [1, 0, 0, 0, 1], [1, 1, 1, 0, 1], [1, 0, 0, 0, 1], [1, 1, 1, 1, 1]]
+# Seed 000, Appendix B, Code Listing 1, copied here rather than imported: the test checks the
+# library's tables as well as its use of them.
+LISTING_NOISES = [0.1, 0.0, 0.2, 0.05, 0.3, 0.1, 0.4, 0.2]
+LISTING_BIASES = [0.1, -0.1, 0.2, 0.0, 0.2, -0.3, 0.2, 0.0]
 
 
 def test_edges_map_antmaze_0_to_24_onto_the_free_cell_centres():
@@ -28,9 +32,9 @@ def test_perturbation_has_the_listed_noise_and_subtracted_bias(with_bias):
     n = 4000
     for k, x in enumerate(centres):
         samples = np.stack([perturb(np.zeros(2), x, rng) for _ in range(n)])
-        bias = BIASES[k] if with_bias else 0.0
+        bias = LISTING_BIASES[k] if with_bias else 0.0
         # The analytic moments account for the clipping to [-1, 1].
-        mean, var = clipped_normal_moments(np.array(-bias), NOISES[k])
+        mean, var = clipped_normal_moments(np.array(-bias), LISTING_NOISES[k])
         assert abs(samples.mean() - mean) < 5 * np.sqrt(var / samples.size) + 1e-12
         assert abs(samples.std() - np.sqrt(var)) < 0.05 * np.sqrt(var) + 1e-12
 
