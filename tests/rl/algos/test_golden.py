@@ -1,6 +1,26 @@
 """Golden tests: on a fixed batch with fixed weights, each loss equals an independent NumPy
-transcription of the seed's equation (float64 NumPy against the float32 torch code)."""
+transcription of the seed's equation (float64 NumPy against the float32 torch code).
 
+The NumPy side reads only the networks' weights and re-implements their forward passes and the
+equation; randomness is shared by re-drawing the code's seeded draws (``torch.manual_seed`` then
+the same ``torch.randn`` shape) or by a fixed behaviour-sample stub. Covered:
+
+* ARQ (seed 002): the K-th-max target of Eq. 5 (with the include-next-action deviation); the
+  advantage of Eq. 6, A = Q - mean of Q over the kept candidates; the explicit policy's AWR loss
+  of Algorithm 1, -E[min(exp(alpha A), clip) log pi(a|s)] (Gaussian) and its weighted squared
+  error (deterministic); the Q^beta (SARSA) ablation's target r + gamma (1 - d) Q'(s', a') and
+  its loss masked to transitions with a valid a' or a termination; Kish's effective fraction.
+* TD3's target (Fujimoto et al. 2018, shared by TD3+BC, TD3BC++ and SPOT):
+  y = r + gamma (1 - d) min_j Q'_j(s', clip(pi'(s') + clip(sigma eps, -c, c), -1, 1)).
+* BEAR / BEAR++ (seed 001, Eq. 5, 10, 11): the critic target
+  y = r + gamma (1 - d) max_i [lam min_j Q'_j(s', a'_i) + (1 - lam) max_j Q'_j(s', a'_i)], a'_i ~ pi'(.|s');
+  the actor loss, -E_s[min_j mean_i Q_j(s, a_i)] + alpha (E_s[MMD W] - eps) after the warm start
+  and E_s[alpha MMD W] during it, with W of Eq. 10 on the behaviour samples for BEAR++ (1 for
+  BEAR); and the dual loss -alpha (E_s[MMD W] - eps) of the Lagrange multiplier.
+* SPOT (seed 004): the actor loss, its score-model surrogate and its CVAE density and units.
+"""
+
+import dataclasses
 import math
 
 import numpy as np
@@ -11,7 +31,9 @@ from behavior_models.data import NormalizationStats
 from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
 from rl.algos.arq import ARQ, ARQConfig, effective_sample_fraction
 from rl.algos.base import BehaviorInputs
+from rl.algos.bear import BEAR, BEARConfig, BEARPlusPlus, BEARPlusPlusConfig
 from rl.algos.spot import SPOT, SPOTConfig
+from rl.algos.td3bc import TD3BC, TD3BCConfig, TD3BCPlusPlus, TD3BCPlusPlusConfig
 from rl.core.buffer import Batch
 from rl.core.networks import EnsembleLinear
 from tests.rl.helpers import array_cache
@@ -197,3 +219,231 @@ def test_spot_with_a_cvae_uses_its_one_sample_elbo_and_kl_weight():
     torch.manual_seed(5)
     elbo = cvae.log_prob(batch.raw_observations, actions, estimator="elbo", num_samples=1)
     torch.testing.assert_close(penalty, -elbo)
+
+
+# ---------------------------------------------------------------------------------- shared helpers
+def t32(x):
+    return torch.as_tensor(np.asarray(x), dtype=torch.float32)
+
+
+def perturb(module, scale=0.1):
+    """Move a (target) network's weights away from its online copy's."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn_like(p))
+
+
+def np_tanh_gaussian_actions(actor, obs, eps):
+    """tanh(mu(s) + sigma(s) eps) for a TanhGaussianActor from its weights; eps [n, B, A] -> [B, n, A]."""
+    out = np_mlp(actor.net, obs)
+    mean, log_std = out[:, :A], np.clip(out[:, A:], actor.log_std_min, actor.log_std_max)
+    return np.tanh(mean[:, None] + np.exp(log_std)[:, None] * eps.astype(np.float64).transpose(1, 0, 2))
+
+
+def np_mmd(x, y, kernel, sigma):
+    """BEAR's biased MMD per state between x [B, n, A] and y [B, m, A], kernel divisor 2 sigma,
+    sqrt(MMD^2 + 1e-6) as in BEAR's reference code (ALGORITHMS.md "BEAR")."""
+    def mean_k(a, b):
+        d = a[:, :, None, :] - b[:, None, :, :]
+        dist = np.abs(d).sum(-1) if kernel == "laplacian" else (d ** 2).sum(-1)
+        return np.exp(-dist / (2 * sigma)).mean((1, 2))
+    return np.sqrt(mean_k(x, x) + mean_k(y, y) - 2 * mean_k(x, y) + 1e-6)
+
+
+# ---------------------------------------------------------------------------------- ARQ: AWR and Q^beta
+@pytest.mark.parametrize("actor_type", ["gaussian", "deterministic"])
+def test_arq_awr_actor_loss_equals_numpy_algorithm_1(actor_type):
+    """Seed 002, Algorithm 1 (second loop): L(phi) = -E_D[w log pi_phi(a|s)], w = min(exp(alpha A), 100),
+    A(s,a) = Q(s,a) - mean_{a' kept at s} Q(s,a') (Eq. 6) with Q = min of the two critics; for the
+    deterministic policy (App. A.2, AntMaze) the weighted squared error E_D[w ||pi(s) - a||^2]."""
+    rng = np.random.default_rng(5)
+    batch = fixed_batch(rng)
+    candidates = rng.uniform(-1, 1, size=(2 * B, N, A)).astype(np.float32)
+    keep = rng.uniform(size=(2 * B, N)) > 0.4
+    keep[:, 0] = True
+    cache = array_cache(FakeTransitions(), candidates, rng.normal(size=(2 * B, N)).astype(np.float32), keep)
+    alpha, clip = 40.0, 100.0  # clip: ARQConfig.awr_max_weight's default
+    torch.manual_seed(3)
+    arq = ARQ(ARQConfig(hidden=(8, 8), actor_hidden=(8,), alpha=alpha, awr_max_weight=clip, actor_type=actor_type),
+              S, A, behavior=BehaviorInputs(cache=cache))
+    with torch.no_grad():
+        arq.critic.net[-1].weight.mul_(20.0)  # spread Q so that some weights reach the clip
+        if actor_type == "gaussian":
+            arq.actor.log_std.copy_(torch.tensor([-0.3, 0.4]))
+
+    obs, act = batch.observations.numpy(), batch.actions.numpy().astype(np.float64)
+    adv = np.empty(B)
+    for i in range(B):
+        kept = candidates[i][keep[i]]
+        q_kept = np_ensemble_q(arq.critic, np.repeat(obs[i:i + 1], len(kept), 0), kept).min(0)
+        adv[i] = np_ensemble_q(arq.critic, obs[i:i + 1], act[i:i + 1]).min(0)[0] - q_kept.mean()
+    raw_weight = np.exp(alpha * adv)
+    assert (raw_weight > clip).any() and (raw_weight < clip).any()  # both sides of the clip are exercised
+    weight = np.minimum(raw_weight, clip)
+    mu = np.tanh(np_mlp(arq.actor.net, obs))
+    if actor_type == "gaussian":
+        log_std = arq.actor.log_std.detach().double().numpy()
+        log_pi = (-0.5 * ((act - mu) / np.exp(log_std)) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        expected = -(weight * log_pi).mean()
+    else:
+        expected = (weight * ((mu - act) ** 2).sum(-1)).mean()
+
+    metrics = arq.update_actor(batch)  # the loss is logged before the actor's step
+    np.testing.assert_allclose(metrics["awr_weight_mean"].item(), weight.mean(), rtol=1e-5)
+    np.testing.assert_allclose(metrics["actor_loss"].item(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("num_q", [1, 2])
+def test_arq_q_beta_sarsa_target_and_masked_loss_equal_numpy(num_q):
+    """Seed 002, Table 2's Q^beta ablation: y = r + gamma (1 - d) min_j Q'_j(s', a'_D) with the dataset's
+    next action; the squared error sum_j E[(Q_j(s,a) - y)^2] over the transitions that have an a' or
+    end in a termination (a truncated episode's last step has nothing to bootstrap from)."""
+    rng = np.random.default_rng(6)
+    batch = fixed_batch(rng)
+    # Row 1 terminates without a next action (kept, y = r); row 2 is truncated without one (left out).
+    valid = np.array([1.0, 0.0, 0.0, 1.0])
+    batch = dataclasses.replace(batch, next_action_valid=t32(valid),
+                                next_actions=batch.next_actions * t32(valid)[:, None])
+    cache = array_cache(FakeTransitions(), rng.uniform(-1, 1, size=(2 * B, N, A)).astype(np.float32))
+    gamma = 0.9
+    torch.manual_seed(4)
+    arq = ARQ(ARQConfig(hidden=(8, 8), q_target="sarsa", num_q=num_q, gamma=gamma, policy="explicit"), S, A,
+              behavior=BehaviorInputs(cache=cache))
+    perturb(arq.critic_target)
+
+    r, d = batch.rewards.numpy().astype(np.float64), batch.dones.numpy().astype(np.float64)
+    q_next = np_ensemble_q(arq.critic_target, batch.next_observations.numpy(), batch.next_actions.numpy()).min(0)
+    y = r + gamma * (1 - d) * q_next
+    q = np_ensemble_q(arq.critic, batch.observations.numpy(), batch.actions.numpy())  # [E, B]
+    usable = np.array([1.0, 1.0, 0.0, 1.0])
+    expected_loss = sum(((q[j] - y) ** 2 * usable).sum() / usable.sum() for j in range(num_q))
+
+    with torch.no_grad():
+        np.testing.assert_allclose(arq.critic_target_value(batch).numpy(), y, rtol=1e-5, atol=1e-5)
+    metrics = arq.update(batch)  # the loss is logged before the critic's step
+    np.testing.assert_allclose(metrics["critic_loss"].item(), expected_loss, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------- TD3's target
+def td3_family(name):
+    kwargs = {"hidden": (8, 8), "gamma": 0.9, "policy_noise": 0.5, "noise_clip": 0.3}
+    if name == "td3bc":
+        return TD3BC(TD3BCConfig(**kwargs), S, A)
+    if name == "td3bc++":
+        return TD3BCPlusPlus(TD3BCPlusPlusConfig(**kwargs), S, A)
+    return SPOT(SPOTConfig(**kwargs), S, A, behavior=BehaviorInputs(model=gaussian_model()))
+
+
+@pytest.mark.parametrize("name", ["td3bc", "td3bc++", "spot"])
+def test_td3_target_equals_numpy_clipped_double_q_with_smoothing(name):
+    """TD3 (Fujimoto et al. 2018), the critic target of TD3+BC / TD3BC++ (seed 001) and SPOT (seed 004):
+    y = r + gamma (1 - d) min_j Q'_j(s', clip(pi'(s') + clip(sigma eps, -c, c), -1, 1)), eps ~ N(0, I)."""
+    rng = np.random.default_rng(7)
+    batch = fixed_batch(rng)
+    torch.manual_seed(2)
+    algo = td3_family(name)
+    perturb(algo.critic_target)
+    perturb(algo.actor_target)
+    with torch.no_grad():
+        algo.actor_target.net[-1].bias.copy_(torch.tensor([1.5, -1.5]))  # pi'(s') near the box edges
+    torch.manual_seed(11)
+    got = algo.td3_target(batch).numpy()
+    torch.manual_seed(11)
+    eps = torch.randn(B, A).double().numpy()  # the code's one draw: randn_like(pi'(s'))
+
+    c = algo.config
+    noise = np.clip(c.policy_noise * eps, -c.noise_clip, c.noise_clip)
+    smoothed = np.tanh(np_mlp(algo.actor_target.net, batch.next_observations.numpy())) + noise
+    assert (np.abs(c.policy_noise * eps) > c.noise_clip).any() and (np.abs(smoothed) > 1).any()  # both clips bite
+    q_next = np_ensemble_q(algo.critic_target, batch.next_observations.numpy(), np.clip(smoothed, -1, 1))
+    assert np.abs(q_next[0] - q_next[1]).min() > 1e-3  # the min over the two critics matters
+    expected = (batch.rewards.numpy() + c.gamma * (1 - batch.dones.numpy()) * q_next.min(0))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------- BEAR and BEAR++
+class FixedBehavior:
+    """A behavior model whose samples are given: the behaviour side of the MMD, shared by both sides."""
+
+    def __init__(self, samples):
+        self.samples = samples
+
+    def sample(self, raw_obs, n):
+        assert raw_obs.shape[0] == self.samples.shape[0] and n == self.samples.shape[1]
+        return self.samples.clone()
+
+
+def bear(relaxation, behavior_samples=None, **kwargs):
+    config_class, algo_class = (BEARPlusPlusConfig, BEARPlusPlus) if relaxation else (BEARConfig, BEAR)
+    model = FixedBehavior(t32(behavior_samples if behavior_samples is not None else np.zeros((B, 4, A))))
+    return algo_class(config_class(hidden=(8, 8), **kwargs), S, A, behavior=BehaviorInputs(model=model))
+
+
+def test_bear_critic_target_equals_numpy():
+    """BEAR's target (ALGORITHMS.md "BEAR"; BEAR's Algorithm 1, after BCQ): m actions a'_i ~ pi'(.|s'),
+    y = r + gamma (1 - d) max_i [lam min_j Q'_j(s', a'_i) + (1 - lam) max_j Q'_j(s', a'_i)]."""
+    rng = np.random.default_rng(8)
+    batch = fixed_batch(rng)
+    m, lam, gamma = 6, 0.75, 0.9
+    torch.manual_seed(5)
+    algo = bear(False, target_samples=m, target_lambda=lam, gamma=gamma)
+    perturb(algo.critic_target)
+    perturb(algo.actor_target)
+    torch.manual_seed(12)
+    got = algo.critic_target_value(batch).numpy()
+    torch.manual_seed(12)
+    eps = torch.randn(m, B, A).numpy()  # the code's one draw: rsample((m,)) of pi'(.|s')
+
+    next_obs = batch.next_observations.numpy()
+    acts = np_tanh_gaussian_actions(algo.actor_target, next_obs, eps)  # [B, m, A]
+    q = np_ensemble_q(algo.critic_target, np.repeat(next_obs[:, None], m, 1), acts)  # [2, B, m]
+    soft = lam * q.min(0) + (1 - lam) * q.max(0)
+    expected = batch.rewards.numpy() + gamma * (1 - batch.dones.numpy()) * soft.max(1)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("warm,relaxation,kernel", [(True, False, "laplacian"), (False, False, "laplacian"),
+                                                    (False, True, "gaussian"), (True, True, "laplacian")])
+def test_bear_actor_and_alpha_losses_equal_numpy(warm, relaxation, kernel):
+    """BEAR's Lagrangian of seed 001, Eq. 5 (BEAR) / Eq. 11 (BEAR++), for n samples a_i ~ pi(.|s) and
+    n behaviour samples b_i:
+    L_pi = -E_s[min_j mean_i Q_j(s, a_i)] + alpha (E_s[MMD(b, a) W] - eps) after the warm start,
+    L_pi = E_s[alpha MMD(b, a) W] during it (BEAR's MMD-only phase); W = 1 for BEAR and, for BEAR++,
+    Eq. 10's batch min-max normalisation of Q(s, beta(s)) (both critics' mean over the b_i);
+    the dual step minimises -alpha (E_s[MMD W] - eps), alpha = exp(log alpha)."""
+    rng = np.random.default_rng(9)
+    batch = fixed_batch(rng)
+    n, sigma, epsilon, log_alpha = 5, 0.7, 0.05, 0.4
+    behavior = rng.uniform(-1, 1, size=(B, n, A)).astype(np.float32)
+    torch.manual_seed(6)
+    algo = bear(relaxation, behavior, mmd_samples=n, mmd_kernel=kernel, mmd_sigma=sigma, epsilon=epsilon,
+                warmup_steps=3)
+    algo.updates = 0 if warm else 3
+    with torch.no_grad():
+        algo.log_alpha.fill_(log_alpha)
+    torch.manual_seed(13)
+    loss, mean_constraint, _ = algo.actor_loss(batch.observations, batch.raw_observations)
+    dual = algo.alpha_loss(mean_constraint)
+    torch.manual_seed(13)
+    eps = torch.randn(n, B, A).numpy()  # the code's one draw: rsample((n,)) of pi(.|s)
+
+    obs = batch.observations.numpy()
+    states = np.repeat(obs[:, None], n, 1)
+    acts = np_tanh_gaussian_actions(algo.actor, obs, eps)  # [B, n, A]
+    divergence = np_mmd(behavior.astype(np.float64), acts, kernel, sigma)
+    if relaxation:
+        q_beta = np_ensemble_q(algo.critic, states, behavior).mean((0, 2))
+        weight = (q_beta - q_beta.min()) / (q_beta.max() - q_beta.min() + 1e-6)  # Eq. 10 (+ a 0/0 guard)
+        assert 0.05 < np.median(weight) < 0.95
+    else:
+        weight = np.ones(B)
+    alpha = math.exp(log_alpha)
+    constraint = (divergence * weight).mean()
+    if warm:
+        expected = (alpha * divergence * weight).mean()
+    else:
+        q_pi = np_ensemble_q(algo.critic, states, acts).mean(2).min(0)  # [B]
+        expected = -q_pi.mean() + alpha * (constraint - epsilon)
+    np.testing.assert_allclose(loss.item(), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mean_constraint.item(), constraint, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dual.item(), -alpha * (constraint - epsilon), rtol=1e-5, atol=1e-7)
