@@ -154,3 +154,20 @@ def test_force_replaces_a_fit_but_not_a_directory_of_other_files(data, tmp_path)
     with pytest.raises(ArtefactMismatchError, match="is not a behavior-model run"):
         GaussianBehaviorModel.fit(data, quick, out_dir=tmp_path / "thesis", force=True, progress=False)
     assert (tmp_path / "thesis" / "notes.txt").read_text() == "precious"
+
+
+def test_support_threshold_is_the_configured_quantile_of_held_out_log_probs(data, tmp_path):
+    # Fewer calibration points than held-out transitions (50 here), so the point selection matters.
+    config = dataclasses.replace(SMALL, calibration_points=32)
+    model = GaussianBehaviorModel.fit(data, config, out_dir=tmp_path / "run", progress=False)
+    # The fit's split and calibrate()'s point selection, rebuilt from the config.
+    train, held_out = data.split_episodes(config.holdout_fraction, seed=config.seed)
+    assert 0 < len(held_out) < len(data) and len(held_out) > config.calibration_points
+    index = np.random.default_rng(config.seed).choice(len(held_out), config.calibration_points, replace=False)
+    with torch.no_grad():
+        log_p = model.log_prob(torch.as_tensor(held_out.observations[index]),
+                               torch.as_tensor(held_out.actions[index])).double()
+    expected = float(torch.quantile(log_p, config.support_quantile))
+    assert config.support_quantile == 0.01 and model.threshold_source == "quantile=0.01"
+    assert float(model.support_threshold) == pytest.approx(expected, rel=1e-5, abs=1e-5)
+    assert behavior_models.load(tmp_path / "run").support_threshold.item() == pytest.approx(expected, rel=1e-5, abs=1e-5)
