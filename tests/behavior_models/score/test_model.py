@@ -166,6 +166,8 @@ def test_trained_log_prob_matches_the_analytic_density(tmp_path_factory):
         patch.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.mktemp("score_acc")))
         write_conditional_gaussian_dataset("test/score-acc-v0", episodes=200, steps=100)
         train = load_transitions("test/score-acc-v0")
+    # grad_log_prob at the default grad_t (3e-3; at 1e-3 this fit's gradient was 1.69x too
+    # large: see ScoreConfig.grad_t).
     config = ScoreConfig(steps=6000, width=128, lr=1e-3, lr_final_fraction=0.01, holdout_fraction=0.0)
     model = ScoreBehaviorModel.fit(train, config, progress=False)
     rng = np.random.default_rng(1)
@@ -173,6 +175,21 @@ def test_trained_log_prob_matches_the_analytic_density(tmp_path_factory):
     mean, std = gaussian_mean_std(obs)
     act = mean + std * rng.normal(size=mean.shape)
     obs_t, act_t = torch.tensor(obs, dtype=torch.float32), torch.tensor(act, dtype=torch.float32)
+    # grad_log_prob, direction and size, against the analytic score at t = grad_t: the data
+    # Gaussian diffused by the VP-SDE, N(alpha mu, alpha^2 sigma^2 + sigma_t^2) (sigma_t = 0.02:
+    # 2-7% below the score -(a - mu) / sigma^2 of the data itself). Only at points at least
+    # 0.5 std from the mean (where the truth is not ~0) and off the +-1 clamp.
+    t = torch.tensor(config.grad_t, dtype=torch.float64)
+    alpha, sigma_t = float(model.sde.alpha(t)), float(model.sde.sigma(t))
+    truth = -(act - alpha * mean) / (alpha**2 * std**2 + sigma_t**2)
+    grad = model.grad_log_prob(obs_t, act_t).double().numpy()
+    keep = (np.abs(act).max(1) <= 0.95) & (np.linalg.norm((act - mean) / std, axis=1) >= 0.5)
+    assert keep.sum() >= 400
+    grad, truth = grad[keep], truth[keep]
+    cosine = np.median((grad * truth).sum(1) / np.linalg.norm(grad, axis=1) / np.linalg.norm(truth, axis=1))
+    norm_ratio = np.median(np.linalg.norm(grad, axis=1) / np.linalg.norm(truth, axis=1))
+    print(f"trained score model: grad_log_prob median cosine {cosine:.4f}, median norm ratio {norm_ratio:.3f}")
+    assert cosine >= 0.95 and 0.8 <= norm_ratio <= 1.25  # measured: 0.9988 and 1.008
     errors = model.log_prob(obs_t, act_t).numpy() - gaussian_log_density(obs, act)
     print(f"trained score model: log_prob MAE {np.abs(errors).mean():.4f} nats, bias {errors.mean():+.4f}")
     assert np.abs(errors).mean() <= 0.1
