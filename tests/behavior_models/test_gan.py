@@ -8,7 +8,7 @@ import torch
 from behavior_models.errors import ConfigError
 from behavior_models.gan import (
     ConditionalGenerator, Discriminator, GANBehaviorModel, GANConfig, add_instance_noise, generator_loss,
-    instance_noise_std, lsgan_discriminator_loss,
+    instance_noise_std, lsgan_discriminator_loss, mode_seeking_loss,
 )
 
 
@@ -44,6 +44,18 @@ def test_lsgan_and_generator_losses_match_hand_computation():
     expected = (0.5 * ((s(real) - 1) ** 2).mean() + 0.5 * (s(fake) ** 2).mean() + 0.25 * 0.5 * (s(uniform) ** 2).mean())
     torch.testing.assert_close(lsgan_discriminator_loss(real, fake, uniform, fake_weights=(1.0, 0.25)), expected)
     torch.testing.assert_close(generator_loss(fake), -torch.log(s(fake)).mean())
+
+
+def test_mode_seeking_loss_is_msgan_eq_3():
+    """Mao et al. 2019, Eq. 3: 1 / (mean|G(z1) - G(z2)| / mean|z1 - z2| + eps), smaller when
+    different noise gives more different actions."""
+    a1, a2 = torch.tensor([[0.1, 0.5], [0.0, -0.2]]), torch.tensor([[0.3, 0.1], [0.1, -0.2]])
+    z1, z2 = torch.tensor([[1.0, 0.0], [2.0, 1.0]]), torch.tensor([[0.0, 0.0], [0.0, -1.0]])
+    ratio = (0.2 + 0.4 + 0.1 + 0.0) / 4 / ((1.0 + 0.0 + 2.0 + 2.0) / 4)
+    torch.testing.assert_close(mode_seeking_loss(a1, a2, z1, z2), torch.tensor(1 / (ratio + 1e-5)))
+    assert mode_seeking_loss(a1, a1 * 3, z1, z2) < mode_seeking_loss(a1, a2, z1, z2)
+    with pytest.raises(ConfigError, match="mode_seeking_weight must be >= 0"):
+        GANBehaviorModel(2, 2, GANConfig(mode_seeking_weight=-1.0))
 
 
 def test_building_blocks_shapes_and_range():
