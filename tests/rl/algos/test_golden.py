@@ -120,13 +120,19 @@ def test_arq_kth_max_target_equals_numpy_eq5(include_next):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_arq_awr_advantage_is_q_minus_mean_over_kept_candidates():
-    rng = np.random.default_rng(1)
+def batch_and_masked_cache(rng):
+    """A fixed batch and a cache of N candidates per state, about 40% of them dropped (never all)."""
     batch = fixed_batch(rng)
     candidates = rng.uniform(-1, 1, size=(2 * B, N, A)).astype(np.float32)
     keep = rng.uniform(size=(2 * B, N)) > 0.4
     keep[:, 0] = True
     cache = array_cache(FakeTransitions(), candidates, rng.normal(size=(2 * B, N)).astype(np.float32), keep)
+    return batch, candidates, keep, cache
+
+
+def test_arq_awr_advantage_is_q_minus_mean_over_kept_candidates():
+    rng = np.random.default_rng(1)
+    batch, candidates, keep, cache = batch_and_masked_cache(rng)
     torch.manual_seed(0)
     arq = ARQ(ARQConfig(hidden=(8,)), S, A, behavior=BehaviorInputs(cache=cache))
     got = arq.advantage(batch.observations, batch.actions, torch.arange(B)).numpy()
@@ -257,11 +263,7 @@ def test_arq_awr_actor_loss_equals_numpy_algorithm_1(actor_type):
     A(s,a) = Q(s,a) - mean_{a' kept at s} Q(s,a') (Eq. 6) with Q = min of the two critics; for the
     deterministic policy (App. A.2, AntMaze) the weighted squared error E_D[w ||pi(s) - a||^2]."""
     rng = np.random.default_rng(5)
-    batch = fixed_batch(rng)
-    candidates = rng.uniform(-1, 1, size=(2 * B, N, A)).astype(np.float32)
-    keep = rng.uniform(size=(2 * B, N)) > 0.4
-    keep[:, 0] = True
-    cache = array_cache(FakeTransitions(), candidates, rng.normal(size=(2 * B, N)).astype(np.float32), keep)
+    batch, candidates, keep, cache = batch_and_masked_cache(rng)
     alpha, clip = 40.0, 100.0  # clip: ARQConfig.awr_max_weight's default
     torch.manual_seed(3)
     arq = ARQ(ARQConfig(hidden=(8, 8), actor_hidden=(8,), alpha=alpha, awr_max_weight=clip, actor_type=actor_type),
