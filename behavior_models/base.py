@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from behavior_models import __version__
 from behavior_models.data.transitions import NormalizationStats, Transitions
-from behavior_models.errors import ArtefactMismatchError, BehaviorModelsError, ConfigError
+from behavior_models.errors import ArtefactMismatchError, BehaviorModelsError, ConfigError, first_lines
 from behavior_models.io import config_from_dict, config_to_dict, save_config, write_json_atomic
 
 LogProbKind = Literal["exact", "bound", "estimate", "unnormalized"]
@@ -307,10 +307,9 @@ class BehaviorModel(nn.Module, abc.ABC):
         try:
             model.load_state_dict(state)
         except RuntimeError as error:  # missing/unexpected keys or size mismatches
-            detail = "; ".join(line.strip() for line in str(error).strip().splitlines()[:4])
             raise ArtefactMismatchError(
                 f"{directory / WEIGHTS_FILE} does not fit the {cls.name} model of its {CONFIG_FILE} (networks of "
-                f"another shape: {detail}); the files come from different fits. Refit with `bm fit --model {cls.name} "
+                f"another shape: {first_lines(error)}); the files come from different fits. Refit with `bm fit --model {cls.name} "
                 f"--dataset DATASET --out {directory} --force`, or copy all of a run's files together.") from None
         model.threshold_source = meta.get("threshold_source", "none")
         model.dataset_id = meta.get("dataset_id", "")

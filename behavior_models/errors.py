@@ -23,3 +23,9 @@ class ArtefactMismatchError(BehaviorModelsError, ValueError):
 
 class ConfigError(BehaviorModelsError, ValueError):
     """An invalid configuration value or combination of options."""
+
+
+def first_lines(error: BaseException, count: int = 4) -> str:
+    """The first ``count`` lines of ``error``'s message joined with "; ": enough of torch's
+    state-dict errors (one line per mismatched tensor) to name the problem in one paragraph."""
+    return "; ".join(line.strip() for line in str(error).strip().splitlines()[:count])

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from behavior_models import __version__
 from behavior_models.data import NormalizationStats, Transitions, load_transitions
-from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError
+from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError, first_lines
 from behavior_models.io import atomic_path, config_from_dict, config_to_dict, remove_for_restart, write_json_atomic
 from behavior_models.training import flush_denormals, restore_generator
 from rl.algos import algorithm_class
@@ -238,11 +238,9 @@ def load_algorithm_state(algorithm: Algorithm, state: dict[str, Any], source: st
         algorithm.load_state_dict(state["algorithm"])
         algorithm.load_optimizer_state(state["optimizers"])
     except (RuntimeError, KeyError, ValueError) as error:
-        first = str(error).strip().splitlines()
-        detail = "; ".join(line.strip() for line in first[:4])
         raise ArtefactMismatchError(
             f"checkpoint {source} does not fit this {algorithm.name} run (networks or optimisers of another shape or "
-            f"kind: {detail}); it was made with another dataset or config. Start a new --out, or resume with the "
+            f"kind: {first_lines(error)}); it was made with another dataset or config. Start a new --out, or resume with the "
             "settings it was made with.") from None
 
 
