@@ -259,13 +259,15 @@ class Trainer:
         self.start_step, self.train_seconds = 0, 0.0
         self.generator = torch.Generator(device=run.device)
         self.generator.manual_seed(run.run_config.seed)
-        checkpoint = self._prepare_out_dir(resume, force)
+        # Built once: it fingerprints the cache and model directory (a pass over every byte).
+        record = run.config_record()
+        checkpoint = self._prepare_out_dir(resume, force, record)
         if checkpoint is not None:
             self._restore(checkpoint)
-        write_json_atomic(self.out_dir / CONFIG_FILE, run.config_record())
+        write_json_atomic(self.out_dir / CONFIG_FILE, record)
 
     # -------------------------------------------------------------- directory and resume
-    def _prepare_out_dir(self, resume: bool, force: bool) -> dict[str, Any] | None:
+    def _prepare_out_dir(self, resume: bool, force: bool, wanted: dict[str, Any]) -> dict[str, Any] | None:
         if force:
             remove_for_restart(self.out_dir, (CONFIG_FILE, CHECKPOINT_DIR, METRICS_FILE), "an `rl train` run")
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -274,7 +276,6 @@ class Trainer:
         if not checkpoints:
             return None
         saved = json.loads((self.out_dir / CONFIG_FILE).read_text())
-        wanted = self.run.config_record()
         changes = [f"{key}: {saved.get(key)!r} -> {wanted[key]!r}" for key in ("algorithm", "dataset_fingerprint")
                    if saved.get(key) != wanted[key]]
         for section, allowed in (("algo", ()), ("run", RESUMABLE_CHANGES)):
@@ -427,7 +428,8 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
                     config_from_dict(RunConfig, record["run"]), behavior=cache_path or model_dir,
                     behavior_model=model_dir if cache_path else None, device=device, behavior_inputs=behavior_inputs)
     if behavior_inputs is None:
-        changes = behavior_changes(behavior, run.config_record()["behavior"])
+        changes = behavior_changes(behavior, behavior_io.describe_behavior(run.behavior.cache_path,
+                                                                           run.behavior.model_dir))
         if changes:
             raise ArtefactMismatchError(f"the behaviour artefacts of {run_dir} changed since it was trained "
                                         f"({'; '.join(changes)}); restore them, or retrain")
