@@ -34,7 +34,8 @@ from torch import Tensor, nn
 
 from behavior_models import __version__
 from behavior_models.data.transitions import NormalizationStats, Transitions
-from behavior_models.errors import ArtefactMismatchError, BehaviorModelsError, ConfigError, first_lines
+from behavior_models.errors import (ArtefactMismatchError, BehaviorModelsError, ConfigError, first_lines,
+                                    require_at_least)
 from behavior_models.io import config_from_dict, config_to_dict, save_config, write_json_atomic
 
 LogProbKind = Literal["exact", "bound", "estimate", "unnormalized"]
@@ -76,13 +77,9 @@ class BehaviorModelConfig:
     checkpoint_every: int = 2_000
 
     def __post_init__(self) -> None:
-        # Below 1 these counts mean nothing, and the fit would not say so: a batch of 0 trains on
-        # nan losses, log_every/checkpoint_every 0 divide by zero mid-fit, 0 calibration points
-        # leave the support threshold an empty quantile.
-        for name in ("steps", "batch_size", "log_every", "checkpoint_every", "calibration_points"):
-            value = getattr(self, name)
-            if value < 1:
-                raise ConfigError(f"{type(self).__name__}.{name} must be at least 1, got {value}")
+        # 0 calibration points would leave the support threshold an empty quantile.
+        require_at_least(self, dict.fromkeys(("steps", "batch_size", "log_every", "checkpoint_every",
+                                              "calibration_points"), 1))
 
 
 class BehaviorModel(nn.Module, abc.ABC):

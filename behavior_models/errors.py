@@ -29,3 +29,14 @@ def first_lines(error: BaseException, count: int = 4) -> str:
     """The first ``count`` lines of ``error``'s message joined with "; ": enough of torch's
     state-dict errors (one line per mismatched tensor) to name the problem in one paragraph."""
     return "; ".join(line.strip() for line in str(error).strip().splitlines()[:count])
+
+
+def require_at_least(config: object, bounds: dict[str, int]) -> None:
+    """Refuse ``config`` if any of its counts named in ``bounds`` is below its bound (None, for an
+    optional count, passes), naming every such field. Below its bound a count means nothing, and
+    the job would not say so: a batch of 0 trains on nan losses, an interval of 0 divides by zero
+    mid-run."""
+    low = [f"{type(config).__name__}.{name} must be at least {bound}, got {getattr(config, name)}"
+           for name, bound in bounds.items() if getattr(config, name) is not None and getattr(config, name) < bound]
+    if low:
+        raise ConfigError("; ".join(low))

@@ -16,7 +16,7 @@ import secrets
 import shutil
 from pathlib import Path
 from types import UnionType
-from typing import Any, Iterator, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Iterable, Iterator, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 
@@ -119,13 +119,16 @@ def config_from_dict(cls: type[T], payload: dict[str, Any]) -> T:
     hashable), an int is accepted for a float, and a string such as ``"100"`` from a
     hand-written file is parsed; anything else is a :class:`ConfigError` naming the field.
     """
-    fields = {field.name for field in dataclasses.fields(cls)}
-    unknown = sorted(set(payload) - fields)
-    if unknown:
-        raise ConfigError(
-            f"unknown field(s) {unknown} for {cls.__name__}; valid fields are {sorted(fields)}"
-        )
+    require_known_fields(cls, payload)
     return cls(**{name: coerce_field(cls, name, value) for name, value in payload.items()})
+
+
+def require_known_fields(cls: type, names: Iterable[str]) -> None:
+    """Refuse field names the dataclass ``cls`` does not have, listing the valid ones."""
+    fields = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(names) - fields)
+    if unknown:
+        raise ConfigError(f"unknown field(s) {unknown} for {cls.__name__}; valid fields are {sorted(fields)}")
 
 
 _BOOL_WORDS = {"true": True, "1": True, "false": False, "0": False}

@@ -37,7 +37,7 @@ def main() -> None:
             continue
         cells = []
         for actor in ("policy", "aux_generator"):
-            run.algorithm.eval_actor = actor
+            run.algorithm.set_acting(eval_actor=actor)
             result = run.evaluate(args.episodes, step=run.run_config.steps)
             cells.append(f"{result.scores.mean():6.1f} ± {result.scores.std():5.1f}")
         print(f"{run_dir:70s} {cells[0]:>15s} {cells[1]:>15s}")

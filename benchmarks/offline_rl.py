@@ -20,7 +20,10 @@ Ten evaluation episodes per seed leave the table's per-seed scores with a standa
 several points on the mazes. ``--final-episodes N`` scores every finished run's final
 checkpoint again on N episodes, the same episodes for every run of a dataset (reset seeds
 ``--final-seed`` + i), and prints that table too; the result is kept in the run's
-``final_eval.json``, so it is computed once. ``--set ALGO.FIELD=VALUE`` overrides one field of
+``final_eval.json``, so it is computed once. ``--final-acting ALGO.FIELD=VALUE`` adds a row that
+scores the same finished runs acting otherwise (an acting field, ``rl eval --set``), e.g.
+``arq.policy=implicit``: Eq. 6's policy on the critic that was trained beside the AWR policy
+(kept in ``final_eval[policy=implicit].json``). ``--set ALGO.FIELD=VALUE`` overrides one field of
 an algorithm's config for a diagnostic beside the table (give it its own ``--out``); a finished
 or resumed run trained with another value is refused.
 
@@ -118,6 +121,32 @@ def parse_overrides(items: list[str], algos: list[str]) -> dict[str, dict[str, A
     return overrides
 
 
+def parse_acting(items: list[str], algos: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """``ALGO.FIELD=VALUE[,FIELD=VALUE]`` items -> [(algo, {field: value})], one extra final-table row each."""
+    from behavior_models.errors import ConfigError
+    from cli.rl_train import parse_override
+    from rl.algos import algorithm_class
+
+    rows = []
+    for item in items:
+        algo, _, assignments = item.partition(".")
+        if not assignments or algo not in algos:
+            raise SystemExit(f"--final-acting {item!r}: write ALGO.FIELD=VALUE with ALGO one of --algos "
+                             f"({', '.join(algos)})")
+        algo_cls = algorithm_class(algo)
+        try:
+            acting = dict(parse_override(algo_cls.config_class, part) for part in assignments.split(","))
+            algo_cls.with_acting(algo_cls.config_class(), acting)
+        except ConfigError as error:
+            raise SystemExit(f"--final-acting {item!r}: {error}") from None
+        rows.append((algo, acting))
+    return rows
+
+
+def acting_label(acting: dict[str, Any]) -> str:
+    return ",".join(f"{key}={value}" for key, value in acting.items())
+
+
 def check_overrides(out: Path, overrides: dict[str, Any]) -> None:
     """Refuse to reuse a run (finished or to be resumed) whose recorded config differs from ``overrides``."""
     path = out / "config.json"
@@ -151,20 +180,23 @@ def run_one(algo: str, dataset: str, seed: int, args: argparse.Namespace, behavi
                  echo=lambda line: print(line, flush=True))
 
 
-def final_evaluation(out: Path, episodes: int, seed: int, device: str) -> dict[str, Any]:
-    """The run's final checkpoint scored on ``episodes`` episodes (reset seeds seed + i), read from
-    ``final_eval.json`` when it already holds exactly that evaluation."""
+def final_evaluation(out: Path, episodes: int, seed: int, device: str,
+                     acting: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's final checkpoint scored on ``episodes`` episodes (reset seeds seed + i), acting with
+    the acting fields ``acting`` if given, read from ``final_eval.json`` (``final_eval[<acting>].json``)
+    when it already holds exactly that evaluation."""
     from behavior_models.io import write_json_atomic
     from rl.core.trainer import checkpoint_paths, load_run
 
-    path = out / "final_eval.json"
+    path = out / (f"final_eval[{acting_label(acting)}].json" if acting else "final_eval.json")
     checkpoint = checkpoint_paths(out)[-1].name
     if path.is_file():
         cached = json.loads(path.read_text())
         if (cached["episodes"], cached["seed"], cached["checkpoint"]) == (episodes, seed, checkpoint):
             return cached
-    result = load_run(out, device=device).evaluate(episodes, seed=seed)
-    summary = {**result.summary(), "seed": seed, "checkpoint": checkpoint}
+    print(f"[final] {out}{f' acting with {acting_label(acting)}' if acting else ''}: {episodes} episodes", flush=True)
+    result = load_run(out, device=device, acting=acting).evaluate(episodes, seed=seed)
+    summary = {**result.summary(), "seed": seed, "checkpoint": checkpoint, "acting": acting or {}}
     write_json_atomic(path, summary)
     return summary
 
@@ -218,12 +250,20 @@ def final_table(root: Path, algos: list[str], datasets: list[str], seeds: list[i
                 overrides: dict[str, dict[str, Any]]) -> str:
     """The table again, each finished run scored by ``final_evaluation`` on --final-episodes episodes."""
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    rows = list(algos)
     for algo, dataset, out, summary in finished_runs(root, algos, datasets, seeds, args, overrides):
         final = final_evaluation(out, args.final_episodes, args.final_seed, args.device)
         results.setdefault((algo, dataset), []).append({**summary, "normalized_score_mean": final["normalized_score_mean"]})
+    for algo, acting in args.final_acting:
+        row = f"{algo} [{acting_label(acting)}]"
+        rows.append(row)
+        for _, dataset, out, summary in finished_runs(root, [algo], datasets, seeds, args, overrides):
+            final = final_evaluation(out, args.final_episodes, args.final_seed, args.device, acting)
+            results.setdefault((row, dataset), []).append(
+                {**summary, "normalized_score_mean": final["normalized_score_mean"]})
     what = (f", final checkpoint scored on {args.final_episodes} episodes (the same for every run of a dataset, "
             f"reset seeds {args.final_seed} + i)")
-    return table(results, algos, datasets, len(seeds), args.steps, what)
+    return table(results, rows, datasets, len(seeds), args.steps, what)
 
 
 def learning_curves(root: Path, algos: list[str], datasets: list[str], seeds: list[int]) -> str:
@@ -294,6 +334,9 @@ def main() -> None:
     parser.add_argument("--final-episodes", type=int, default=0,
                         help="also score each finished run's final checkpoint on this many episodes, the same "
                              "ones for every run of a dataset (kept in the run's final_eval.json); 0: off")
+    parser.add_argument("--final-acting", action="append", default=[], metavar="ALGO.FIELD=VALUE[,FIELD=VALUE]",
+                        help="with --final-episodes: one more final-table row per use, the same runs acting with "
+                             "other acting fields, e.g. arq.policy=implicit (Eq. 6) or arq.policy=behavior (s_psi alone)")
     parser.add_argument("--final-seed", type=int, default=1_000_000,
                         help="reset seed of the first --final-episodes episode (episode i: seed + i)")
     parser.add_argument("--report", action="store_true",
@@ -310,6 +353,9 @@ def main() -> None:
     algos, datasets = args.algos.split(","), args.datasets.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     overrides = parse_overrides(args.overrides, algos)
+    args.final_acting = parse_acting(args.final_acting, algos)
+    if args.final_acting and not args.final_episodes:
+        raise SystemExit("--final-acting adds rows to the --final-episodes table; give --final-episodes N too")
     root = Path(args.out)
     sampler_options = parse_options(args.cache_option)
     if args.cache_sampler:

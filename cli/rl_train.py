@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from behavior_models.errors import ConfigError
-from behavior_models.io import coerce_field
+from behavior_models.io import coerce_field, require_known_fields
 from cli.common import device_option, ensure_dataset
 
 REWARD_CHOICES = ("auto", "none", "minus_one", "return_range")
@@ -37,10 +37,8 @@ def parse_override(config_cls: type, assignment: str) -> tuple[str, Any]:
     if "=" not in assignment:
         raise ConfigError(f"--set takes FIELD=VALUE, got {assignment!r}")
     key, text = (part.strip() for part in assignment.split("=", 1))
-    fields = {f.name for f in dataclasses.fields(config_cls)}
-    if key not in fields:
-        raise ConfigError(f"{config_cls.__name__} has no field {key!r}; fields: {', '.join(sorted(fields))}")
     try:
+        require_known_fields(config_cls, [key])
         return key, coerce_field(config_cls, key, text)
     except ConfigError as error:
         raise ConfigError(f"--set {assignment}: {error}") from None
@@ -199,21 +197,39 @@ train_group.add_command(train_command(
 @click.option("--episodes", type=click.IntRange(min=1), default=10, show_default=True, help="Evaluation episodes.")
 @click.option("--sampled", is_flag=True, help="Sampled actions instead of deterministic ones.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Evaluation seed (episode i resets with seed+i).")
+@click.option("--set", "acting", multiple=True, metavar="FIELD=VALUE",
+              help="Act differently without retraining: a field that changes only how the trained run acts "
+                   "(ARQ: policy=implicit|behavior|explicit, implicit_samples, implicit_sampler; DASCO: "
+                   "eval_actor). Repeatable; recorded in eval.json.")
 @device_option()
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch CPU threads.")
-def eval_command(run_dir: str, episodes: int, sampled: bool, seed: int, device: str, threads: int) -> None:
-    """Evaluate the newest checkpoint of a run; writes DIR/eval.json and prints `normalized_score: X` last."""
+def eval_command(run_dir: str, episodes: int, sampled: bool, seed: int, acting: tuple[str, ...], device: str,
+                 threads: int) -> None:
+    """Evaluate the newest checkpoint of a run; writes DIR/eval.json and prints `normalized_score: X` last.
+
+    With --set, e.g. `rl eval --run DIR --set policy=implicit` for an ARQ run, the same critic is
+    scored with Eq. 6's implicit policy instead of the AWR policy trained beside it."""
+    import json
+
     import torch
 
     torch.set_num_threads(threads)
 
     from behavior_models.io import write_json_atomic
-    from rl.core.trainer import checkpoint_paths, load_run
+    from rl.algos import algorithm_class
+    from rl.core.trainer import CONFIG_FILE, checkpoint_paths, load_run
 
-    run = load_run(run_dir, device=device)
+    values: dict[str, Any] = {}
+    if acting:
+        record_path = Path(run_dir) / CONFIG_FILE
+        if not record_path.is_file():
+            raise ConfigError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing (make one with `rl train`)")
+        config_class = algorithm_class(json.loads(record_path.read_text())["algorithm"]).config_class
+        values = dict(parse_override(config_class, item) for item in acting)
+    run = load_run(run_dir, device=device, acting=values)
     result = run.evaluate(episodes, deterministic=not sampled, seed=seed)
     summary = {**result.summary(), "eval_deterministic": not sampled, "seed": seed,
-               "checkpoint": checkpoint_paths(Path(run_dir))[-1].name}
+               "checkpoint": checkpoint_paths(Path(run_dir))[-1].name, "acting": values}
     write_json_atomic(Path(run_dir) / "eval.json", summary)
     print_summary(summary, Path(run_dir))
 

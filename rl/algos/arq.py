@@ -13,9 +13,12 @@ beta_psi(a'|s) > epsilon (the sample cache, ``bm sample-cache``). Then:
   behavior model at act time (found through the cache metadata, or ``--behavior-model``).
   Sampled evaluation (``rl train/eval --eval-sampled``) draws from this softmax; deterministic
   evaluation (the default) takes its mode, the candidate of largest advantage, where alpha no
-  longer matters. Deviation: App. A.2 also drops fresh candidates below the threshold epsilon;
-  here they are not filtered, since each would need a likelihood (an ODE solve for the score
-  model) at every action.
+  longer matters. The model is sampled as the cache was (its metadata's sampler options) unless
+  ``implicit_sampler`` names another sampler. A run trained with the explicit policy can also act
+  with this one, or with beta_psi alone (``rl eval --set policy=implicit``): Algorithm 1 returns
+  Q_theta, pi_phi and s_psi, and the critic's updates do not use the policy. Deviation: App.
+  A.2 also drops fresh candidates below the threshold epsilon; here they are not filtered, since
+  each would need a likelihood (an ODE solve for the score model) at every action.
 * **Explicit policy (Algorithm 1, second loop).** AWR: max_phi E_D[exp(alpha A(s,a)) log pi_phi(a|s)],
   with the weight clipped at ``awr_max_weight`` and A(s,a) = Q(s,a) - mean of Q over the kept
   cached candidates at s. Deviation: Algorithm 1 trains pi_phi after Q has converged; here
@@ -81,6 +84,10 @@ class ARQConfig(AlgoConfig):
     actor_hidden: tuple[int, ...] = (256, 256)  # 2-layer MLP of 256 (App. A.2)
     actor_lr: float = 3e-4  # App. A.2
     implicit_samples: int = 30  # fresh candidates per state at act time (App. A.2: N = 30)
+    # How the implicit policy (and policy="behavior") samples beta_psi at act time: None draws as the
+    # cache was drawn (its metadata's sampler_options), so Eq. 6 ranks candidates from the same
+    # approximation of beta that Q was trained on; or a sampler name of the model ("pc", "ode", "fast").
+    implicit_sampler: str | None = None
 
 
 # Seed 002's per-domain columns (Table A.2: learning rate and K; Table A.3: alpha for ARQ + pi_phi
@@ -144,6 +151,9 @@ class ARQ(Algorithm):
     config_class = ARQConfig
     behavior_kind = "cache"
     locomotion_reward = "return_range"  # seed 002, App. A.2 (after IQL): r * 1000 / return range
+    # Algorithm 1 returns Q_theta, pi_phi and s_psi: a run trained with the explicit policy can also
+    # be evaluated with the implicit one (Eq. 6) or with s_psi alone, from the same critic.
+    acting_fields = ("policy", "implicit_samples", "implicit_sampler")
 
     @classmethod
     def needs_behavior_model(cls, config: ARQConfig) -> bool:
@@ -158,7 +168,7 @@ class ARQ(Algorithm):
         # Built without a dataset id (unit tests, library use): the locomotion column.
         config = resolve_task_defaults(config, "")
         super().__init__(config, obs_dim, act_dim, device, behavior)
-        for field, value, allowed in (("policy", config.policy, POLICIES), ("q_target", config.q_target, Q_TARGETS),
+        for field, value, allowed in (("q_target", config.q_target, Q_TARGETS),
                                       ("empty_fallback", config.empty_fallback, FALLBACKS),
                                       ("actor_type", config.actor_type, ("gaussian", "deterministic"))):
             if value not in allowed:
@@ -168,9 +178,6 @@ class ARQ(Algorithm):
         cache = self.behavior.cache
         if cache is None:
             raise ConfigError("ARQ needs a sample cache (--behavior cache.npz, from `bm sample-cache`)")
-        if self.needs_behavior_model(config) and self.behavior.model is None:
-            raise ConfigError(f"ARQ with policy={config.policy} samples the behavior model at act time; "
-                              "pass --behavior-model DIR (or use a cache whose metadata names its model)")
         # Frozen cache tensors live outside the module tree: never checkpointed, never trained.
         self.candidates = cache.candidates.to(self.device, torch.float32)
         self.keep = effective_keep(cache.in_support.to(self.device), cache.log_probs.to(self.device),
@@ -187,6 +194,25 @@ class ARQ(Algorithm):
             actor_cls = GaussianActor if config.actor_type == "gaussian" else DeterministicActor
             self.actor = actor_cls(obs_dim, act_dim, config.actor_hidden).to(self.device)
             self.optimizers["actor"] = adam(self.actor.parameters(), lr=config.actor_lr)
+        self.check_acting(config)
+
+    def check_acting(self, config: ARQConfig) -> None:
+        if config.policy not in POLICIES:
+            raise ConfigError(f"ARQ policy={config.policy!r}; choose one of {POLICIES}")
+        if config.implicit_samples < 1:
+            raise ConfigError(f"ARQ implicit_samples must be >= 1, got {config.implicit_samples}")
+        if config.policy == "explicit" and self.actor is None:
+            raise ConfigError(f"this ARQ run trained no explicit policy (it was trained with policy="
+                              f"{self.config.policy}); act with policy=implicit or policy=behavior")
+        if self.needs_behavior_model(config) and self.behavior.model is None:
+            raise ConfigError(f"ARQ with policy={config.policy} samples the behavior model at act time; "
+                              "pass --behavior-model DIR (or use a cache whose metadata names its model)")
+
+    def sampler_options(self) -> dict[str, object]:
+        """How beta_psi is sampled at act time (``implicit_sampler``; by default as the cache was)."""
+        if self.config.implicit_sampler is not None:
+            return {"sampler": self.config.implicit_sampler}
+        return dict(getattr(self.behavior.cache, "metadata", {}).get("sampler_options", {}))
 
     def describe(self) -> dict[str, object]:
         rows, samples, _ = self.candidates.shape
@@ -266,8 +292,8 @@ class ARQ(Algorithm):
             return self.actor(obs, deterministic) if isinstance(self.actor, GaussianActor) else self.actor(obs)
         model = self.behavior.model
         if self.config.policy == "behavior":
-            return model.sample(raw_obs, 1)[:, 0]
-        candidates = model.sample(raw_obs, self.config.implicit_samples)  # [B, N, A], fresh (Eq. 6)
+            return model.sample(raw_obs, 1, **self.sampler_options())[:, 0]
+        candidates = model.sample(raw_obs, self.config.implicit_samples, **self.sampler_options())  # fresh (Eq. 6)
         q = self.critic(obs.unsqueeze(1).expand(-1, candidates.shape[1], -1), candidates).min(0).values
         logits = self.config.alpha * (q - q.mean(1, keepdim=True))
         index = logits.argmax(1) if deterministic else torch.distributions.Categorical(logits=logits).sample()

@@ -12,12 +12,14 @@ evaluation and checkpoints.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
+from behavior_models.errors import ConfigError
 from rl.core.buffer import Batch
 
 BehaviorKind = Literal["none", "cache", "model"]
@@ -54,6 +56,10 @@ class Algorithm(nn.Module, abc.ABC):
     # What reward_transform="auto" means on MuJoCo locomotion (rl.core.rewards): the algorithm
     # paper's own convention. Raw rewards unless a subclass cites otherwise.
     locomotion_reward: ClassVar[str] = "none"
+    # Config fields that change only how a trained algorithm acts, never what it learns: a finished
+    # run may be evaluated with other values (``rl eval --set``), e.g. ARQ's implicit policy from
+    # the critic that was trained beside its explicit one (Algorithm 1 returns both).
+    acting_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: AlgoConfig, obs_dim: int, act_dim: int, device: str | torch.device = "cpu",
                  behavior: BehaviorInputs | None = None) -> None:
@@ -84,6 +90,26 @@ class Algorithm(nn.Module, abc.ABC):
     def needs_behavior_model(cls, config: AlgoConfig) -> bool:
         """True if, with ``config``, a cache-based algorithm also samples the model itself."""
         return False
+
+    @classmethod
+    def with_acting(cls, config: AlgoConfig, acting: dict[str, Any]) -> AlgoConfig:
+        """``config`` with the acting fields in ``acting`` replaced; any other field is refused,
+        since changing it after training would evaluate a config the networks were not trained for."""
+        learned = sorted(set(acting) - set(cls.acting_fields))
+        if learned:
+            allowed = ", ".join(cls.acting_fields) or "none"
+            raise ConfigError(f"{cls.name}: {', '.join(learned)} changes what is trained, so it cannot change after "
+                              f"training (retrain with --set instead); fields that may change at evaluation: {allowed}")
+        return dataclasses.replace(config, **acting)
+
+    def set_acting(self, **acting: Any) -> None:
+        """Act with other values of the acting fields from now on (see :meth:`with_acting`)."""
+        config = self.with_acting(self.config, acting)
+        self.check_acting(config)
+        self.config = config
+
+    def check_acting(self, config: AlgoConfig) -> None:
+        """Raise ConfigError if this algorithm, as built and trained, cannot act with ``config``."""
 
     def describe(self) -> dict[str, Any]:
         """Derived settings worth recording (config.json ``algorithm_info``, printed at start)."""

@@ -87,6 +87,7 @@ class DASCO(Algorithm):
     # Seed 000, App. C: locomotion rewards divided by the return range, "similar to" IQL [20], whose code
     # also multiplies by 1000; return_range keeps that factor. With w = 1 the scale sets Q/w against log D.
     locomotion_reward = "return_range"
+    acting_fields = ("eval_actor",)  # a trained run can act with either generator
 
     @classmethod
     def resolve_config(cls, config: DASCOConfig, dataset_id: str, steps: int) -> DASCOConfig:
@@ -100,14 +101,10 @@ class DASCO(Algorithm):
     def __init__(self, config: DASCOConfig, obs_dim: int, act_dim: int, device="cpu",
                  behavior: BehaviorInputs | None = None) -> None:
         super().__init__(config, obs_dim, act_dim, device, behavior)
-        for field, value, allowed in (("eval_actor", config.eval_actor, EVAL_ACTORS),
-                                      ("instance_noise_schedule", config.instance_noise_schedule, NOISE_SCHEDULES)):
-            if value not in allowed:
-                raise ConfigError(f"DASCO {field}={value!r}; choose one of {allowed}")
-        if config.eval_actor == "aux_generator" and not config.aux_generator:
-            raise ConfigError("DASCO eval_actor=aux_generator needs aux_generator=true")
+        if config.instance_noise_schedule not in NOISE_SCHEDULES:
+            raise ConfigError(f"DASCO instance_noise_schedule={config.instance_noise_schedule!r}; "
+                              f"choose one of {NOISE_SCHEDULES}")
         self.w = config.w if config.w is not None else config.w_locomotion
-        self.eval_actor = config.eval_actor  # may be switched after training to evaluate the other generator
         self.critic = QEnsemble(obs_dim, act_dim, config.critic_hidden, 2).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.policy = TanhGaussianActor(obs_dim, act_dim, config.policy_hidden).to(self.device)
@@ -120,6 +117,13 @@ class DASCO(Algorithm):
             self.aux_generator = ConditionalGenerator(obs_dim, act_dim, config.aux_noise_dim or act_dim,
                                                       config.gan_hidden).to(self.device)
             self.optimizers["aux_generator"] = adam(self.aux_generator.parameters(), config.lr)
+        self.check_acting(config)
+
+    def check_acting(self, config: DASCOConfig) -> None:
+        if config.eval_actor not in EVAL_ACTORS:
+            raise ConfigError(f"DASCO eval_actor={config.eval_actor!r}; choose one of {EVAL_ACTORS}")
+        if config.eval_actor == "aux_generator" and self.aux_generator is None:
+            raise ConfigError("DASCO eval_actor=aux_generator needs the auxiliary generator (aux_generator=true)")
 
     def noise_std(self) -> float:
         """The instance-noise std at this update. ``instance_noise_steps`` is the run's step budget once
@@ -188,7 +192,7 @@ class DASCO(Algorithm):
         return {**metrics, "discriminator_loss": d_loss.detach(), "instance_noise_std": noise_std}
 
     def act(self, obs: Tensor, raw_obs: Tensor, deterministic: bool = True) -> Tensor:
-        if self.eval_actor == "aux_generator":
+        if self.config.eval_actor == "aux_generator":
             noise = None if not deterministic else torch.zeros(obs.shape[0], self.aux_generator.noise_dim,
                                                                device=obs.device, dtype=obs.dtype)
             return self.aux_generator(obs, noise)

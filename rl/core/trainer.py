@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from behavior_models import __version__
 from behavior_models.data import NormalizationStats, Transitions, load_transitions
-from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError, first_lines
+from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError, first_lines, require_at_least
 from behavior_models.io import atomic_path, config_from_dict, config_to_dict, remove_for_restart, write_json_atomic
 from behavior_models.training import flush_denormals, restore_generator
 from rl.algos import algorithm_class
@@ -69,14 +69,9 @@ class RunConfig:
     keep_checkpoints: int = 2  # newest checkpoints kept on disk
 
     def __post_init__(self) -> None:
-        at_least = {"steps": 1, "log_every": 1, "checkpoint_every": 1, "keep_checkpoints": 1, "eval_parallel": 1,
-                    "eval_every": 0, "eval_episodes": 0, "seed": 0}
-        low = [f"{name} = {getattr(self, name)} (needs >= {bound})" for name, bound in at_least.items()
-               if getattr(self, name) < bound]
-        if self.eval_max_steps is not None and self.eval_max_steps < 1:
-            low.append(f"eval_max_steps = {self.eval_max_steps} (needs >= 1, or None)")
-        if low:
-            raise ConfigError(f"run config out of range: {'; '.join(low)}")
+        require_at_least(self, {"steps": 1, "log_every": 1, "checkpoint_every": 1, "keep_checkpoints": 1,
+                                "eval_parallel": 1, "eval_max_steps": 1, "eval_every": 0, "eval_episodes": 0,
+                                "seed": 0})
 
 
 def require_unit_action_box(transitions: Transitions) -> None:
@@ -205,10 +200,14 @@ def open_behavior(algo_cls: type[Algorithm], config: AlgoConfig, transitions: Tr
 
 def behavior_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """How the behaviour artefacts differ from those a run recorded (by content, not by path:
-    a moved cache is the same cache; a rebuilt one at the same path is not)."""
+    a moved cache is the same cache; a rebuilt one at the same path is not). A model the run did
+    not record (opened only to act differently, see ``load_run``) is not a change: ``open_behavior``
+    has checked it is the model the cache was drawn from."""
     changes = []
     for kind in ("cache", "model_dir"):
         old, new = saved.get(kind) or {}, current.get(kind) or {}
+        if kind == "model_dir" and not old and saved.get("cache"):
+            continue
         if old.get("fingerprint") != new.get("fingerprint"):
             changes.append(f"behavior {kind}: {old.get('path')} (fingerprint {old.get('fingerprint')}) -> "
                            f"{new.get('path')} (fingerprint {new.get('fingerprint')})")
@@ -406,8 +405,12 @@ def train(algorithm_name: str, dataset: str | Transitions, out_dir: str | Path, 
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
-             behavior_inputs: BehaviorInputs | None = None) -> Run:
-    """Rebuild a run from its directory with the weights of its newest checkpoint."""
+             behavior_inputs: BehaviorInputs | None = None, acting: dict[str, Any] | None = None) -> Run:
+    """Rebuild a run from its directory with the weights of its newest checkpoint.
+
+    ``acting`` changes acting fields of the algorithm's config (``Algorithm.acting_fields``; any
+    other field is refused), e.g. ``{"policy": "implicit"}`` evaluates an ARQ run with Eq. 6's
+    policy; a behavior model the new way of acting samples is opened through the cache's metadata."""
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise ArtefactMismatchError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing (make one with `rl train`)")
@@ -424,14 +427,21 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
     behavior = record["behavior"]
     cache_path = behavior["cache"]["path"] if behavior.get("cache") else None
     model_dir = behavior["model_dir"]["path"] if behavior.get("model_dir") else None
-    run = Run.build(record["algorithm"], transitions, config_from_dict(algo_cls.config_class, record["algo"]),
-                    config_from_dict(RunConfig, record["run"]), behavior=cache_path or model_dir,
-                    behavior_model=model_dir if cache_path else None, device=device, behavior_inputs=behavior_inputs)
+    algo_config = config_from_dict(algo_cls.config_class, record["algo"])
+    acting = dict(acting or {})
+    acting_config = algo_cls.with_acting(algo_config, acting)
     if behavior_inputs is None:
-        changes = behavior_changes(behavior, behavior_io.describe_behavior(run.behavior.cache_path,
-                                                                           run.behavior.model_dir))
+        behavior_inputs = open_behavior(algo_cls, acting_config, transitions, cache_path or model_dir,
+                                        model_dir if cache_path else None, torch.device(device))
+        changes = behavior_changes(behavior, behavior_io.describe_behavior(behavior_inputs.cache_path,
+                                                                           behavior_inputs.model_dir))
         if changes:
             raise ArtefactMismatchError(f"the behaviour artefacts of {run_dir} changed since it was trained "
                                         f"({'; '.join(changes)}); restore them, or retrain")
+    run = Run.build(record["algorithm"], transitions, algo_config, config_from_dict(RunConfig, record["run"]),
+                    device=device, behavior_inputs=behavior_inputs)
     load_algorithm_state(run.algorithm, read_checkpoint(checkpoints[-1]), str(checkpoints[-1]))
+    if acting:
+        run.algorithm.set_acting(**acting)
+        run.algo_config = run.algorithm.config
     return run

@@ -30,7 +30,7 @@ import numpy as np
 from behavior_models import __version__
 from behavior_models.data import recipe_for
 from behavior_models.data.aliases import CONTAMINATION_PERCENTS, POINTMAZE_MAZES, POINTMAZE_POLICIES, suggest
-from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetNotFoundError
+from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetNotFoundError, require_at_least
 from behavior_models.io import config_to_dict
 from rl.datasets.contamination import contaminate
 from rl.datasets.perturbation import XBucketPerturbation
@@ -69,9 +69,7 @@ class PointMazeRecipe:
             raise ConfigError(f"policy must be one of {tuple(POINTMAZE_POLICIES)}, got {self.policy!r}")
         if self.contamination is not None and (self.policy != "expert" or not 0 < self.contamination < 100):
             raise ConfigError("contamination X needs policy 'expert' and 0 < X < 100")
-        for field in ("episodes", "episode_steps", "reference_episodes"):
-            if getattr(self, field) < 1:
-                raise ConfigError(f"{field} must be at least 1, got {getattr(self, field)}")
+        require_at_least(self, dict.fromkeys(("episodes", "episode_steps", "reference_episodes"), 1))
 
     @property
     def name(self) -> str:

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from behavior_models.errors import ConfigError
 from behavior_models.gan import ConditionalGenerator, Discriminator
 from rl.algos.base import BehaviorInputs
 from rl.algos.dasco import DASCO, DASCOConfig
@@ -118,6 +119,17 @@ def test_ablations_and_acting_with_the_auxiliary_generator(env_transitions):
     obs = torch.randn(4, env_transitions.obs_dim)
     zeros = torch.zeros(4, run.algorithm.aux_generator.noise_dim)
     assert torch.equal(run.algorithm.act(obs, obs, deterministic=True), run.algorithm.aux_generator(obs, zeros))
+    run.algorithm.set_acting(eval_actor="policy")  # after training, either generator can act
+    assert torch.equal(run.algorithm.act(obs, obs, deterministic=True), run.algorithm.policy(obs, deterministic=True))
+
+
+def test_acting_with_a_generator_the_run_did_not_train_is_refused(env_transitions):
+    run = Run.build("dasco", env_transitions, DASCOConfig(**SMALL, aux_generator=False), RunConfig(seed=0))
+    with pytest.raises(ConfigError, match="needs the auxiliary generator"):
+        run.algorithm.set_acting(eval_actor="aux_generator")
+    with pytest.raises(ConfigError, match="w changes what is trained"):
+        run.algorithm.set_acting(w=1.0)
+    assert run.algorithm.config.eval_actor == "policy"
 
 
 # ----------------------------------------------------------------------------- golden tests

@@ -87,11 +87,65 @@ def test_resume_and_load_refuse_changed_behavior_artefacts(env_transitions, gaus
         load_run(tmp_path / "run")
 
 
+def test_a_trained_arq_run_acts_with_its_implicit_policy_or_the_model_alone(env_transitions, gaussian_dir, tmp_path):
+    """Algorithm 1 returns Q, pi_phi and s_psi: a run trained with the AWR policy is scored with
+    Eq. 6 from the same critic, the model found through the cache's metadata."""
+    from behavior_models.cache import build_sample_cache
+
+    cache = build_sample_cache(gaussian_dir, env_transitions, tmp_path / "c.npz", num_samples=4, progress=False)
+    quiet = {"progress": False, "echo": lambda _: None}
+    short = RunConfig(steps=10, eval_episodes=0, checkpoint_every=10, log_every=10)
+    train("arq", env_transitions, tmp_path / "run", ARQConfig(batch_size=16, hidden=(16,), actor_hidden=(16,), k=3),
+          short, behavior=str(cache), **quiet)
+    explicit = load_run(tmp_path / "run")
+    assert explicit.behavior.model is None  # the AWR policy needs no model
+    implicit = load_run(tmp_path / "run", acting={"policy": "implicit", "implicit_samples": 5})
+    assert implicit.algorithm.config.policy == "implicit" and implicit.algo_config.implicit_samples == 5
+    for name, tensor in explicit.algorithm.critic.state_dict().items():
+        assert torch.equal(tensor, implicit.algorithm.critic.state_dict()[name])
+    obs = torch.as_tensor(env_transitions.observations[:6])
+    torch.manual_seed(1)
+    candidates = implicit.behavior.model.sample(obs, 5)
+    torch.manual_seed(1)
+    chosen = implicit.algorithm.act(obs, obs, deterministic=True)
+    q = implicit.algorithm.critic(obs.unsqueeze(1).expand(-1, 5, -1), candidates).min(0).values
+    torch.testing.assert_close(chosen, candidates[torch.arange(6), q.argmax(1)])
+    assert load_run(tmp_path / "run", acting={"policy": "behavior"}).algorithm.act(obs, obs).shape == (6, 1)
+    with pytest.raises(ConfigError, match="k changes what is trained"):
+        load_run(tmp_path / "run", acting={"k": 5})
+
+    result = CliRunner().invoke(rl_main, ["eval", "--run", str(tmp_path / "run"), "--episodes", "1",
+                                          "--set", "policy=implicit", "--set", "implicit_samples=3"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["acting"] == {"policy": "implicit",
+                                                                                "implicit_samples": 3}
+    result = CliRunner().invoke(rl_main, ["eval", "--run", str(tmp_path / "run"), "--set", "batch_size=4"])
+    assert result.exit_code == 1 and "batch_size changes what is trained" in result.output
+
+    train("arq", env_transitions, tmp_path / "implicit", ARQConfig(batch_size=16, hidden=(16,), k=3, policy="implicit"),
+          short, behavior=str(cache), **quiet)
+    with pytest.raises(ConfigError, match="trained no explicit policy"):
+        load_run(tmp_path / "implicit", acting={"policy": "explicit"})
+
+
+def test_arq_samples_its_model_at_act_time_as_the_cache_was_sampled(env_transitions, gaussian_dir):
+    from rl.core.behavior import load_model
+
+    model = load_model(gaussian_dir, env_transitions, "cpu")
+    cache = random_cache(env_transitions)
+    cache.metadata["sampler_options"] = {"sampler": "fast", "steps": 7}
+    run = Run.build("arq", env_transitions, ARQConfig(hidden=(16,), policy="implicit"), RunConfig(),
+                    behavior_inputs=BehaviorInputs(cache=cache, model=model))
+    assert run.algorithm.sampler_options() == {"sampler": "fast", "steps": 7}
+    run.algorithm.set_acting(implicit_sampler="ode")
+    assert run.algorithm.sampler_options() == {"sampler": "ode"}
+
+
 def test_run_config_out_of_range_is_refused():
     for field in ("steps", "log_every", "checkpoint_every", "keep_checkpoints", "eval_parallel"):
-        with pytest.raises(ConfigError, match=f"{field} = 0 \\(needs >= 1\\)"):
+        with pytest.raises(ConfigError, match=f"RunConfig.{field} must be at least 1, got 0"):
             RunConfig(**{field: 0})
-    with pytest.raises(ConfigError, match="eval_episodes = -1"):
+    with pytest.raises(ConfigError, match="eval_episodes must be at least 0, got -1"):
         RunConfig(eval_episodes=-1)
     RunConfig(eval_every=0, eval_episodes=0)  # documented: only the final evaluation, no evaluation
 
@@ -181,7 +235,7 @@ def test_cli_train_and_eval_print_the_score_last(env_transitions, gaussian_dir, 
     assert result.exit_code == 1 and "needs --behavior to be a sample cache" in result.output
     assert "Traceback" not in result.output
     result = runner.invoke(rl_main, ["train", "bc", "--dataset", "test/mcar-v0", "--set", "nope=1"])
-    assert result.exit_code == 1 and "has no field 'nope'" in result.output
+    assert result.exit_code == 1 and "unknown field(s) ['nope']" in result.output
 
 
 def test_cli_arq_on_a_real_sample_cache(env_transitions, gaussian_dir, tmp_path):
