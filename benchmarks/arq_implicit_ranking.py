@@ -17,7 +17,9 @@ the cache's sampler) and scored by the trained critic, min over the two Q's. Pri
 
 On the built-in PointMaze recipes the same figures are also printed against the waypoint
 planner's action at each state (the noise-free expert whose actions the recipes perturb,
-``rl.datasets.pointmaze``): whether the critic prefers the candidates closest to the expert.
+``rl.datasets.pointmaze``): whether the critic prefers the candidates closest to the expert; and
+how far the dataset's own actions lie from the planner's, the spread a faithful model of the
+behaviour would reproduce.
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ def main() -> None:
         if expert is not None:
             expert = torch.as_tensor(expert, dtype=torch.float32, device=run.device)
             q_expert = algorithm.critic(obs, expert).min(0).values
-            print(f"{'':70s} {'planner':>8s} {ranking_row(q, candidates, expert, q_expert)}")
+            print(f"{'':70s} {'planner':>8s} {ranking_row(q, candidates, expert, q_expert)}  "
+                  f"(dataset actions: {(data_actions - expert).norm(dim=-1).mean():.3f} from the planner's)")
 
 
 if __name__ == "__main__":
