@@ -209,22 +209,17 @@ def eval_command(run_dir: str, episodes: int, sampled: bool, seed: int, acting: 
 
     With --set, e.g. `rl eval --run DIR --set policy=implicit` for an ARQ run, the same critic is
     scored with Eq. 6's implicit policy instead of the AWR policy trained beside it."""
-    import json
-
     import torch
 
     torch.set_num_threads(threads)
 
     from behavior_models.io import write_json_atomic
     from rl.algos import algorithm_class
-    from rl.core.trainer import CONFIG_FILE, checkpoint_paths, load_run
+    from rl.core.trainer import checkpoint_paths, load_run, read_run_record
 
     values: dict[str, Any] = {}
     if acting:
-        record_path = Path(run_dir) / CONFIG_FILE
-        if not record_path.is_file():
-            raise ConfigError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing (make one with `rl train`)")
-        config_class = algorithm_class(json.loads(record_path.read_text())["algorithm"]).config_class
+        config_class = algorithm_class(read_run_record(run_dir)["algorithm"]).config_class
         values = dict(parse_override(config_class, item) for item in acting)
     run = load_run(run_dir, device=device, acting=values)
     result = run.evaluate(episodes, deterministic=not sampled, seed=seed)

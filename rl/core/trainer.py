@@ -200,14 +200,10 @@ def open_behavior(algo_cls: type[Algorithm], config: AlgoConfig, transitions: Tr
 
 def behavior_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """How the behaviour artefacts differ from those a run recorded (by content, not by path:
-    a moved cache is the same cache; a rebuilt one at the same path is not). A model the run did
-    not record (opened only to act differently, see ``load_run``) is not a change: ``open_behavior``
-    has checked it is the model the cache was drawn from."""
+    a moved cache is the same cache; a rebuilt one at the same path is not)."""
     changes = []
     for kind in ("cache", "model_dir"):
         old, new = saved.get(kind) or {}, current.get(kind) or {}
-        if kind == "model_dir" and not old and saved.get("cache"):
-            continue
         if old.get("fingerprint") != new.get("fingerprint"):
             changes.append(f"behavior {kind}: {old.get('path')} (fingerprint {old.get('fingerprint')}) -> "
                            f"{new.get('path')} (fingerprint {new.get('fingerprint')})")
@@ -404,6 +400,14 @@ def train(algorithm_name: str, dataset: str | Transitions, out_dir: str | Path, 
     return Trainer(run, out_dir, resume=resume, force=force, progress=progress, echo=echo).train()
 
 
+def read_run_record(run_dir: str | Path) -> dict[str, Any]:
+    """The config.json a run directory holds (algorithm, configs, fingerprints), or a clear error."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise ArtefactMismatchError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing (make one with `rl train`)")
+    return json.loads(path.read_text())
+
+
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
              behavior_inputs: BehaviorInputs | None = None, acting: dict[str, Any] | None = None) -> Run:
     """Rebuild a run from its directory with the weights of its newest checkpoint.
@@ -412,9 +416,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
     other field is refused), e.g. ``{"policy": "implicit"}`` evaluates an ARQ run with Eq. 6's
     policy; a behavior model the new way of acting samples is opened through the cache's metadata."""
     run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise ArtefactMismatchError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing (make one with `rl train`)")
-    record = json.loads((run_dir / CONFIG_FILE).read_text())
+    record = read_run_record(run_dir)
     checkpoints = checkpoint_paths(run_dir)
     if not checkpoints:
         raise ArtefactMismatchError(f"{run_dir} has no checkpoint yet; train it first (`rl train ... --out {run_dir}`)")
@@ -433,8 +435,10 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
     if behavior_inputs is None:
         behavior_inputs = open_behavior(algo_cls, acting_config, transitions, cache_path or model_dir,
                                         model_dir if cache_path else None, torch.device(device))
-        changes = behavior_changes(behavior, behavior_io.describe_behavior(behavior_inputs.cache_path,
-                                                                           behavior_inputs.model_dir))
+        # Only what the run recorded: a model opened just to act otherwise is the one the cache was
+        # drawn from (open_behavior checked its fingerprint against the cache's metadata).
+        recorded_model = behavior_inputs.model_dir if model_dir else None
+        changes = behavior_changes(behavior, behavior_io.describe_behavior(behavior_inputs.cache_path, recorded_model))
         if changes:
             raise ArtefactMismatchError(f"the behaviour artefacts of {run_dir} changed since it was trained "
                                         f"({'; '.join(changes)}); restore them, or retrain")
