@@ -102,40 +102,45 @@ def run_dir(root: Path, algo: str, dataset: str, seed: int) -> Path:
     return root / "runs" / algo / dataset / f"seed{seed}"
 
 
-def parse_overrides(items: list[str], algos: list[str]) -> dict[str, dict[str, Any]]:
-    """``ALGO.FIELD=VALUE`` items -> {algo: {field: value}}, each value typed like the field (as ``rl train --set``)."""
+def parse_algo_item(option: str, item: str, algos: list[str], comma_list: bool = False) -> tuple[str, dict[str, Any]]:
+    """``ALGO.FIELD=VALUE`` (``ALGO.FIELD=VALUE,FIELD=VALUE`` with ``comma_list``) -> (algo, {field:
+    value}), each value typed like the field (as ``rl train --set``). Exits naming ``option`` and
+    ``item`` on a malformed item, an algorithm not in --algos or a value of the wrong type."""
     from behavior_models.errors import ConfigError
     from cli.rl_train import parse_override
     from rl.algos import algorithm_class
 
+    algo, _, assignments = item.partition(".")
+    if not assignments or algo not in algos:
+        raise SystemExit(f"{option} {item!r}: write ALGO.FIELD=VALUE with ALGO one of --algos ({', '.join(algos)})")
+    try:
+        config_class = algorithm_class(algo).config_class
+        parts = assignments.split(",") if comma_list else [assignments]
+        return algo, dict(parse_override(config_class, part) for part in parts)
+    except ConfigError as error:
+        raise SystemExit(f"{option} {item!r}: {error}") from None
+
+
+def parse_overrides(items: list[str], algos: list[str]) -> dict[str, dict[str, Any]]:
+    """``--set ALGO.FIELD=VALUE`` items -> {algo: {field: value}}."""
     overrides: dict[str, dict[str, Any]] = {}
     for item in items:
-        algo, _, assignment = item.partition(".")
-        if not assignment or algo not in algos:
-            raise SystemExit(f"--set {item!r}: write ALGO.FIELD=VALUE with ALGO one of --algos ({', '.join(algos)})")
-        try:
-            key, value = parse_override(algorithm_class(algo).config_class, assignment)
-        except ConfigError as error:
-            raise SystemExit(f"--set {item!r}: {error}") from None
-        overrides.setdefault(algo, {})[key] = value
+        algo, values = parse_algo_item("--set", item, algos)
+        overrides.setdefault(algo, {}).update(values)
     return overrides
 
 
 def parse_acting(items: list[str], algos: list[str]) -> list[tuple[str, dict[str, Any]]]:
-    """``ALGO.FIELD=VALUE[,FIELD=VALUE]`` items -> [(algo, {field: value})], one extra final-table row each."""
+    """``--final-acting ALGO.FIELD=VALUE[,FIELD=VALUE]`` items -> [(algo, {field: value})], one
+    extra final-table row each; only acting fields (``Algorithm.acting_fields``) are accepted."""
     from behavior_models.errors import ConfigError
-    from cli.rl_train import parse_override
     from rl.algos import algorithm_class
 
     rows = []
     for item in items:
-        algo, _, assignments = item.partition(".")
-        if not assignments or algo not in algos:
-            raise SystemExit(f"--final-acting {item!r}: write ALGO.FIELD=VALUE with ALGO one of --algos "
-                             f"({', '.join(algos)})")
+        algo, acting = parse_algo_item("--final-acting", item, algos, comma_list=True)
         algo_cls = algorithm_class(algo)
         try:
-            acting = dict(parse_override(algo_cls.config_class, part) for part in assignments.split(","))
             algo_cls.with_acting(algo_cls.config_class(), acting)
         except ConfigError as error:
             raise SystemExit(f"--final-acting {item!r}: {error}") from None
