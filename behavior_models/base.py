@@ -22,6 +22,8 @@ native gradient (the score model's score).
 from __future__ import annotations
 
 import abc
+import functools
+import inspect
 import json
 import math
 from dataclasses import dataclass
@@ -80,6 +82,16 @@ class BehaviorModelConfig:
         # 0 calibration points would leave the support threshold an empty quantile.
         require_at_least(self, dict.fromkeys(("steps", "batch_size", "log_every", "checkpoint_every",
                                               "calibration_points"), 1))
+
+
+@functools.cache
+def _hook_options(hook: Any) -> tuple[str, ...] | None:
+    """The optional keyword parameters of a backend hook (``_sample(self, obs, n, sampler=None)``
+    gives ``("sampler",)``); None if it takes ``**options``. Cached: SPOT calls log_prob every update."""
+    parameters = list(inspect.signature(hook).parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return tuple(p.name for p in parameters if p.default is not inspect.Parameter.empty)
 
 
 class BehaviorModel(nn.Module, abc.ABC):
@@ -172,10 +184,26 @@ class BehaviorModel(nn.Module, abc.ABC):
         if act is not None and act.shape[0] != obs.shape[0]:
             raise InputError(f"obs and act must have the same batch size, got {obs.shape[0]} and {act.shape[0]}")
 
+    def accepted_options(self, method: Literal["sample", "log_prob"]) -> tuple[str, ...] | None:
+        """The keyword options ``sample`` or ``log_prob`` takes on this backend (those its hook
+        names), or None when the hook takes any."""
+        return _hook_options(getattr(type(self), f"_{method}"))
+
+    def check_options(self, method: Literal["sample", "log_prob"], options: dict[str, Any]) -> None:
+        """Refuse options ``method`` does not take here before any work is done with them, such as
+        a sampler name meant for the score model given to a CVAE."""
+        accepted = self.accepted_options(method)
+        unknown = [] if accepted is None else sorted(set(options) - set(accepted))
+        if unknown:
+            raise ConfigError(f"the {self.name} backend refused an option: its {method} takes no "
+                              f"{', '.join(map(repr, unknown))} (its options: {', '.join(accepted) or 'none'}); "
+                              "drop it, or use a backend that has it")
+
     # ------------------------------------------------------------------ public contract
     def log_prob(self, obs: Tensor, act: Tensor, **options: Any) -> Tensor:
         """log beta(act|obs) in nats per sample, [B]. What it is: see :attr:`log_prob_kind`."""
         self._check(obs, act)
+        self.check_options("log_prob", options)
         return self._log_prob(self.normalize(obs), act, **options)
 
     def grad_log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
@@ -194,6 +222,7 @@ class BehaviorModel(nn.Module, abc.ABC):
     def sample(self, obs: Tensor, n: int = 1, **options: Any) -> Tensor:
         """[B, n, A] actions drawn from beta(.|obs), clipped to the action box [-1, 1]."""
         self._check(obs)
+        self.check_options("sample", options)
         if n < 1:
             raise InputError(f"n must be >= 1, got {n}")
         return self._sample(self.normalize(obs), int(n), **options).clamp(-1.0, 1.0)

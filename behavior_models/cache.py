@@ -285,7 +285,7 @@ def _resume_decision(work: Path, manifest: dict[str, Any], overwrite: bool) -> s
     differing = sorted(key for key in manifest if key not in ("model_dir",) and started.get(key) != manifest[key])
     if not differing:
         return "resume"
-    # A run refused at its first draw (a bad sampler option) leaves a manifest but no chunk; the
+    # A run refused at its first draw (say, an unknown sampler name) leaves a manifest but no chunk; the
     # corrected command must not be held to the refused settings.
     if overwrite or not any(work.glob("chunk-*.npz")):
         return "restart"
@@ -367,6 +367,8 @@ def build_sample_cache(model_dir: str | os.PathLike, transitions: Transitions, o
             f"the model in {model_dir} was fitted on dataset {model.dataset_id} (fingerprint "
             f"{model.dataset_fingerprint}), not on {transitions.dataset_id} (fingerprint {transitions.fingerprint}); "
             "ARQ needs the behaviour model of the dataset it trains on: fit one with `bm fit` on this dataset")
+    model.check_options("sample", sampler_options)
+    model.check_options("log_prob", log_prob_options)
     threshold_info = _parse_threshold(model, threshold)
     states, obs_row, next_obs_row = cache_states(transitions)
     num_states = len(states)
@@ -403,13 +405,7 @@ def build_sample_cache(model_dir: str | os.PathLike, transitions: Transitions, o
             obs = torch.as_tensor(states[begin:begin + batch_states], dtype=torch.float32, device=device)
             with torch.random.fork_rng(devices=fork_devices):
                 torch.manual_seed(block_seed(seed, begin // batch_states))
-                try:
-                    parts.append(_draw(model, obs, num_samples, likelihood, sampler_options, log_prob_options))
-                except TypeError as error:
-                    if "unexpected keyword" not in str(error):
-                        raise
-                    raise ConfigError(f"the {model.name} backend refused an option ({error}); check --sampler "
-                                      f"and the sampler/log-prob options it accepts") from None
+                parts.append(_draw(model, obs, num_samples, likelihood, sampler_options, log_prob_options))
             bar.update(obs.shape[0] * num_samples)
         actions = torch.cat([p[0] for p in parts]).float()
         log_probs = torch.cat([p[1] for p in parts]).float()

@@ -251,6 +251,7 @@ class ScoreBehaviorModel(BehaviorModel):
         sample first and score with ``log_prob(**log_prob_options)``.
         """
         self._check(obs)
+        self.check_options("log_prob", log_prob_options)
         sampler = sampler or self.config.default_sampler
         if sampler == "pc" or len(self.networks) > 1:
             actions = self.sample(obs, n, sampler=sampler, steps=steps, generator=generator)

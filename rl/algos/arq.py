@@ -204,14 +204,17 @@ class ARQ(Algorithm):
         if config.policy == "explicit" and self.actor is None:
             raise ConfigError(f"this ARQ run trained no explicit policy (it was trained with policy="
                               f"{self.config.policy}); act with policy=implicit or policy=behavior")
-        if self.needs_behavior_model(config) and self.behavior.model is None:
-            raise ConfigError(f"ARQ with policy={config.policy} samples the behavior model at act time; "
-                              "pass --behavior-model DIR (or use a cache whose metadata names its model)")
+        if self.needs_behavior_model(config):
+            if self.behavior.model is None:
+                raise ConfigError(f"ARQ with policy={config.policy} samples the behavior model at act time; "
+                                  "pass --behavior-model DIR (or use a cache whose metadata names its model)")
+            self.behavior.model.check_options("sample", self.sampler_options(config))  # now, not at the first action
 
-    def sampler_options(self) -> dict[str, object]:
+    def sampler_options(self, config: ARQConfig | None = None) -> dict[str, object]:
         """How beta_psi is sampled at act time (``implicit_sampler``; by default as the cache was)."""
-        if self.config.implicit_sampler is not None:
-            return {"sampler": self.config.implicit_sampler}
+        config = config or self.config
+        if config.implicit_sampler is not None:
+            return {"sampler": config.implicit_sampler}
         return dict(getattr(self.behavior.cache, "metadata", {}).get("sampler_options", {}))
 
     def describe(self) -> dict[str, object]:

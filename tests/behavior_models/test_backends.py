@@ -14,6 +14,7 @@ import torch
 
 import behavior_models
 from behavior_models.base import InputError
+from behavior_models.errors import ConfigError
 from behavior_models.data import load_transitions
 from behavior_models.zoo import build_config, fit_backend
 from tests.helpers import gaussian_log_density, gaussian_mean_std, write_conditional_gaussian_dataset, write_flat_dataset
@@ -167,7 +168,7 @@ def test_samples_are_in_the_box_and_near_the_data(fitted):
 
 
 def test_wrong_inputs_give_clear_errors(fitted):
-    _, model, _ = fitted
+    name, model, _ = fitted
     obs = torch.zeros(4, 2)
     with pytest.raises(InputError, match=r"shape \[B, 3\]"):
         model.log_prob(obs, torch.zeros(4, 2))
@@ -181,6 +182,13 @@ def test_wrong_inputs_give_clear_errors(fitted):
         model.grad_log_prob(obs, torch.zeros(5, 3))
     with pytest.raises(InputError, match="is on meta"):
         model.log_prob(obs.to("meta"), torch.zeros(4, 3, device="meta"))
+    # An option of another backend (the score model's sampler) is named, with what this one takes.
+    assert model.accepted_options("sample") == ()
+    assert model.accepted_options("log_prob") == {"cvae": ("estimator", "num_samples")}.get(name, ())
+    with pytest.raises(ConfigError, match=f"the {name} backend refused an option: its sample takes no 'sampler'"):
+        model.sample(obs, 2, sampler="pc")
+    with pytest.raises(ConfigError, match="its log_prob takes no 'solver'"):
+        model.support_mask(obs, torch.zeros(4, 3), threshold=0.0, solver="dopri5")
 
 
 def test_actions_exactly_on_the_boundary_get_finite_scores(fitted):

@@ -153,11 +153,24 @@ def test_resume_refuses_a_changed_model_or_settings(setup, tmp_path, monkeypatch
     assert manifest["model_fingerprint"] in str(error.value)
 
 
-def test_a_run_refused_before_its_first_chunk_does_not_hold_back_the_corrected_command(setup, tmp_path):
-    root, data, _ = setup
-    with pytest.raises(ConfigError, match="refused an option"):
+def test_an_option_the_backend_lacks_is_refused_before_anything_is_written(setup, tmp_path):
+    with pytest.raises(ConfigError, match="gaussian backend refused an option: its sample takes no 'no_such_option'"):
         build(setup, tmp_path / "c.npz", sampler_options={"no_such_option": 1})
+    with pytest.raises(ConfigError, match="its log_prob takes no 'solver'"):
+        build(setup, tmp_path / "c.npz", likelihood="separate", log_prob_options={"solver": "dopri5"})
+    assert not (tmp_path / "c.npz.work").exists()
+
+
+def test_a_run_refused_at_its_first_draw_does_not_hold_back_the_corrected_command(setup, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):  # as a backend refuses an option's value (an unknown sampler name)
+        raise ConfigError("unknown sampler 'typo'")
+
+    real_draw = cache_module._draw
+    monkeypatch.setattr(cache_module, "_draw", refuse)
+    with pytest.raises(ConfigError, match="unknown sampler"):
+        build(setup, tmp_path / "c.npz", seed=5)
     assert (tmp_path / "c.npz.work" / "manifest.json").is_file()  # started, but nothing drawn
+    monkeypatch.setattr(cache_module, "_draw", real_draw)
     assert_same_cache(build(setup, tmp_path / "c.npz"), build(setup, tmp_path / "ref.npz"))
 
 

@@ -155,6 +155,11 @@ def test_bad_options_are_refused(small, data):
         small.log_prob(obs, act, probes=4)
     with pytest.raises(ConfigError, match="sampler"):
         small.sample(obs, 2, sampler="ddim")
+    assert small.accepted_options("sample") == ("sampler", "steps", "generator")
+    with pytest.raises(ConfigError, match="its sample takes no 'solver' \\(its options: sampler, steps, generator\\)"):
+        small.sample(obs, 2, solver="dopri5")  # a log_prob option given to sample
+    with pytest.raises(ConfigError, match="its log_prob takes no 'sampler_steps'"):
+        small.sample_and_log_prob(obs, 2, sampler="fast", sampler_steps=3)  # the fast path used to ignore it
     with pytest.raises(ConfigError, match="langevin_step"):
         ScoreConfig(langevin_step="mean")
 

@@ -129,16 +129,28 @@ def test_a_trained_arq_run_acts_with_its_implicit_policy_or_the_model_alone(env_
 
 
 def test_arq_samples_its_model_at_act_time_as_the_cache_was_sampled(env_transitions, gaussian_dir):
+    from behavior_models.score.model import ScoreBehaviorModel, ScoreConfig
     from rl.core.behavior import load_model
 
-    model = load_model(gaussian_dir, env_transitions, "cpu")
+    score = ScoreBehaviorModel(env_transitions.obs_dim, env_transitions.act_dim, ScoreConfig(width=16, blocks=1))
     cache = random_cache(env_transitions)
     cache.metadata["sampler_options"] = {"sampler": "fast", "steps": 7}
     run = Run.build("arq", env_transitions, ARQConfig(hidden=(16,), policy="implicit"), RunConfig(),
-                    behavior_inputs=BehaviorInputs(cache=cache, model=model))
+                    behavior_inputs=BehaviorInputs(cache=cache, model=score))
     assert run.algorithm.sampler_options() == {"sampler": "fast", "steps": 7}
     run.algorithm.set_acting(implicit_sampler="ode")
     assert run.algorithm.sampler_options() == {"sampler": "ode"}
+
+    # A model without those options is refused when the run is built or told to act so, not at its first action.
+    gaussian = load_model(gaussian_dir, env_transitions, "cpu")
+    with pytest.raises(ConfigError, match="gaussian backend refused an option: its sample takes no 'sampler', 'steps'"):
+        Run.build("arq", env_transitions, ARQConfig(hidden=(16,), policy="implicit"), RunConfig(),
+                  behavior_inputs=BehaviorInputs(cache=cache, model=gaussian))
+    run = Run.build("arq", env_transitions, ARQConfig(hidden=(16,), policy="implicit"), RunConfig(),
+                    behavior_inputs=BehaviorInputs(cache=random_cache(env_transitions), model=gaussian))
+    with pytest.raises(ConfigError, match="its sample takes no 'sampler' \\(its options: none\\)"):
+        run.algorithm.set_acting(implicit_sampler="ode")
+    assert run.algorithm.config.implicit_sampler is None and run.algorithm.sampler_options() == {}
 
 
 def test_run_config_out_of_range_is_refused():
