@@ -50,7 +50,8 @@ from behavior_models.errors import ConfigError
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
 from rl.core.buffer import Batch
 from rl.core.networks import QEnsemble, TanhGaussianActor, frozen, soft_update
-from rl.core.regularizers import MMD_KERNELS, PlusPlusOptions, critic_loss, minmax_weight, mmd
+from rl.core.regularizers import MMD_KERNELS, PlusPlusOptions, critic_loss, minmax_weight, mmd, table7_defaults
+from rl.core.tasks import fill_unset_fields
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class BEARConfig(PlusPlusOptions, AlgoConfig):
 class BEARPlusPlusConfig(BEARConfig):
     """BEAR++: BEAR with both options of seed 001 on."""
 
-    gradient_penalty: float = 1.0  # Table 7 (BEAR++ lambda_GP)
+    gradient_penalty: float | None = None  # resolves from the dataset id: Table 7's lambda_GP (1; 0.1 relocate)
     constraint_relaxation: bool = True  # Eq. 11
 
 
@@ -91,6 +92,7 @@ class BEAR(Algorithm):
 
     @classmethod
     def resolve_config(cls, config: BEARConfig, dataset_id: str, steps: int) -> BEARConfig:
+        config = fill_unset_fields(config, {"gradient_penalty": table7_defaults(dataset_id)["gradient_penalty"]})
         if config.warmup_steps is not None:
             return config
         warmup = min(config.warmup_max_steps, int(config.warmup_fraction * steps))
@@ -98,6 +100,8 @@ class BEAR(Algorithm):
 
     def __init__(self, config: BEARConfig, obs_dim: int, act_dim: int, device="cpu",
                  behavior: BehaviorInputs | None = None) -> None:
+        # Built without a dataset id: Table 7's locomotion lambda_GP (the warm start stays unset: see warmup_steps).
+        config = fill_unset_fields(config, {"gradient_penalty": table7_defaults("")["gradient_penalty"]})
         super().__init__(config, obs_dim, act_dim, device, behavior)
         if self.behavior.model is None:
             raise ConfigError("BEAR needs a behavior model to sample from: --behavior DIR (from `bm fit`, e.g. "

@@ -29,21 +29,25 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from rl.algos.base import BehaviorInputs
 from rl.algos.td3 import TD3Config, TD3Family
 from rl.core.buffer import Batch
-from rl.core.regularizers import PlusPlusOptions, critic_loss, minmax_weight
+from rl.core.regularizers import PlusPlusOptions, critic_loss, minmax_weight, table7_defaults
+from rl.core.tasks import fill_unset_fields
 
 
 @dataclass(frozen=True)
 class TD3BCConfig(PlusPlusOptions, TD3Config):
-    alpha: float = 2.5  # Eq. 4's alpha (seed 001, Table 7: 2.5 locomotion; 0.02-0.5 Adroit)
+    # Eq. 4's alpha; None resolves from the dataset id (seed 001, Table 7: 2.5, but 0.5 door,
+    # 0.2 hammer, 0.5 pen and 0.02 relocate, where 2.5 "does not work", App. C.2).
+    alpha: float | None = None
 
 
 @dataclass(frozen=True)
 class TD3BCPlusPlusConfig(TD3BCConfig):
     """TD3BC++: TD3+BC with both options of seed 001 on."""
 
-    gradient_penalty: float = 1.0  # Table 7 (TD3BC++ lambda_GP, locomotion and most Adroit tasks)
+    gradient_penalty: float | None = None  # resolves from the dataset id: Table 7's lambda_GP (1; 0.1 relocate)
     constraint_relaxation: bool = True  # Eq. 12
 
 
@@ -52,6 +56,15 @@ class TD3BC(TD3Family):
     config_class = TD3BCConfig
     behavior_kind = "none"
     config: TD3BCConfig
+
+    @classmethod
+    def resolve_config(cls, config: TD3BCConfig, dataset_id: str, steps: int) -> TD3BCConfig:
+        return fill_unset_fields(config, table7_defaults(dataset_id))
+
+    def __init__(self, config: TD3BCConfig, obs_dim: int, act_dim: int, device="cpu",
+                 behavior: BehaviorInputs | None = None) -> None:
+        config = self.resolve_config(config, "", 0)  # built without a dataset id: Table 7's locomotion column
+        super().__init__(config, obs_dim, act_dim, device, behavior)
 
     def critic_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         """TD3's loss, plus lambda_GP times Eq. 8 on every ``gp_every``-th update (1-based)."""

@@ -7,7 +7,8 @@
 * :func:`minmax_weight`: the critic weight of seed 001, Eq. 10, min-max normalised over the batch;
 * :func:`td3_target`: TD3's clipped double-Q target with target policy smoothing;
 * :func:`critic_loss`: sum_j E[(Q_j(s, a) - y)^2], plus lambda_GP times Eq. 8 when it is due;
-* :class:`PlusPlusOptions`: seed 001's two options as config fields, shared by BEAR's and TD3+BC's configs.
+* :class:`PlusPlusOptions`: seed 001's two options as config fields, shared by BEAR's and TD3+BC's configs;
+  :func:`table7_defaults`: their per-task values (Table 7).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from behavior_models.errors import ConfigError
+from rl.core.tasks import adroit_task
 
 MMD_KERNELS = ("laplacian", "gaussian")
 
@@ -98,12 +100,25 @@ def critic_loss(critic: nn.Module, obs: Tensor, actions: Tensor, target: Tensor,
     return loss, metrics, q.detach()
 
 
+# Seed 001, Table 7 (App. C.2): TD3+BC's and TD3BC++'s alpha, and lambda_GP of TD3BC++ and BEAR++, for
+# the Adroit tasks it names; every other task takes the locomotion column (alpha 2.5, lambda_GP 1).
+TABLE7_ALPHA = {"door": 0.5, "hammer": 0.2, "pen": 0.5, "relocate": 0.02}
+TABLE7_GRADIENT_PENALTY = {"relocate": 0.1}
+
+
+def table7_defaults(dataset_id: str) -> dict[str, float]:
+    """``alpha`` and ``gradient_penalty`` (lambda_GP) of seed 001's Table 7 for ``dataset_id``."""
+    task = adroit_task(dataset_id)
+    return {"alpha": TABLE7_ALPHA.get(task, 2.5), "gradient_penalty": TABLE7_GRADIENT_PENALTY.get(task, 1.0)}
+
+
 @dataclass(frozen=True)
 class PlusPlusOptions:
     """Seed 001's two options, as fields of the configs of the algorithms it extends (BEAR and
     TD3+BC; the ``++`` presets turn both on)."""
 
-    gradient_penalty: float = 0.0  # lambda_GP of Eq. 8; 0 = off (Table 7: 1; 0.1 for relocate)
+    # lambda_GP of Eq. 8; 0 = off. None (the ++ presets) resolves from the dataset id: Table 7.
+    gradient_penalty: float | None = 0.0
     gp_k: float = 1.0  # the one-sided threshold k of Eq. 8
     gp_actions: int = 16  # uniform random actions per state (App. C.2 listing)
     gp_every: int = 5  # the penalty applies every N-th update (Sec. 4.1: N = 5)

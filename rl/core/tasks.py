@@ -20,7 +20,7 @@ def task_family(dataset_id: str) -> str:
     The id is split into words at ``/``, ``-``, ``_`` and ``.``, and kitchen and Adroit are matched
     as whole words: a substring test would put ``mujoco/invertedpendulum/...`` among the Adroit
     ``pen`` tasks."""
-    words = re.split(r"[/\-_.\s]+", dataset_id.lower())
+    words = _words(dataset_id)
     if any("maze" in word for word in words):
         return "antmaze"
     if "kitchen" in words:
@@ -28,6 +28,16 @@ def task_family(dataset_id: str) -> str:
     if ADROIT_TASKS.intersection(words):
         return "adroit"
     return "locomotion"
+
+
+def adroit_task(dataset_id: str) -> str | None:
+    """``door``, ``hammer``, ``pen`` or ``relocate`` for an Adroit dataset id (whole words, as in
+    :func:`task_family`), else None: the per-task columns of seed 001's Table 7."""
+    return next((task for task in ADROIT_TASKS - {"adroit"} if task in _words(dataset_id)), None)
+
+
+def _words(dataset_id: str) -> list[str]:
+    return re.split(r"[/\-_.\s]+", dataset_id.lower())
 
 
 def fill_unset_fields(config: Config, defaults: dict[str, Any]) -> Config:

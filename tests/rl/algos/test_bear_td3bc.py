@@ -1,5 +1,5 @@
-"""BEAR(++) and TD3+BC(++) (seed 001): losses go down, the gradient penalty's schedule, and a
-golden test of TD3BC++'s actor loss with Eq. 10's weight against NumPy."""
+"""BEAR(++) and TD3+BC(++) (seed 001): losses go down, the gradient penalty's schedule, Table 7's
+per-task defaults, and a golden test of TD3BC++'s actor loss with Eq. 10's weight against NumPy."""
 
 import copy
 
@@ -9,14 +9,30 @@ import torch
 
 import rl.core.regularizers
 from rl.algos.base import BehaviorInputs
-from rl.algos.bear import BEARConfig, BEARPlusPlusConfig
-from rl.algos.td3bc import TD3BC, TD3BCConfig, TD3BCPlusPlusConfig
+from rl.algos.bear import BEAR, BEARConfig, BEARPlusPlus, BEARPlusPlusConfig
+from rl.algos.td3bc import TD3BC, TD3BCConfig, TD3BCPlusPlus, TD3BCPlusPlusConfig
 from rl.core.regularizers import minmax_weight
 from rl.core.trainer import Run, RunConfig
 from tests.rl.algos.test_golden import A, S, fixed_batch, np_ensemble_q, np_mlp
 from tests.rl.algos.test_updates import early_late, run_updates
 
 SMALL = {"hidden": (32, 32), "reward_transform": "minus_one"}
+
+
+@pytest.mark.parametrize("dataset_id, alpha, lambda_gp", [
+    ("D4RL/door/human-v2", 0.5, 1.0), ("D4RL/hammer/expert-v2", 0.2, 1.0), ("D4RL/pen/cloned-v2", 0.5, 1.0),
+    ("D4RL/relocate/expert-v2", 0.02, 0.1), ("mujoco/hopper/medium-v0", 2.5, 1.0),
+    ("mujoco/invertedpendulum/expert-v0", 2.5, 1.0), ("local/pointmaze-umaze-biased-v0", 2.5, 1.0)])
+def test_alpha_and_lambda_gp_follow_table_7_of_seed_001(dataset_id, alpha, lambda_gp):
+    plus = TD3BCPlusPlus.resolve_config(TD3BCPlusPlusConfig(), dataset_id, 100)
+    assert (plus.alpha, plus.gradient_penalty) == (alpha, lambda_gp)
+    plain = TD3BC.resolve_config(TD3BCConfig(), dataset_id, 100)
+    assert (plain.alpha, plain.gradient_penalty) == (alpha, 0.0)  # the penalty stays off without ++
+    assert BEARPlusPlus.resolve_config(BEARPlusPlusConfig(), dataset_id, 100).gradient_penalty == lambda_gp
+    assert BEAR.resolve_config(BEARConfig(), dataset_id, 100).gradient_penalty == 0.0
+    assert TD3BC.resolve_config(TD3BCConfig(alpha=1.0), dataset_id, 100).alpha == 1.0  # a set value is kept
+    # Built without a dataset id (library use), the locomotion column.
+    assert TD3BCPlusPlus(TD3BCPlusPlusConfig(hidden=(8,)), S, A).config.gradient_penalty == 1.0
 
 
 @pytest.mark.parametrize("config", [TD3BCConfig(**SMALL), TD3BCPlusPlusConfig(**SMALL)])
@@ -42,7 +58,7 @@ def test_td3bc_lowers_critic_and_actor_losses(env_transitions, config):
             return -scale * q.mean() + bc.mean(), q.abs().mean()
 
     _, q_abs = objective(algo.actor, 1.0)
-    scale = config.alpha / q_abs
+    scale = algo.config.alpha / q_abs
     assert objective(algo.actor, scale)[0] < objective(initial_actor, scale)[0]
 
 
