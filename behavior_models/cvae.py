@@ -6,22 +6,26 @@ Model (seed 004, SPOT slides, "Explicit estimation of behavior density")::
     q(z|s,a) = N(mu(s,a), diag(sigma(s,a)^2)),  log sigma clamped to [log_std_min, log_std_max]
     p(a|z,s) = N(a; tanh(dec(s,z)), decoder_std^2 I)
 
+with Z = ``latent_factor`` * A latent dims (SPOT's 2A by default).
+
 Training loss (BCQ/SPOT): ``MSE(tanh(dec(s,z)), a) + beta * KL(q || p)``, both averaged over
-dimensions (MSE over the A action dims, KL over the 2A latent dims), z ~ q by the
+dimensions (MSE over the A action dims, KL over the Z latent dims), z ~ q by the
 reparameterisation trick.
 
 Decoder std, derived. With a Gaussian decoder of std sigma_d, the negative one-sample ELBO is
 ``||a - mu||^2 / (2 sigma_d^2) + KL + A log(sigma_d sqrt(2 pi))``. The loss above is
-``||a - mu||^2 / A + (beta / 2A) KL``; multiplying it by ``2A / beta`` gives
-``(2 / beta) ||a - mu||^2 + KL``, which is the negative ELBO exactly when
-``1 / (2 sigma_d^2) = 2 / beta``, i.e. ``sigma_d = sqrt(beta / 4)`` (0.354 at beta = 0.5).
-So the training loss is ``(beta / 2A) * (-ELBO in nats) + const``: the density this module
-reports is the one the network was actually trained to fit, and :attr:`decoder_std` is a
-derived quantity, not a separate knob. A sharper density needs a smaller ``kl_weight``.
+``||a - mu||^2 / A + (beta / Z) KL``; multiplying it by ``Z / beta`` gives
+``(Z / (beta A)) ||a - mu||^2 + KL``, which is the negative ELBO exactly when
+``1 / (2 sigma_d^2) = Z / (beta A)``, i.e. ``sigma_d = sqrt(beta A / 2Z)``: ``sqrt(beta / 4)``
+at Z = 2A (0.354 at beta = 0.5). So the training loss is ``(beta / Z) * (-ELBO in nats) + const``:
+the density this module reports is the one the network was actually trained to fit, and
+:attr:`decoder_std` is a derived quantity, not a separate knob. A sharper density needs a
+smaller ``kl_weight``.
 
 Units (ALGORITHMS.md, "CVAE"): SPOT's lambda multiplies *that loss*. Applied to a
 log-density in nats (what :meth:`log_prob` returns), the same penalty is
-``lambda_nats = lambda * beta / (2A)``; see :func:`spot_lambda_to_nats`.
+``lambda_nats = lambda * beta / Z`` (``lambda * beta / (2A)`` for SPOT's CVAE); see
+:func:`spot_lambda_to_nats`.
 
 log_prob (seed 004, Eq. of "Density estimation with importance sampling"): with L draws
 ``z_l ~ q(z|s,a)`` and ``log w_l = log p(a|z_l,s) + log p(z_l) - log q(z_l|s,a)``,
@@ -65,8 +69,8 @@ _LOG_2PI = math.log(2.0 * math.pi)
 @dataclass(frozen=True)
 class CVAEConfig(BehaviorModelConfig):
     hidden: tuple[int, ...] = (750, 750)  # encoder and decoder widths (BCQ/BEAR/SPOT)
-    latent_factor: int = 2  # latent dim = latent_factor * A
-    kl_weight: float = 0.5  # beta of the loss; also sets decoder_std = sqrt(beta / 4)
+    latent_factor: int = 2  # latent dim Z = latent_factor * A (SPOT: 2A)
+    kl_weight: float = 0.5  # beta of the loss; also sets decoder_std = sqrt(beta / (2 latent_factor))
     log_std_min: float = -4.0  # clamp of the encoder's log-std (BCQ)
     log_std_max: float = 15.0
     latent_clip: float = 0.5  # |z| <= latent_clip when sampling (BCQ)
@@ -75,9 +79,10 @@ class CVAEConfig(BehaviorModelConfig):
     max_decoder_rows: int = 65_536  # log_prob decodes B*L latents in chunks of at most this many rows
 
 
-def spot_lambda_to_nats(lam: float, kl_weight: float, act_dim: int) -> float:
-    """SPOT's lambda (on the MSE + beta*KL loss) as a weight on a log-density in nats."""
-    return lam * kl_weight / (2.0 * act_dim)
+def spot_lambda_to_nats(lam: float, kl_weight: float, latent_dim: int) -> float:
+    """SPOT's lambda (on the MSE + beta*KL loss of a CVAE with ``latent_dim`` latents) as a
+    weight on a log-density in nats: lambda * beta / Z (the module docstring)."""
+    return lam * kl_weight / latent_dim
 
 
 class CVAEBehaviorModel(BehaviorModel):
@@ -94,15 +99,15 @@ class CVAEBehaviorModel(BehaviorModel):
         if config.estimator not in ("iw", "elbo"):
             raise ConfigError(f"estimator must be 'iw' or 'elbo', got {config.estimator!r}")
         if config.kl_weight <= 0:
-            raise ConfigError(f"kl_weight must be > 0 (it sets decoder_std = sqrt(kl_weight/4)), got {config.kl_weight}")
+            raise ConfigError(f"kl_weight must be > 0 (it sets decoder_std), got {config.kl_weight}")
         self.latent_dim = config.latent_factor * act_dim
         self.encoder = mlp(obs_dim + act_dim, config.hidden, 2 * self.latent_dim)
         self.decoder = mlp(obs_dim + self.latent_dim, config.hidden, act_dim)
 
     @property
     def decoder_std(self) -> float:
-        """sqrt(beta / 4): the Gaussian decoder under which the training loss is a scaled -ELBO."""
-        return math.sqrt(self.config.kl_weight / 4.0)
+        """sqrt(beta A / 2Z): the Gaussian decoder under which the training loss is a scaled -ELBO."""
+        return math.sqrt(self.config.kl_weight / (2.0 * self.config.latent_factor))
 
     # ------------------------------------------------------------------ networks
     def encode(self, obs: Tensor, act: Tensor) -> tuple[Tensor, Tensor]:

@@ -21,9 +21,10 @@ density is differentiable in the action:
   ``log_prob``; unnormalised densities (the GAN's discriminator) are refused.
 
 **Units of lambda** (ALGORITHMS.md, CVAE "Units"). SPOT's published lambda multiplies its CVAE
-loss (MSE + beta_KL * KL, both averaged over dimensions) = (beta_KL / (2A)) * (-ELBO in nats)
-+ const. With ``lambda_units="spot_cvae"`` (default) the penalty on a log-density in nats
-uses lambda_nats = lambda * beta_KL / (2A); with ``"nats"`` lambda is used as given.
+loss (MSE + beta_KL * KL, both averaged over dimensions) = (beta_KL / Z) * (-ELBO in nats)
++ const, with Z = 2A latents in SPOT's CVAE. With ``lambda_units="spot_cvae"`` (default) the
+penalty on a log-density in nats uses lambda_nats = lambda * beta_KL / Z (the behaviour CVAE's
+own beta_KL and Z; SPOT's 0.5 and 2A for other backends); with ``"nats"`` lambda is used as given.
 
 **Per-domain settings** (ALGORITHMS.md "SPOT"): on maze navigation ids (``task_family``, the
 rule ARQ's AntMaze column and the r - 1 reward use too) the actor's lr is 1e-4 and states are
@@ -38,6 +39,7 @@ from typing import Any
 
 from torch import Tensor
 
+from behavior_models.cvae import spot_lambda_to_nats
 from behavior_models.errors import ConfigError
 from rl.algos.base import BehaviorInputs
 from rl.algos.td3 import TD3Config, TD3Family
@@ -58,7 +60,7 @@ class SPOTConfig(TD3Config):
     actor_lr: float | None = None  # 1e-4 on maze navigation, else TD3's 3e-4
     normalize_states: bool | None = None  # off on maze navigation, else on (TD3+BC)
     lambda_: float = 0.1  # penalty weight, in `lambda_units` (SPOT: 0.05-1.0 locomotion, 0.025-0.25 AntMaze)
-    lambda_units: str = "spot_cvae"  # spot_cvae: lambda_nats = lambda * cvae_kl_weight / (2A) | nats
+    lambda_units: str = "spot_cvae"  # spot_cvae: lambda_nats = lambda * beta / Z (Z = 2A latents in SPOT) | nats
     # beta of SPOT's CVAE loss, for the units conversion when beta_hat is not a CVAE (a CVAE's own
     # kl_weight is used when it is one).
     cvae_kl_weight: float = 0.5
@@ -89,9 +91,11 @@ class SPOT(TD3Family):
         # Options of the CVAE's log_prob (its own default is the evaluation-grade IW estimate).
         is_cvae = model.name == "cvae"
         self.density_options = {"estimator": config.cvae_estimator, "num_samples": config.cvae_samples} if is_cvae else {}
+        # SPOT's units are those of its CVAE's loss: this CVAE's, or else SPOT's own (2A latents).
         kl_weight = float(model.config.kl_weight) if is_cvae else config.cvae_kl_weight
+        latent_dim = model.latent_dim if is_cvae else 2 * act_dim
         if config.lambda_units == "spot_cvae":
-            self.lambda_nats = config.lambda_ * kl_weight / (2 * act_dim)
+            self.lambda_nats = spot_lambda_to_nats(config.lambda_, kl_weight, latent_dim)
         elif config.lambda_units == "nats":
             self.lambda_nats = config.lambda_
         else:

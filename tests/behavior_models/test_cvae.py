@@ -9,14 +9,18 @@ from behavior_models.cvae import CVAEBehaviorModel, CVAEConfig, spot_lambda_to_n
 from behavior_models.errors import ConfigError
 
 
-def test_training_loss_is_a_scaled_negative_elbo():
-    # The BCQ/SPOT loss MSE/A + beta*KL/Z (Z = 2A latents) equals (beta/2A) * (-ELBO) + const when the
-    # decoder std is sqrt(beta/4). Check model.loss itself against the one-sample negative ELBO written
-    # out here: Gaussian decoder log-density and the closed-form KL of N(mu, s^2) from N(0, I).
+@pytest.mark.parametrize("latent_factor", [2, 1, 3])
+def test_training_loss_is_a_scaled_negative_elbo(latent_factor):
+    # The BCQ/SPOT loss MSE/A + beta*KL/Z (Z = f A latents; SPOT's f = 2) equals (beta/Z) * (-ELBO) + const
+    # when the decoder std is sqrt(beta A / 2Z) (sqrt(beta/4) for SPOT). Check model.loss itself against the
+    # one-sample negative ELBO written out here: Gaussian decoder log-density and the closed-form KL of
+    # N(mu, s^2) from N(0, I).
     torch.manual_seed(0)
     act_dim, beta = 3, 0.5
-    model = CVAEBehaviorModel(2, act_dim, CVAEConfig(hidden=(16,), kl_weight=beta))
-    assert model.decoder_std == pytest.approx(math.sqrt(beta / 4)) and model.latent_dim == 2 * act_dim
+    model = CVAEBehaviorModel(2, act_dim, CVAEConfig(hidden=(16,), kl_weight=beta, latent_factor=latent_factor))
+    latent_dim = latent_factor * act_dim
+    assert model.latent_dim == latent_dim
+    assert model.decoder_std == pytest.approx(math.sqrt(beta / (2 * latent_factor)))
     obs, act = torch.randn(4, 2), torch.rand(4, act_dim) * 2 - 1
     torch.manual_seed(5)
     loss, _, _ = model.loss(obs, act)
@@ -29,9 +33,9 @@ def test_training_loss_is_a_scaled_negative_elbo():
         log_decoder = (-0.5 * residual ** 2 - math.log(sigma) - 0.5 * math.log(2 * math.pi)).sum(-1)
         kl = 0.5 * (mean ** 2 + (2 * log_std).exp() - 1 - 2 * log_std).sum(-1)
         const = act_dim * (math.log(sigma) + 0.5 * math.log(2 * math.pi))
-        expected = (beta / (2 * act_dim)) * (-log_decoder - const + kl).mean()
+        expected = (beta / latent_dim) * (-log_decoder - const + kl).mean()
     torch.testing.assert_close(loss.detach(), expected)
-    assert spot_lambda_to_nats(1.0, beta, act_dim) == pytest.approx(beta / (2 * act_dim))
+    assert spot_lambda_to_nats(1.0, beta, latent_dim) == pytest.approx(beta / latent_dim)
 
 
 def test_iw_with_one_sample_equals_the_elbo_with_the_same_draw():

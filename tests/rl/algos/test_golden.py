@@ -219,6 +219,9 @@ def test_spot_with_a_cvae_uses_its_one_sample_elbo_and_kl_weight():
     cvae = CVAEBehaviorModel(S, A, CVAEConfig(hidden=(16,), kl_weight=0.8)).requires_grad_(False)
     spot = SPOT(SPOTConfig(hidden=(8,), lambda_=0.4), S, A, behavior=BehaviorInputs(model=cvae))
     assert spot.lambda_nats == pytest.approx(0.4 * 0.8 / (2 * A))
+    wide = CVAEBehaviorModel(S, A, CVAEConfig(hidden=(16,), kl_weight=0.8, latent_factor=3)).requires_grad_(False)
+    wide_spot = SPOT(SPOTConfig(hidden=(8,), lambda_=0.4), S, A, behavior=BehaviorInputs(model=wide))
+    assert wide_spot.lambda_nats == pytest.approx(0.4 * 0.8 / (3 * A))  # its KL is averaged over 3A latents
     actions = torch.as_tensor(rng.uniform(-0.9, 0.9, (B, A)), dtype=torch.float32)
     torch.manual_seed(5)
     penalty, _ = spot.penalty(batch.raw_observations, actions)
