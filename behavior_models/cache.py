@@ -47,9 +47,10 @@ States are processed in blocks of ``batch_states`` consecutive rows aligned to a
 indices (block b holds rows [b*B, (b+1)*B)); one model call draws the N samples of one block.
 Before that call the global torch RNG is seeded with a hash of (seed, b), inside
 ``torch.random.fork_rng`` so the caller's RNG state is untouched. Every backend draws its noise
-from the global RNG, so a state's samples depend only on (seed, batch_states, its row), never on
-chunking, resume or the rank that computed them. Changing ``batch_states`` changes the draws
-(like changing the seed); it is recorded and a resume refuses a different value.
+from the global RNG, so a state's samples depend only on (seed, batch_states, its row) and the
+device type, never on chunking, resume or the rank that computed them. Changing ``batch_states``
+changes the draws (like changing the seed), and CPU and CUDA generators give different streams
+from one seed: both are recorded, and a resume refuses a different value.
 
 Streaming and resume
 --------------------
@@ -348,6 +349,7 @@ def build_sample_cache(model_dir: str | os.PathLike, transitions: Transitions, o
     if num_samples < 1 or batch_states < 1 or seed < 0:
         raise ConfigError(f"need num_samples >= 1, batch_states >= 1 and seed >= 0; got {num_samples}, "
                           f"{batch_states}, {seed}")
+    transitions.require_unit_action_box()
     sampler_options, log_prob_options = dict(sampler_options or {}), dict(log_prob_options or {})
     if log_prob_options and likelihood != "separate":
         raise ConfigError(f"log_prob options {sorted(log_prob_options)} apply only to likelihood='separate' "
@@ -383,7 +385,7 @@ def build_sample_cache(model_dir: str | os.PathLike, transitions: Transitions, o
         "backend": model.name, "log_prob_kind": model.log_prob_kind, "num_samples": int(num_samples),
         "threshold": threshold_info, "likelihood": likelihood, "sampler_options": sampler_options,
         "log_prob_options": log_prob_options, "seed": int(seed), "batch_states": int(batch_states),
-        "chunk_states": int(chunk_states), "rng": RNG_SCHEME, "dtype": dtype,
+        "chunk_states": int(chunk_states), "rng": RNG_SCHEME, "device_type": device.type, "dtype": dtype,
     }
     work = out.with_name(out.name + ".work")
     decision = _resume_decision(work, json.loads(json.dumps(manifest)), overwrite)  # every rank, before any barrier

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -62,13 +63,22 @@ def _create_file_beside(target: Path, suffix: str) -> Path:
         return tmp
 
 
+_TEMPORARY_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp")  # _create_file_beside's names
+
+
+def contents(directory: Path) -> list[Path]:
+    """The entries of ``directory``, without the temporary files of atomic writes that a killed
+    process left behind (a fit killed while writing its first checkpoint leaves only that)."""
+    return [entry for entry in directory.iterdir() if not _TEMPORARY_NAME.match(entry.name)]
+
+
 def remove_for_restart(directory: str | os.PathLike, markers: tuple[str, ...], what: str) -> None:
     """Delete ``directory`` for ``--force``, but only if it is empty or holds ``what`` (one of the
     ``markers`` files or directories in it): a mistyped ``--out`` must not wipe unrelated files."""
     directory = Path(directory)
     if not directory.exists():
         return
-    if not directory.is_dir() or (any(directory.iterdir()) and not any((directory / m).exists() for m in markers)):
+    if not directory.is_dir() or (contents(directory) and not any((directory / m).exists() for m in markers)):
         raise ArtefactMismatchError(f"{directory} is not {what} (it holds none of {list(markers)}); --force only "
                                     f"replaces {what}. Choose another --out, or delete {directory} yourself")
     shutil.rmtree(directory)

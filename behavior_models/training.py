@@ -32,7 +32,7 @@ from behavior_models.base import (
 )
 from behavior_models.data.transitions import NormalizationStats, Transitions
 from behavior_models.errors import ArtefactMismatchError
-from behavior_models.io import atomic_path, config_to_dict, remove_for_restart, write_text_atomic
+from behavior_models.io import atomic_path, config_to_dict, contents, remove_for_restart, write_text_atomic
 
 
 def seed_everything(seed: int) -> None:
@@ -71,7 +71,7 @@ def _check_out_dir(out_dir: Path, cls: type[BehaviorModel], config: BehaviorMode
         raise ArtefactMismatchError(f"{out_dir} already holds a fitted model; pass --force to overwrite it "
                                     "or choose another --out")
     if not checkpoint_path.exists():
-        if any(out_dir.iterdir()):
+        if contents(out_dir):
             raise ArtefactMismatchError(f"{out_dir} exists and is not a behavior-model run; choose another --out "
                                         "or pass --force to replace it")
         return None
@@ -140,6 +140,7 @@ def fit_model(cls: type[BehaviorModel], transitions: Transitions, config: Behavi
               force: bool = False, progress: bool = True) -> BehaviorModel:
     """Fit a ``cls`` model on ``transitions``; see the module docstring for what is written."""
     device = torch.device(device)
+    transitions.require_unit_action_box()
     out_dir = Path(out_dir) if out_dir is not None else None
     checkpoint = _check_out_dir(out_dir, cls, config, transitions, resume, force) if out_dir else None
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from behavior_models.errors import DatasetError
 from behavior_models.io import fingerprint_arrays
 
 
@@ -122,6 +123,20 @@ class Transitions:
     def boundary_fraction(self, atol: float = 0.0) -> float:
         """Fraction of action entries sitting on the [-1, 1] box boundary (within ``atol``)."""
         return float(np.mean(np.abs(self.actions) >= 1.0 - atol))
+
+    def require_unit_action_box(self) -> None:
+        """Raise DatasetError unless the dataset declares the action box [-1, 1]^A.
+
+        Every behavior model clips its samples to [-1, 1] (and the density backends clamp their
+        inputs just inside it), and every RL actor is squashed into it, so actions from another
+        box would be learned wrongly and silently (gymnasium MuJoCo tasks with other boxes:
+        InvertedPendulum's [-3, 3], Pusher's [-2, 2], Humanoid's [-0.4, 0.4])."""
+        low, high = self.info.action_low, self.info.action_high
+        if any(x != -1.0 for x in low) or any(x != 1.0 for x in high):
+            raise DatasetError(
+                f"{self.dataset_id}: its declared action box is low {list(low)}, high {list(high)}, not [-1, 1]; "
+                "behavior models and RL algorithms here work in [-1, 1]^A. Rescale the actions to [-1, 1] (and the "
+                "environment with gymnasium.wrappers.RescaleAction) when building the dataset.")
 
     def episode_returns(self) -> np.ndarray:
         """Undiscounted return of each episode, in episode order."""

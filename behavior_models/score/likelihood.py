@@ -25,8 +25,9 @@ Solvers, :func:`log_likelihood`:
 
 * ``"dopri5"``: ``torchdiffeq.odeint``, the whole batch as one ODE on the device. The error
   norm is the *maximum over rows* of each row's RMS error (:func:`per_sample_norm`), so every
-  row meets the tolerance on its own and a row's result does not depend on its batch-mates
-  (torchdiffeq's default RMS over the whole state would let one bad row hide in the mean).
+  row meets the tolerance on its own (torchdiffeq's default RMS over the whole state would let
+  one bad row hide in the mean). The step sizes are shared, so a row's result still depends on
+  its batch-mates, within that tolerance.
   Inside the solve only torchdiffeq's step control reads scalars on the host (step
   acceptance, the next step size, its finiteness checks: a few per step); the state and the
   network evaluations stay on the device.

@@ -112,8 +112,11 @@ class ScoreConfig(BehaviorModelConfig):
                 raise ConfigError(f"{name} must be one of {allowed}, got {value!r}")
         if self.ensemble < 1 or self.batch_size < self.ensemble:
             raise ConfigError(f"ensemble must be >= 1 and <= batch_size, got {self.ensemble} (batch {self.batch_size})")
-        if not 0.0 < self.train_t_min < 1.0 or not 0.0 < self.likelihood_eps < 1.0:
-            raise ConfigError("train_t_min and likelihood_eps must be in (0, 1)")
+        # At t = 0 the perturbation's sigma(t) is 0, and the score (-eps / sigma) divides by it.
+        outside = [f"{name}={getattr(self, name)}" for name in ("train_t_min", "likelihood_eps", "pc_t_end", "grad_t")
+                   if not 0.0 < getattr(self, name) < 1.0]
+        if outside:
+            raise ConfigError(f"{', '.join(outside)}: these diffusion times must be in (0, 1)")
 
 
 class ScoreBehaviorModel(BehaviorModel):
@@ -247,13 +250,18 @@ class ScoreBehaviorModel(BehaviorModel):
 
         ``sampler="ode"`` (dopri5) and ``"fast"`` get both from one solve, then re-score the
         samples outside [-1 + delta, 1 - delta] with the same solver family (``log_prob`` clamps
-        those, so their path log-prob is not the returned action's). ``"pc"`` and ensembles
-        sample first and score with ``log_prob(**log_prob_options)``.
+        those, so their path log-prob is not the returned action's); they take no log_prob
+        options. ``"pc"`` and ensembles sample first and score with ``log_prob(**log_prob_options)``.
         """
         self._check(obs)
         self.check_options("log_prob", log_prob_options)
         sampler = sampler or self.config.default_sampler
-        if sampler == "pc" or len(self.networks) > 1:
+        joint_solve = sampler != "pc" and len(self.networks) == 1
+        if joint_solve and log_prob_options:
+            raise ConfigError(f"sample_and_log_prob with sampler={sampler!r} gets the log-probs from the sampling solve "
+                              f"itself, so log_prob options {sorted(log_prob_options)} would be ignored; call sample "
+                              "then log_prob with them (a cache: likelihood='separate')")
+        if not joint_solve:
             actions = self.sample(obs, n, sampler=sampler, steps=steps, generator=generator)
             log_probs = self.log_prob(obs.repeat_interleave(n, 0), actions.reshape(-1, self.act_dim),
                                       generator=generator, **log_prob_options)

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from behavior_models import __version__
 from behavior_models.data import NormalizationStats, Transitions, load_transitions
-from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError, first_lines, require_at_least
+from behavior_models.errors import ArtefactMismatchError, ConfigError, first_lines, require_at_least
 from behavior_models.io import atomic_path, config_from_dict, config_to_dict, remove_for_restart, write_json_atomic
 from behavior_models.training import flush_denormals, restore_generator
 from rl.algos import algorithm_class
@@ -74,19 +74,6 @@ class RunConfig:
                                 "seed": 0})
 
 
-def require_unit_action_box(transitions: Transitions) -> None:
-    """Every actor here is squashed into [-1, 1]^A (tanh) and the evaluation steps the environment
-    with those actions unscaled, so a dataset declaring another box would be learned wrongly and
-    silently. Refuse it instead (gymnasium MuJoCo tasks with other boxes: InvertedPendulum's
-    [-3, 3], Humanoid's [-0.4, 0.4])."""
-    low, high = transitions.info.action_low, transitions.info.action_high
-    if any(x != -1.0 for x in low) or any(x != 1.0 for x in high):
-        raise DatasetError(
-            f"{transitions.dataset_id}: its declared action box is low {list(low)}, high {list(high)}, not [-1, 1]; "
-            "the RL algorithms act in [-1, 1]^A. Rescale the actions to [-1, 1] (and the environment with "
-            "gymnasium.wrappers.RescaleAction) when building the dataset.")
-
-
 @dataclass
 class Run:
     """Everything a run is built from: data on the device, behaviour inputs, the algorithm."""
@@ -108,7 +95,7 @@ class Run:
         """``behavior`` is the ``--behavior`` path; ``behavior_inputs`` passes already-open artefacts (tests)."""
         device = torch.device(device)
         flush_denormals()
-        require_unit_action_box(transitions)
+        transitions.require_unit_action_box()
         algo_cls = algorithm_class(algorithm_name)
         algo_config = algo_config or algo_cls.config_class()
         if not isinstance(algo_config, algo_cls.config_class):

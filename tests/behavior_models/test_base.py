@@ -1,4 +1,4 @@
-"""BehaviorModelConfig refuses counts that mean nothing; saved weights must fit their config."""
+"""BehaviorModelConfig refuses counts and ranges that mean nothing; saved weights must fit their config."""
 
 import shutil
 
@@ -22,6 +22,21 @@ def test_counts_below_one_are_refused(cls, field):
     with pytest.raises(ConfigError, match=rf"{cls.__name__}\.{field} must be at least 1, got 0"):
         cls(**{field: 0})
     assert getattr(cls(**{field: 1}), field) == 1
+
+
+@pytest.mark.parametrize("delta", [0.0, 1e-8, 0.5, -0.1])
+def test_a_boundary_delta_that_would_reach_the_box_edge_is_refused(delta):
+    # 1 - 1e-8 is 1.0 in float32: a flow would take atanh(1) at the edge (a nan log-prob).
+    with pytest.raises(ConfigError, match=rf"boundary_delta must be in \[1e-6, 0.5\), got {delta}"):
+        GaussianConfig(boundary_delta=delta)
+    assert GaussianConfig(boundary_delta=1e-6).boundary_delta == 1e-6
+
+
+@pytest.mark.parametrize("field", ["pc_t_end", "grad_t", "train_t_min", "likelihood_eps"])
+def test_score_diffusion_times_outside_zero_one_are_refused(field):
+    for value in (0.0, 1.0):  # at t = 0 the score divides by sigma(0) = 0
+        with pytest.raises(ConfigError, match=rf"{field}={value}: these diffusion times must be in \(0, 1\)"):
+            ScoreConfig(**{field: value})
 
 
 def test_a_config_file_with_a_zero_batch_is_refused():

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ from behavior_models import cache as cache_module
 from behavior_models.base import ARQ_LOG_THRESHOLD
 from behavior_models.cache import SampleCache, build_sample_cache, cache_states
 from behavior_models.data import load_transitions
-from behavior_models.errors import ArtefactMismatchError, ConfigError
+from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError
 from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
 from behavior_models.io import load_npz
 from tests.helpers import assert_same_cache, write_flat_dataset
@@ -153,6 +154,14 @@ def test_resume_refuses_a_changed_model_or_settings(setup, tmp_path, monkeypatch
     assert manifest["model_fingerprint"] in str(error.value)
 
 
+def test_a_dataset_whose_action_box_is_not_unit_is_refused(setup, tmp_path):
+    root, data, _ = setup
+    wide = dataclasses.replace(data, info=dataclasses.replace(data.info, action_high=(2.0,) * data.act_dim))
+    with pytest.raises(DatasetError, match=r"not \[-1, 1\]"):
+        build_sample_cache(root / "model", wide, tmp_path / "c.npz", progress=False)
+    assert not (tmp_path / "c.npz.work").exists()
+
+
 def test_an_option_the_backend_lacks_is_refused_before_anything_is_written(setup, tmp_path):
     with pytest.raises(ConfigError, match="gaussian backend refused an option: its sample takes no 'no_such_option'"):
         build(setup, tmp_path / "c.npz", sampler_options={"no_such_option": 1})
@@ -184,6 +193,21 @@ def test_force_discards_an_unfinished_cache_of_other_settings(setup, tmp_path, m
     with pytest.raises(ConfigError, match="pass --force"):
         build(setup, tmp_path / "c.npz")
     assert_same_cache(build(setup, tmp_path / "c.npz", overwrite=True), build(setup, tmp_path / "ref.npz"))
+
+
+def test_a_resume_on_another_device_type_is_refused(setup, tmp_path, monkeypatch):
+    """CPU and CUDA generators draw different streams from one seed: the chunks would mix them."""
+    root, data, _ = setup
+    monkeypatch.setattr(cache_module, "_merge", lambda *a, **k: None)  # finished chunks, no merge: a run in progress
+    build_sample_cache(root / "model", data, tmp_path / "c.npz", num_samples=5, batch_states=4, chunk_states=8,
+                       seed=3, progress=False)
+    manifest_path = tmp_path / "c.npz.work" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["device_type"] == "cpu"
+    manifest_path.write_text(json.dumps({**manifest, "device_type": "cuda"}))  # as if started on a GPU
+    with pytest.raises(ConfigError, match="device_type: then 'cuda', now 'cpu'"):
+        build_sample_cache(root / "model", data, tmp_path / "c.npz", num_samples=5, batch_states=4, chunk_states=8,
+                           seed=3, progress=False)
 
 
 def test_consumers_refuse_another_dataset(setup, tmp_path):

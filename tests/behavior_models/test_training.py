@@ -9,7 +9,7 @@ import torch
 
 import behavior_models
 from behavior_models.data import load_transitions
-from behavior_models.errors import ArtefactMismatchError
+from behavior_models.errors import ArtefactMismatchError, DatasetError
 from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
 from behavior_models.training import restore_generator
 from tests.helpers import write_conditional_gaussian_dataset
@@ -156,6 +156,21 @@ def test_force_replaces_a_fit_but_not_a_directory_of_other_files(data, tmp_path)
     assert (tmp_path / "thesis" / "notes.txt").read_text() == "precious"
 
 
+def test_a_fit_killed_while_writing_its_first_checkpoint_can_be_rerun_or_forced(data, tmp_path):
+    """All such a fit leaves is the atomic write's temporary file, which is not a finished artefact."""
+    quick = dataclasses.replace(SMALL, steps=2)
+    for flags in ({}, {"force": True}, {"resume": True}):
+        out = tmp_path / f"run{len(flags)}{''.join(flags)}"
+        out.mkdir()
+        (out / ".checkpoint.pt.0123456789ab.tmp").write_bytes(b"half a checkpoint")
+        GaussianBehaviorModel.fit(data, quick, out_dir=out, progress=False, **flags)
+        assert (out / "model.json").is_file()
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "draft.0123456789ab.tmp").write_text("precious")  # not a name atomic writes use
+    with pytest.raises(ArtefactMismatchError, match="is not a behavior-model run"):
+        GaussianBehaviorModel.fit(data, quick, out_dir=tmp_path / "thesis", force=True, progress=False)
+
+
 def test_support_threshold_is_the_configured_quantile_of_held_out_log_probs(data, tmp_path):
     # Fewer calibration points than held-out transitions (50 here), so the point selection matters.
     config = dataclasses.replace(SMALL, calibration_points=32)
@@ -171,3 +186,14 @@ def test_support_threshold_is_the_configured_quantile_of_held_out_log_probs(data
     assert config.support_quantile == 0.01 and model.threshold_source == "quantile=0.01"
     assert float(model.support_threshold) == pytest.approx(expected, rel=1e-5, abs=1e-5)
     assert behavior_models.load(tmp_path / "run").support_threshold.item() == pytest.approx(expected, rel=1e-5, abs=1e-5)
+
+
+def test_a_dataset_whose_action_box_is_not_unit_is_refused_before_fitting(data, tmp_path):
+    """Samples are clipped to [-1, 1] and density inputs clamped inside it: actions of a [-3, 3] box
+    would be fitted as a spike at the clamp, silently (InvertedPendulum, Pusher)."""
+    act_dim = data.act_dim
+    wide = dataclasses.replace(data, info=dataclasses.replace(data.info, action_low=(-3.0,) * act_dim,
+                                                              action_high=(3.0,) * act_dim))
+    with pytest.raises(DatasetError, match=r"action box is low \[-3.0.*not \[-1, 1\].*RescaleAction"):
+        GaussianBehaviorModel.fit(wide, GaussianConfig(steps=2), out_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

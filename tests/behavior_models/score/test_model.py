@@ -160,6 +160,8 @@ def test_bad_options_are_refused(small, data):
         small.sample(obs, 2, solver="dopri5")  # a log_prob option given to sample
     with pytest.raises(ConfigError, match="its log_prob takes no 'sampler_steps'"):
         small.sample_and_log_prob(obs, 2, sampler="fast", sampler_steps=3)  # the fast path used to ignore it
+    with pytest.raises(ConfigError, match=r"sampler='ode' gets the log-probs from the sampling solve .*\['rtol'\]"):
+        small.sample_and_log_prob(obs, 2, sampler="ode", rtol=0.3)  # valid for log_prob, unused by the joint solve
     with pytest.raises(ConfigError, match="langevin_step"):
         ScoreConfig(langevin_step="mean")
 
