@@ -80,3 +80,11 @@ class TD3Family(Algorithm, abc.ABC):
 
     def act(self, obs: Tensor, raw_obs: Tensor, deterministic: bool = True) -> Tensor:
         return self.actor(obs)  # TD3's actor is deterministic
+
+    # The last actor step's metrics are checkpointed, so a resumed run logs what an uninterrupted one does.
+    def get_extra_state(self) -> dict[str, object]:
+        return {**super().get_extra_state(), "actor_metrics": dict(self._actor_metrics)}
+
+    def set_extra_state(self, state: dict[str, object]) -> None:
+        super().set_extra_state(state)
+        self._actor_metrics = dict(state.get("actor_metrics", {}))

@@ -97,14 +97,9 @@ class Run:
         flush_denormals()
         transitions.require_unit_action_box()
         algo_cls = algorithm_class(algorithm_name)
-        algo_config = algo_config or algo_cls.config_class()
-        if not isinstance(algo_config, algo_cls.config_class):
-            raise ConfigError(f"{algorithm_name} needs a {algo_cls.config_class.__name__}, got {type(algo_config).__name__}")
         run_config = run_config or RunConfig()
-        reward = resolve_reward_transform(algo_config.reward_transform, transitions.dataset_id,
-                                          algo_cls.locomotion_reward)
-        algo_config = dataclasses.replace(algo_config, reward_transform=reward)
-        algo_config = algo_cls.resolve_config(algo_config, transitions.dataset_id, run_config.steps)
+        algo_config = resolve_algo_config(algorithm_name, algo_config, transitions.dataset_id, run_config.steps)
+        reward = algo_config.reward_transform
         inputs = behavior_inputs or open_behavior(algo_cls, algo_config, transitions, behavior, behavior_model, device)
         stats = (transitions.state_stats(algo_config.state_eps) if algo_config.normalize_states
                  else NormalizationStats.identity(transitions.obs_dim))
@@ -185,6 +180,33 @@ def open_behavior(algo_cls: type[Algorithm], config: AlgoConfig, transitions: Tr
     return BehaviorInputs(cache=cache, model=model, cache_path=str(behavior), model_dir=model_dir)
 
 
+def resolve_algo_config(algorithm_name: str, algo_config: AlgoConfig | None, dataset_id: str, steps: int) -> AlgoConfig:
+    """The config a run of ``algorithm_name`` on ``dataset_id`` for ``steps`` steps trains with, as
+    config.json records it: ``reward_transform="auto"`` and the algorithm's dataset- and
+    budget-dependent fields (``Algorithm.resolve_config``) resolved."""
+    algo_cls = algorithm_class(algorithm_name)
+    algo_config = algo_config or algo_cls.config_class()
+    if not isinstance(algo_config, algo_cls.config_class):
+        raise ConfigError(f"{algorithm_name} needs a {algo_cls.config_class.__name__}, got {type(algo_config).__name__}")
+    reward = resolve_reward_transform(algo_config.reward_transform, dataset_id, algo_cls.locomotion_reward)
+    return algo_cls.resolve_config(dataclasses.replace(algo_config, reward_transform=reward), dataset_id, steps)
+
+
+def settings_changes(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """How the run record ``wanted`` (config.json's layout) differs from the recorded ``saved`` in
+    what it trains: algorithm, dataset, algorithm config, run config (but for
+    ``RESUMABLE_CHANGES``) and, where ``wanted`` has them, the behaviour artefacts. [] if the same."""
+    changes = [f"{key}: {saved.get(key)!r} -> {wanted[key]!r}" for key in ("algorithm", "dataset_fingerprint")
+               if saved.get(key) != wanted[key]]
+    for section, allowed in (("algo", ()), ("run", RESUMABLE_CHANGES)):
+        old, new = saved.get(section, {}), wanted[section]
+        changes += [f"{section}.{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                    if k not in allowed and old.get(k) != new.get(k)]
+    if "behavior" in wanted:
+        changes += behavior_changes(saved.get("behavior") or {}, wanted["behavior"])
+    return changes
+
+
 def behavior_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """How the behaviour artefacts differ from those a run recorded (by content, not by path:
     a moved cache is the same cache; a rebuilt one at the same path is not)."""
@@ -246,6 +268,7 @@ class Trainer:
         checkpoint = self._prepare_out_dir(resume, force, record)
         if checkpoint is not None:
             self._restore(checkpoint)
+            self._withdraw_summary_of_a_shorter_run()
         write_json_atomic(self.out_dir / CONFIG_FILE, record)
 
     # -------------------------------------------------------------- directory and resume
@@ -258,18 +281,19 @@ class Trainer:
         if not checkpoints:
             return None
         saved = json.loads((self.out_dir / CONFIG_FILE).read_text())
-        changes = [f"{key}: {saved.get(key)!r} -> {wanted[key]!r}" for key in ("algorithm", "dataset_fingerprint")
-                   if saved.get(key) != wanted[key]]
-        for section, allowed in (("algo", ()), ("run", RESUMABLE_CHANGES)):
-            old, new = saved.get(section, {}), wanted[section]
-            changes += [f"{section}.{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-                        if k not in allowed and old.get(k) != new.get(k)]
-        changes += behavior_changes(saved.get("behavior") or {}, wanted["behavior"])
+        changes = settings_changes(saved, wanted)
         if changes:
             raise ArtefactMismatchError(
                 f"{self.out_dir} holds a run made with other settings (these differ: {'; '.join(changes)}); resume with the same "
                 "algorithm, dataset and options, or start a new --out")
         return read_checkpoint(checkpoints[-1]) | {"_path": str(checkpoints[-1])}
+
+    def _withdraw_summary_of_a_shorter_run(self) -> None:
+        """A finished run resumed for more steps is no longer finished: its summary.json (of the
+        shorter budget) goes, so that an interruption cannot leave it describing newer checkpoints."""
+        path = self.out_dir / SUMMARY_FILE
+        if path.is_file() and json.loads(path.read_text()).get("steps") != self.run.run_config.steps:
+            path.unlink()
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         load_algorithm_state(self.run.algorithm, checkpoint, checkpoint["_path"])

@@ -14,7 +14,7 @@ from rl.algos.base import BehaviorInputs
 from rl.algos.bc import BCConfig
 from rl.algos.spot import SPOTConfig
 from rl.core.behavior import check_cache
-from rl.core.trainer import Run, RunConfig, load_algorithm_state, load_run, read_checkpoint, train
+from rl.core.trainer import Run, RunConfig, Trainer, load_algorithm_state, load_run, read_checkpoint, train
 from tests.rl.helpers import assert_resume_is_exact, random_cache
 
 RUN = RunConfig(steps=60, seed=3, eval_every=20, eval_episodes=2, log_every=10, checkpoint_every=20)
@@ -51,6 +51,22 @@ def test_run_directory_contents_and_summary(env_transitions, tmp_path):
     assert [int(r["step"]) for r in rows] == [10, 20, 30, 40, 50, 60]
     assert rows[1]["eval/normalized_score_mean"] != "" and rows[0]["eval/normalized_score_mean"] == ""
     assert (tmp_path / "run" / "tb").is_dir()
+
+
+def test_a_finished_run_resumed_for_more_steps_withdraws_its_summary(env_transitions, tmp_path):
+    """Until the longer budget finishes, the run is not finished: an interrupted extension must not
+    look like the shorter run while its newest checkpoint is a later one."""
+    quiet = {"progress": False, "echo": lambda _: None}
+    short = RunConfig(steps=20, eval_episodes=0, checkpoint_every=10, log_every=10)
+    train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), short, **quiet)
+    longer = dataclasses.replace(short, steps=40)
+    run = Run.build("bc", env_transitions, BCConfig(hidden=(16,)), longer)
+    trainer = Trainer(run, tmp_path / "run", resume=True, **quiet)
+    assert not (tmp_path / "run" / "summary.json").exists()
+    assert trainer.train()["steps"] == 40
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 40
+    Trainer(Run.build("bc", env_transitions, BCConfig(hidden=(16,)), longer), tmp_path / "run", resume=True, **quiet)
+    assert (tmp_path / "run" / "summary.json").is_file()  # resumed at its own budget: still finished
 
 
 def test_existing_run_is_not_overwritten_and_other_settings_are_refused(env_transitions, tmp_path):
