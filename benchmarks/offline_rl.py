@@ -11,7 +11,11 @@ interrupted benchmark: datasets are built once (``rl.datasets.make_dataset``); b
 are fitted once per (dataset, backend) under OUT/models/ (the fit loop resumes from its
 checkpoint); sample caches are built once under OUT/caches/ (``build_sample_cache`` resumes
 from its work directory); a run whose ``summary.json`` exists with the requested step count is
-skipped, and one with checkpoints resumes bit for bit. ``--report`` prints the table of what
+skipped, and one with checkpoints resumes bit for bit. A model, cache or finished run is reused
+only if it was made with this invocation's settings (the model's fit steps; the cache's model,
+likelihood and sampler options; the run's recorded config, dataset and behaviour fingerprints,
+compared as a resume compares them): training refuses one made otherwise, and ``--report``
+leaves such runs out of its tables and names them. ``--report`` prints the table of what
 has finished under ``--out`` and trains nothing (so several invocations, e.g. one per CPU core,
 can fill one output directory and be tabulated together); ``--report --curves`` adds each
 method's mean learning curve (the periodic evaluations in every finished run's metrics.csv).
@@ -24,8 +28,7 @@ checkpoint again on N episodes, the same episodes for every run of a dataset (re
 scores the same finished runs acting otherwise (an acting field, ``rl eval --set``), e.g.
 ``arq.policy=implicit``: Eq. 6's policy on the critic that was trained beside the AWR policy
 (kept in ``final_eval[policy=implicit].json``). ``--set ALGO.FIELD=VALUE`` overrides one field of
-an algorithm's config for a diagnostic beside the table (give it its own ``--out``); a finished
-or resumed run trained with another value is refused.
+an algorithm's config for a diagnostic beside the table (give it its own ``--out``).
 
 Defaults are fixed before comparing and are the same on every dataset (no per-dataset tuning):
 each algorithm's config defaults (``rl/algos/*.py``), ``--eval-episodes`` evaluation episodes at
@@ -41,8 +44,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -67,6 +72,25 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     return options
 
 
+def model_path(root: Path, dataset: str, backend: str) -> Path:
+    return root / "models" / dataset / backend
+
+
+def cache_path(root: Path, dataset: str, model_dir: Path, samples: int) -> Path:
+    return root / "caches" / f"{dataset}-{model_dir.name}-N{samples}.npz"
+
+
+def behavior_paths(algo: str, dataset: str, root: Path, args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    """(sample cache, behavior model) that ``algo`` is given on ``dataset``: paths only, nothing built."""
+    kind = BEHAVIOR_ALGOS.get(algo)
+    if kind == "cache":
+        model = model_path(root, dataset, args.arq_behavior)
+        return cache_path(root, dataset, model, args.cache_samples), model
+    if kind == "model":
+        return None, model_path(root, dataset, args.spot_behavior)
+    return None, None
+
+
 def ensure_model(dataset: str, backend: str, root: Path, fit_steps: int, seed: int, device: str,
                  progress: bool = True) -> Path:
     """A fitted behavior model of ``backend`` on ``dataset`` (fitted once, resumed if interrupted)."""
@@ -74,8 +98,9 @@ def ensure_model(dataset: str, backend: str, root: Path, fit_steps: int, seed: i
     from behavior_models.base import MODEL_FILE
     from behavior_models.data import load_transitions
 
-    out = root / "models" / dataset / backend
+    out = model_path(root, dataset, backend)
     if (out / MODEL_FILE).is_file():
+        check_model(out, fit_steps, seed)
         return out
     cls = behavior_models.backend_class(backend)
     config = cls.config_class(steps=fit_steps, seed=seed)
@@ -89,13 +114,38 @@ def ensure_cache(dataset: str, model_dir: Path, root: Path, samples: int, sample
     from behavior_models.cache import build_sample_cache
     from behavior_models.data import load_transitions
 
-    out = root / "caches" / f"{dataset}-{model_dir.name}-N{samples}.npz"
+    out = cache_path(root, dataset, model_dir, samples)
     if out.is_file():
+        check_cache(out, model_dir, likelihood, sampler_options)
         return out
     print(f"[cache] {model_dir} x {samples} samples -> {out}", flush=True)
     build_sample_cache(model_dir, load_transitions(dataset), out, num_samples=samples, likelihood=likelihood,
                        sampler_options=sampler_options, device=device)
     return out
+
+
+def check_model(model_dir: Path, fit_steps: int, seed: int) -> None:
+    """Refuse a behavior model fitted with another --fit-steps (or seed) than asked for."""
+    from behavior_models.base import CONFIG_FILE
+
+    config = json.loads((model_dir / CONFIG_FILE).read_text())
+    if (config["steps"], config["seed"]) != (fit_steps, seed):
+        raise SystemExit(f"{model_dir} was fitted for {config['steps']} steps (seed {config['seed']}), not --fit-steps "
+                         f"{fit_steps} (seed {seed}); give other fit settings their own --out")
+
+
+def check_cache(path: Path, model_dir: Path, likelihood: str, sampler_options: dict[str, Any]) -> None:
+    """Refuse a sample cache drawn from another model, or with other --cache-likelihood/-sampler/-option."""
+    from behavior_models.io import fingerprint_directory
+
+    with np.load(path, allow_pickle=False) as arrays:
+        metadata = json.loads(str(arrays["metadata_json"]))
+    recorded = (metadata["likelihood"], metadata["sampler_options"], metadata["model_fingerprint"])
+    wanted = (likelihood, json.loads(json.dumps(sampler_options)), fingerprint_directory(model_dir))
+    if recorded != wanted:
+        raise SystemExit(f"{path} holds a cache of likelihood {recorded[0]!r}, sampler options {recorded[1]}, model "
+                         f"fingerprint {recorded[2]}; asked for {wanted[0]!r}, {wanted[1]}, {wanted[2]} ({model_dir}). "
+                         "Give other cache settings their own --out")
 
 
 def run_dir(root: Path, algo: str, dataset: str, seed: int) -> Path:
@@ -152,35 +202,65 @@ def acting_label(acting: dict[str, Any]) -> str:
     return ",".join(f"{key}={value}" for key, value in acting.items())
 
 
-def check_overrides(out: Path, overrides: dict[str, Any]) -> None:
-    """Refuse to reuse a run (finished or to be resumed) whose recorded config differs from ``overrides``."""
-    path = out / "config.json"
-    if not overrides or not path.is_file():
-        return
-    recorded = json.loads(path.read_text())["algo"]
-    for key, value in overrides.items():
-        if recorded.get(key) != json.loads(json.dumps(value)):
-            raise SystemExit(f"{out} was trained with {key}={recorded.get(key)!r}, not {value!r}; "
-                             "give this diagnostic its own --out")
+def run_config(args: argparse.Namespace, seed: int):
+    from rl.core.trainer import RunConfig
+
+    return RunConfig(steps=args.steps, seed=seed, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+                     checkpoint_every=args.checkpoint_every)
+
+
+@functools.cache
+def dataset_identity(dataset: str) -> tuple[str, str]:
+    """(dataset id, content fingerprint) of a dataset name of --datasets."""
+    from behavior_models.data import load_transitions
+
+    transitions = load_transitions(dataset)
+    return transitions.dataset_id, transitions.fingerprint
+
+
+def recorded_changes(out: Path, algo: str, dataset: str, seed: int, args: argparse.Namespace,
+                     overrides: dict[str, Any]) -> list[str]:
+    """How the run in ``out`` (its config.json) differs from the run this invocation would train
+    there: algorithm config with the --set overrides, run config, dataset content and behaviour
+    artefacts (``rl.core.trainer.settings_changes``, the check a resume makes). [] if the same."""
+    from behavior_models.io import config_to_dict
+    from rl.algos import algorithm_class
+    from rl.core.behavior import describe_behavior
+    from rl.core.trainer import resolve_algo_config, settings_changes
+
+    saved = json.loads((out / "config.json").read_text())
+    dataset_id, fingerprint = dataset_identity(dataset)
+    algo_config = resolve_algo_config(algo, algorithm_class(algo).config_class(**overrides), dataset_id, args.steps)
+    cache, model = behavior_paths(algo, dataset, Path(args.out), args)
+    if cache is not None:  # a cache-based run records a model only if it acts with one (found via the cache)
+        recorded_model = (saved.get("behavior") or {}).get("model_dir")
+        model = Path(recorded_model["path"]) if recorded_model else None
+    missing = [str(path) for path in (cache, model) if path is not None and not path.exists()]
+    if missing:
+        return [f"its behaviour artefacts {missing} are gone"]
+    wanted = {"algorithm": algo, "dataset_fingerprint": fingerprint, "algo": config_to_dict(algo_config),
+              "run": config_to_dict(run_config(args, seed)), "behavior": describe_behavior(cache, model)}
+    return settings_changes(saved, wanted)
 
 
 def run_one(algo: str, dataset: str, seed: int, args: argparse.Namespace, behavior: str | None,
             overrides: dict[str, Any]) -> dict[str, Any]:
     from rl.algos import algorithm_class
-    from rl.core.trainer import RunConfig, train
+    from rl.core.trainer import train
 
     out = run_dir(Path(args.out), algo, dataset, seed)
-    check_overrides(out, overrides)
     summary = finished_summary(out, args.steps, args.eval_episodes)
     if summary is not None:
+        changes = recorded_changes(out, algo, dataset, seed, args, overrides)
+        if changes:
+            raise SystemExit(f"{out} finished with other settings ({'; '.join(changes)}); give this configuration "
+                             "its own --out")
         return summary
     algo_config = algorithm_class(algo).config_class(**overrides) if overrides else None
-    run_config = RunConfig(steps=args.steps, seed=seed, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
-                           checkpoint_every=args.checkpoint_every)
     # A run stopped before its first checkpoint left only its config: resume=True restarts it from step 0.
     has_checkpoint = (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("*.pt"))
     print(f"[train] {algo} {dataset} seed {seed}{' (resume)' if has_checkpoint else ''} -> {out}", flush=True)
-    return train(algo, dataset, out, algo_config=algo_config, run_config=run_config, behavior=behavior,
+    return train(algo, dataset, out, algo_config=algo_config, run_config=run_config(args, seed), behavior=behavior,
                  device=args.device, resume=(out / "config.json").is_file(), progress=not args.no_progress,
                  echo=lambda line: print(line, flush=True))
 
@@ -207,19 +287,27 @@ def final_evaluation(out: Path, episodes: int, seed: int, device: str,
 
 
 def finished_summary(out: Path, steps: int, episodes: int) -> dict[str, Any] | None:
-    """The run's summary.json if it finished ``steps`` steps with ``episodes`` evaluation episodes."""
+    """The run's summary.json if it finished ``steps`` steps with ``episodes`` evaluation episodes
+    and its newest checkpoint is of that step."""
+    from rl.core.trainer import checkpoint_paths
+
     path = out / "summary.json"
     if not path.is_file():
         return None
     summary = json.loads(path.read_text())
-    return summary if summary["steps"] == steps and summary.get("episodes") == episodes else None
+    checkpoints = checkpoint_paths(out)
+    newest = checkpoints[-1].name if checkpoints else None
+    finished = summary["steps"] == steps and summary.get("episodes") == episodes
+    return summary if finished and newest == f"step_{steps:08d}.pt" else None
 
 
 def table(results: dict[tuple[str, str], list[dict[str, Any]]], algos: list[str], datasets: list[str],
           seeds: int, steps: int, what: str = "") -> str:
     """Markdown: per (algorithm, dataset) the mean +- std over seeds of each seed's mean normalised
-    score, the per-seed scores, how many seeds finished and the mean training steps/s."""
-    lines = [f"steps {steps}{what}; mean ± std over seeds of each seed's mean normalised score [per seed]", "",
+    score (numpy's population std, ddof 0, as the tables always were), the per-seed scores, how many
+    seeds finished and the mean training steps/s."""
+    lines = [f"steps {steps}{what}; mean ± std over seeds (population std, ddof 0) of each seed's mean normalised "
+             "score [per seed]", "",
              "| algorithm | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
     for algo in algos:
         cells = []
@@ -240,15 +328,24 @@ def table(results: dict[tuple[str, str], list[dict[str, Any]]], algos: list[str]
 def finished_runs(root: Path, algos: list[str], datasets: list[str], seeds: list[int], args: argparse.Namespace,
                   overrides: dict[str, dict[str, Any]]) -> Iterator[tuple[str, str, Path, dict[str, Any]]]:
     """(algorithm, dataset, run directory, summary) of every run under ``root`` that finished --steps
-    steps with --eval-episodes episodes; a run recorded with other --set values is refused."""
+    steps with --eval-episodes episodes with this invocation's settings. A finished run recorded
+    with other settings is left out and reported (once) on stderr."""
     for algo in algos:
         for dataset in datasets:
             for seed in seeds:
                 out = run_dir(root, algo, dataset, seed)
-                check_overrides(out, overrides.get(algo, {}))
                 summary = finished_summary(out, args.steps, args.eval_episodes)
-                if summary is not None:
+                if summary is None:
+                    continue
+                changes = recorded_changes(out, algo, dataset, seed, args, overrides.get(algo, {}))
+                if not changes:
                     yield algo, dataset, out, summary
+                elif out not in LEFT_OUT:
+                    LEFT_OUT.add(out)
+                    print(f"[left out] {out}: finished with other settings ({'; '.join(changes)})", file=sys.stderr)
+
+
+LEFT_OUT: set[Path] = set()
 
 
 def final_table(root: Path, algos: list[str], datasets: list[str], seeds: list[int], args: argparse.Namespace,
@@ -271,19 +368,16 @@ def final_table(root: Path, algos: list[str], datasets: list[str], seeds: list[i
     return table(results, rows, datasets, len(seeds), args.steps, what)
 
 
-def learning_curves(root: Path, algos: list[str], datasets: list[str], seeds: list[int]) -> str:
-    """Markdown: per (algorithm, dataset) the mean over finished seeds of the normalised score at
-    every periodic evaluation, read from each run's metrics.csv: whether a method has stopped
-    improving at the step budget is part of what the final table means."""
+def learning_curves(runs: list[tuple[str, str, Path, dict[str, Any]]], datasets: list[str]) -> str:
+    """Markdown: per (algorithm, dataset) the mean over the table's finished ``runs`` of the
+    normalised score at every periodic evaluation, read from each run's metrics.csv: whether a
+    method has stopped improving at the step budget is part of what the final table means."""
     lines = []
     for dataset in datasets:
         curves: dict[str, dict[int, list[float]]] = {}
-        for algo in algos:
-            for seed in seeds:
-                path = run_dir(root, algo, dataset, seed) / "metrics.csv"
-                if not (path.parent / "summary.json").is_file():
-                    continue
-                with path.open(newline="") as handle:
+        for algo, run_dataset, out, _ in runs:
+            if run_dataset == dataset:
+                with (out / "metrics.csv").open(newline="") as handle:
                     for row in csv.DictReader(handle):
                         if row.get("eval/normalized_score_mean"):
                             curves.setdefault(algo, {}).setdefault(int(row["step"]), []).append(
@@ -370,13 +464,21 @@ def main() -> None:
           f"{load:.1f} on {os.cpu_count()} cores", flush=True)
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     if args.report:
-        for algo, dataset, _, summary in finished_runs(root, algos, datasets, seeds, args, overrides):
+        for algo in algos:  # the behaviour artefacts the runs were trained on must be the ones asked for
+            for dataset in datasets:
+                cache, model = behavior_paths(algo, dataset, root, args)
+                if model is not None and model.is_dir():
+                    check_model(model, args.fit_steps, 0)
+                if cache is not None and cache.is_file():
+                    check_cache(cache, model, args.cache_likelihood, sampler_options)
+        runs = list(finished_runs(root, algos, datasets, seeds, args, overrides))
+        for algo, dataset, _, summary in runs:
             results.setdefault((algo, dataset), []).append(summary)
         print(table(results, algos, datasets, len(seeds), args.steps))
         if args.final_episodes:
             print("\n" + final_table(root, algos, datasets, seeds, args, overrides))
         if args.curves:
-            print(learning_curves(root, algos, datasets, seeds))
+            print(learning_curves(runs, datasets))
         return
     tic = time.perf_counter()
     for dataset in datasets:
