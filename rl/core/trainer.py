@@ -49,7 +49,9 @@ METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoints"
 # Run-config fields that may differ when resuming: they change neither the networks nor the
-# training curve (evaluation runs under its own forked RNG).
+# training curve (evaluation runs under its own forked RNG). A longer ``steps`` is still refused
+# where the algorithm derives config fields from the budget (BEAR's warm start, DASCO's
+# instance-noise schedule): the resolved algorithm config then differs.
 RESUMABLE_CHANGES = ("steps", "eval_every", "eval_episodes", "eval_parallel", "checkpoint_every", "keep_checkpoints")
 
 
