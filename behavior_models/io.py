@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ import secrets
 import shutil
 from pathlib import Path
 from types import UnionType
-from typing import Any, Iterable, Iterator, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Callable, Iterable, Iterator, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 
@@ -72,15 +73,21 @@ def contents(directory: Path) -> list[Path]:
     return [entry for entry in directory.iterdir() if not _TEMPORARY_NAME.match(entry.name)]
 
 
-def remove_for_restart(directory: str | os.PathLike, markers: tuple[str, ...], what: str) -> None:
-    """Delete ``directory`` for ``--force``, but only if it is empty or holds ``what`` (one of the
-    ``markers`` files or directories in it): a mistyped ``--out`` must not wipe unrelated files."""
+def remove_for_restart(directory: str | os.PathLike, entries: tuple[str, ...], is_ours: Callable[[Path], bool],
+                       what: str) -> None:
+    """Delete ``directory`` for ``--force``, but only if it is empty or is ``what``: ``is_ours``
+    recognises it and every entry matches one of ``entries`` (glob patterns; temporaries of
+    atomic writes aside). A mistyped ``--out``, a project directory that happens to hold a
+    config.json, or the other tool's run is never wiped."""
     directory = Path(directory)
     if not directory.exists():
         return
-    if not directory.is_dir() or (contents(directory) and not any((directory / m).exists() for m in markers)):
-        raise ArtefactMismatchError(f"{directory} is not {what} (it holds none of {list(markers)}); --force only "
-                                    f"replaces {what}. Choose another --out, or delete {directory} yourself")
+    present = contents(directory) if directory.is_dir() else [directory]
+    unknown = sorted(entry.name for entry in present if not any(fnmatch.fnmatch(entry.name, pattern) for pattern in entries))
+    if present and (unknown or not is_ours(directory)):
+        detail = f" (it holds {', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''})" if unknown else ""
+        raise ArtefactMismatchError(f"{directory} is not {what}{detail}; --force only replaces {what}. Choose another "
+                                    f"--out, or delete {directory} yourself")
     shutil.rmtree(directory)
 
 

@@ -28,7 +28,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from behavior_models.base import (
-    CHECKPOINT_FILE, CONFIG_FILE, CURVE_FILE, MODEL_FILE, BehaviorModel, BehaviorModelConfig,
+    CHECKPOINT_FILE, CONFIG_FILE, CURVE_FILE, MODEL_FILE, WEIGHTS_FILE, BehaviorModel, BehaviorModelConfig,
 )
 from behavior_models.data.transitions import NormalizationStats, Transitions
 from behavior_models.errors import ArtefactMismatchError
@@ -59,11 +59,20 @@ def prepare_tensors(model: BehaviorModel, transitions: Transitions, device: torc
     return model.normalize(obs), act.clamp(-1.0 + delta, 1.0 - delta)
 
 
+# Everything fit_model and save write into a run directory.
+RUN_FILES = (CONFIG_FILE, MODEL_FILE, WEIGHTS_FILE, CURVE_FILE, CHECKPOINT_FILE)
+
+
+def is_model_run(directory: Path) -> bool:
+    """A `bm fit` run directory: a saved model or a fit checkpoint (config.json alone is not enough)."""
+    return (directory / MODEL_FILE).exists() or (directory / CHECKPOINT_FILE).exists()
+
+
 def _check_out_dir(out_dir: Path, cls: type[BehaviorModel], config: BehaviorModelConfig,
                    transitions: Transitions, resume: bool, force: bool) -> dict[str, Any] | None:
     """Decide what to do with an existing ``out_dir``; return a checkpoint to resume or None."""
     if force:
-        remove_for_restart(out_dir, (MODEL_FILE, CHECKPOINT_FILE, CONFIG_FILE), "a behavior-model run")
+        remove_for_restart(out_dir, RUN_FILES, is_model_run, "a behavior-model run (`bm fit`)")
     if not out_dir.exists():
         return None
     checkpoint_path = out_dir / CHECKPOINT_FILE
@@ -72,8 +81,7 @@ def _check_out_dir(out_dir: Path, cls: type[BehaviorModel], config: BehaviorMode
                                     "or choose another --out")
     if not checkpoint_path.exists():
         if contents(out_dir):
-            raise ArtefactMismatchError(f"{out_dir} exists and is not a behavior-model run; choose another --out "
-                                        "or pass --force to replace it")
+            raise ArtefactMismatchError(f"{out_dir} exists and is not a behavior-model run; choose another --out")
         return None
     if not resume:
         raise ArtefactMismatchError(f"{out_dir} holds an interrupted fit; pass --resume to continue it or "

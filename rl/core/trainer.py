@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 from behavior_models import __version__
 from behavior_models.data import NormalizationStats, Transitions, load_transitions
 from behavior_models.errors import ArtefactMismatchError, ConfigError, first_lines, require_at_least
-from behavior_models.io import atomic_path, config_from_dict, config_to_dict, remove_for_restart, write_json_atomic
+from behavior_models.io import (atomic_path, config_from_dict, config_to_dict, contents, remove_for_restart,
+                                write_json_atomic)
 from behavior_models.training import flush_denormals, restore_generator
 from rl.algos import algorithm_class
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs
@@ -226,16 +227,33 @@ def checkpoint_paths(out_dir: Path) -> list[Path]:
     return sorted((out_dir / CHECKPOINT_DIR).glob("step_*.pt"))
 
 
+# Everything rl train, rl eval and benchmarks/offline_rl.py write into a run directory.
+RUN_ENTRIES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_DIR, "tb", "eval.json", "final_eval*.json")
+
+
+def is_rl_run(directory: Path) -> bool:
+    """An `rl train` run directory: its config.json is a run record (a `bm fit` model's is not)."""
+    try:
+        return "algorithm" in json.loads((directory / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def refuse_existing_run(out_dir: Path, resume: bool, force: bool) -> None:
-    """Refuse an ``out_dir`` that already holds a run, unless resuming or starting over. Cheap:
+    """Refuse an ``out_dir`` that already holds a run, unless resuming or starting over, and one
+    that holds anything else (``--force`` refuses it too, see ``remove_for_restart``). Cheap:
     :func:`train` calls it before loading the dataset and the behaviour artefacts."""
-    if resume or force:
+    if force or not out_dir.is_dir() or not contents(out_dir):
+        return
+    if not is_rl_run(out_dir):
+        what = " (it is a `bm fit` model directory)" if (out_dir / "model.json").exists() else ""
+        raise ArtefactMismatchError(f"{out_dir} is not an `rl train` run{what}; choose another --out")
+    if resume:
         return
     checkpoints = checkpoint_paths(out_dir)
-    if checkpoints or (out_dir / CONFIG_FILE).exists():
-        where = f" (checkpoint {checkpoints[-1].name})" if checkpoints else ""
-        raise ArtefactMismatchError(f"{out_dir} already holds a run{where}; pass --resume to continue it, --force "
-                                    "to start over, or choose another --out")
+    where = f" (checkpoint {checkpoints[-1].name})" if checkpoints else ""
+    raise ArtefactMismatchError(f"{out_dir} already holds a run{where}; pass --resume to continue it, --force "
+                                "to start over, or choose another --out")
 
 
 def load_algorithm_state(algorithm: Algorithm, state: dict[str, Any], source: str) -> None:
@@ -276,7 +294,7 @@ class Trainer:
     # -------------------------------------------------------------- directory and resume
     def _prepare_out_dir(self, resume: bool, force: bool, wanted: dict[str, Any]) -> dict[str, Any] | None:
         if force:
-            remove_for_restart(self.out_dir, (CONFIG_FILE, CHECKPOINT_DIR, METRICS_FILE), "an `rl train` run")
+            remove_for_restart(self.out_dir, RUN_ENTRIES, is_rl_run, "an `rl train` run")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         refuse_existing_run(self.out_dir, resume, force=False)
         checkpoints = checkpoint_paths(self.out_dir)
@@ -418,6 +436,9 @@ def read_run_record(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise ArtefactMismatchError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing (make one with `rl train`)")
+    if not is_rl_run(Path(run_dir)):
+        raise ArtefactMismatchError(f"{run_dir} is not an `rl train` run directory (its {CONFIG_FILE} is not a run "
+                                    "record; a `bm fit` model directory?)")
     return json.loads(path.read_text())
 
 

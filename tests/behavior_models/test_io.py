@@ -100,15 +100,30 @@ def test_a_failed_block_leaves_neither_target_nor_temporary(tmp_path):
 
 
 def test_remove_for_restart_deletes_only_a_run_or_an_empty_directory(tmp_path):
+    entries = ("config.json", "checkpoints", "final_eval*.json")
+
+    def is_run(directory):
+        return (directory / "checkpoints").is_dir()
+
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    remove_for_restart(run, ("config.json", "checkpoints"), "a run")
+    (run / "final_eval[policy=implicit].json").write_text("{}")
+    remove_for_restart(run, entries, is_run, "a run")
     assert not run.exists()
     (tmp_path / "empty").mkdir()
-    remove_for_restart(tmp_path / "empty", ("config.json",), "a run")
+    (tmp_path / "empty" / ".config.json.0123456789ab.tmp").write_text("{")  # a killed atomic write
+    remove_for_restart(tmp_path / "empty", entries, is_run, "a run")
     assert not (tmp_path / "empty").exists()
-    (tmp_path / "notes").mkdir()
-    (tmp_path / "notes" / "thesis.tex").write_text("precious")
-    with pytest.raises(ArtefactMismatchError, match="notes is not a run .* delete .* yourself"):
-        remove_for_restart(tmp_path / "notes", ("config.json",), "a run")
-    assert (tmp_path / "notes" / "thesis.tex").read_text() == "precious"
+    # A project directory holding a config.json, or a run with a file the tool never writes, is kept.
+    project = tmp_path / "project"
+    (project / "checkpoints").mkdir(parents=True)
+    (project / "config.json").write_text("{}")
+    (project / "thesis.tex").write_text("precious")
+    with pytest.raises(ArtefactMismatchError, match="project is not a run .it holds thesis.tex.* delete .* yourself"):
+        remove_for_restart(project, entries, is_run, "a run")
+    assert (project / "thesis.tex").read_text() == "precious"
+    (project / "thesis.tex").unlink()
+    (project / "checkpoints").rmdir()
+    with pytest.raises(ArtefactMismatchError, match="project is not a run; --force"):  # known names, not recognised
+        remove_for_restart(project, entries, is_run, "a run")
+    assert (project / "config.json").is_file()

@@ -69,6 +69,35 @@ def test_a_finished_run_resumed_for_more_steps_withdraws_its_summary(env_transit
     assert (tmp_path / "run" / "summary.json").is_file()  # resumed at its own budget: still finished
 
 
+def test_force_and_resume_never_touch_a_directory_that_is_not_an_rl_run(env_transitions, gaussian_dir, tmp_path):
+    """--force used to delete any directory holding a config.json (a project, a `bm fit` model), and
+    --resume on a model directory trained over it, overwriting the model's config.json."""
+    from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
+
+    quiet = {"progress": False, "echo": lambda _: None}
+    short = RunConfig(steps=10, eval_episodes=0, checkpoint_every=10, log_every=10)
+    model_files = sorted(p.name for p in gaussian_dir.iterdir())
+    for flags in ({"force": True}, {"resume": True}, {}):
+        with pytest.raises(ArtefactMismatchError, match="is not an `rl train` run"):
+            train("bc", env_transitions, gaussian_dir, BCConfig(hidden=(16,)), short, **flags, **quiet)
+    assert sorted(p.name for p in gaussian_dir.iterdir()) == model_files
+    with pytest.raises(ArtefactMismatchError, match="not an `rl train` run directory .* `bm fit` model directory"):
+        load_run(gaussian_dir)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.json").write_text("{}")
+    (project / "notes.txt").write_text("precious")
+    with pytest.raises(ArtefactMismatchError, match="not an `rl train` run"):
+        train("bc", env_transitions, project, BCConfig(hidden=(16,)), short, force=True, **quiet)
+    assert (project / "notes.txt").read_text() == "precious"
+    # ... and the other way round: bm fit --force keeps an rl run.
+    train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), short, **quiet)
+    with pytest.raises(ArtefactMismatchError, match="is not a behavior-model run"):
+        GaussianBehaviorModel.fit(env_transitions, GaussianConfig(steps=2), out_dir=tmp_path / "run", force=True,
+                                  progress=False)
+    assert (tmp_path / "run" / "summary.json").is_file()
+
+
 def test_existing_run_is_not_overwritten_and_other_settings_are_refused(env_transitions, tmp_path):
     short = RunConfig(steps=20, eval_episodes=0, checkpoint_every=10, log_every=10)
     train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), short, progress=False, echo=lambda _: None)
