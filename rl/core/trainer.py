@@ -286,10 +286,13 @@ class Trainer:
         # Built once: it fingerprints the cache and model directory (a pass over every byte).
         record = run.config_record()
         checkpoint = self._prepare_out_dir(resume, force, record)
+        self.finished: dict[str, Any] | None = None  # the summary of a run resumed at the budget it finished
         if checkpoint is not None:
             self._restore(checkpoint)
+            self.finished = self._finished_summary()
             self._withdraw_summary_of_a_shorter_run()
-        write_json_atomic(self.out_dir / CONFIG_FILE, record)
+        if self.finished is None:  # a finished run keeps the record of the settings it ran with
+            write_json_atomic(self.out_dir / CONFIG_FILE, record)
 
     # -------------------------------------------------------------- directory and resume
     def _prepare_out_dir(self, resume: bool, force: bool, wanted: dict[str, Any]) -> dict[str, Any] | None:
@@ -307,6 +310,19 @@ class Trainer:
                 f"{self.out_dir} holds a run made with other settings (these differ: {'; '.join(changes)}); resume with the same "
                 "algorithm, dataset and options, or start a new --out")
         return read_checkpoint(checkpoints[-1]) | {"_path": str(checkpoints[-1])}
+
+    def _finished_summary(self) -> dict[str, Any] | None:
+        """The summary of a run that already trained ``steps`` steps, or None; a budget below the
+        checkpoint's step is refused (it would relabel a longer run as a shorter one)."""
+        steps, path = self.run.run_config.steps, self.out_dir / SUMMARY_FILE
+        if self.start_step > steps:
+            raise ArtefactMismatchError(
+                f"{self.out_dir} has trained {self.start_step} steps, more than --steps {steps}; resume with --steps "
+                f">= {self.start_step}, or score it with `rl eval --run {self.out_dir}`")
+        if self.start_step == steps and path.is_file():
+            summary = json.loads(path.read_text())
+            return summary if summary.get("steps") == steps else None
+        return None
 
     def _withdraw_summary_of_a_shorter_run(self) -> None:
         """A finished run resumed for more steps is no longer finished: its summary.json (of the
@@ -370,6 +386,10 @@ class Trainer:
     # -------------------------------------------------------------- the loop
     def train(self) -> dict[str, Any]:
         run, config = self.run, self.run.run_config
+        if self.finished is not None:
+            self.echo(f"{self.out_dir} already finished {config.steps} steps; nothing to train, its summary is kept "
+                      f"(`rl eval --run {self.out_dir}` scores it again)")
+            return self.finished
         algorithm, buffer = run.algorithm, run.buffer
         batch_size = run.algo_config.batch_size
         writer = self._tensorboard()
@@ -399,7 +419,7 @@ class Trainer:
             self.train_seconds += time.perf_counter() - tic
         finally:
             bar.close()
-        steps = max(config.steps, self.start_step)
+        steps = config.steps
         self._save_checkpoint(steps)
         summary: dict[str, Any] = {
             "algorithm": run.algorithm_name, "dataset_id": run.transitions.dataset_id, "seed": config.seed,

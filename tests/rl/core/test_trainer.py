@@ -69,6 +69,21 @@ def test_a_finished_run_resumed_for_more_steps_withdraws_its_summary(env_transit
     assert (tmp_path / "run" / "summary.json").is_file()  # resumed at its own budget: still finished
 
 
+def test_resuming_a_finished_run_keeps_its_record_and_a_smaller_budget_is_refused(env_transitions, tmp_path):
+    quiet = {"progress": False, "echo": lambda _: None}
+    finished = RunConfig(steps=20, eval_episodes=1, checkpoint_every=10, log_every=10)
+    summary = train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), finished, **quiet)
+    files = {name: (tmp_path / "run" / name).read_text() for name in ("config.json", "summary.json", "metrics.csv")}
+    again = train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)),
+                  dataclasses.replace(finished, eval_episodes=0, eval_every=7), resume=True, **quiet)
+    assert again == summary  # not re-evaluated with 0 episodes, and config.json not relabelled
+    assert {name: (tmp_path / "run" / name).read_text() for name in files} == files
+    with pytest.raises(ArtefactMismatchError, match="has trained 20 steps, more than --steps 10"):
+        train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), dataclasses.replace(finished, steps=10),
+              resume=True, **quiet)
+    assert {name: (tmp_path / "run" / name).read_text() for name in files} == files
+
+
 def test_force_and_resume_never_touch_a_directory_that_is_not_an_rl_run(env_transitions, gaussian_dir, tmp_path):
     """--force used to delete any directory holding a config.json (a project, a `bm fit` model), and
     --resume on a model directory trained over it, overwriting the model's config.json."""
