@@ -82,6 +82,8 @@ class BehaviorModelConfig:
         # 0 calibration points would leave the support threshold an empty quantile.
         require_at_least(self, dict.fromkeys(("steps", "batch_size", "log_every", "checkpoint_every",
                                               "calibration_points"), 1))
+        if not self.lr > 0:
+            raise ConfigError(f"{type(self).__name__}.lr must be > 0, got {self.lr}")
         # Below ~6e-8, 1 - delta rounds to 1 in float32 and the density backends take atanh(1).
         if not 1e-6 <= self.boundary_delta < 0.5:
             raise ConfigError(f"boundary_delta must be in [1e-6, 0.5), got {self.boundary_delta}")

@@ -37,6 +37,28 @@ class AlgoConfig:
     normalize_states: bool = True  # z-score observations with dataset statistics (TD3+BC style)
     state_eps: float = 1e-3  # added to the state std
 
+    def __post_init__(self) -> None:
+        """Refuse values that would train on nan or crash mid-run, by the fields' naming convention
+        (every config here follows it): learning rates ``lr``/``*_lr`` > 0, network widths
+        ``hidden``/``*_hidden`` non-empty and >= 1, ``tau`` in (0, 1], ``gamma`` in [0, 1]."""
+        name = type(self).__name__
+        problems = [f"{name}.batch_size must be at least 1, got {self.batch_size}"] if self.batch_size < 1 else []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is None:  # resolved later from the dataset (ARQ's q_lr, SPOT's actor_lr, ...)
+                continue
+            if (field.name == "lr" or field.name.endswith("_lr")) and not value > 0:
+                problems.append(f"{name}.{field.name} must be > 0, got {value}")
+            if (field.name == "hidden" or field.name.endswith("_hidden")) and (
+                    not value or any(int(width) < 1 for width in value)):
+                problems.append(f"{name}.{field.name} must list layer widths >= 1, got {value!r}")
+        if hasattr(self, "tau") and not 0 < self.tau <= 1:
+            problems.append(f"{name}.tau must be in (0, 1], got {self.tau}")
+        if not 0 <= self.gamma <= 1:
+            problems.append(f"{name}.gamma must be in [0, 1], got {self.gamma}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
 
 @dataclass
 class BehaviorInputs:

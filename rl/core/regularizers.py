@@ -124,6 +124,11 @@ class PlusPlusOptions:
     gp_every: int = 5  # the penalty applies every N-th update (Sec. 4.1: N = 5)
     constraint_relaxation: bool = False  # weight the constraint by Eq. 10's W (Eq. 11 BEAR, Eq. 12 TD3+BC)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()  # the algorithm config's own checks (AlgoConfig), next in the MRO
+        if self.gradient_penalty is not None and self.gradient_penalty < 0:
+            raise ConfigError(f"{type(self).__name__}.gradient_penalty (lambda_GP) must be >= 0, got {self.gradient_penalty}")
+
     def penalty_args(self, updates: int) -> dict[str, Any]:
         """The gradient-penalty arguments of :func:`critic_loss` for the update after ``updates``
         (1-based: due on updates 5, 10, ...)."""

@@ -24,6 +24,12 @@ def test_counts_below_one_are_refused(cls, field):
     assert getattr(cls(**{field: 1}), field) == 1
 
 
+@pytest.mark.parametrize("cls", [BehaviorModelConfig, GaussianConfig, ScoreConfig])
+def test_a_learning_rate_that_is_not_positive_is_refused(cls):
+    with pytest.raises(ConfigError, match=rf"{cls.__name__}\.lr must be > 0, got -1"):
+        cls(lr=-1)
+
+
 @pytest.mark.parametrize("delta", [0.0, 1e-8, 0.5, -0.1])
 def test_a_boundary_delta_that_would_reach_the_box_edge_is_refused(delta):
     # 1 - 1e-8 is 1.0 in float32: a flow would take atanh(1) at the edge (a nan log-prob).

@@ -1,0 +1,30 @@
+"""Every algorithm's config refuses values that would train on nan or crash mid-run (rl/algos/base.py)."""
+
+import pytest
+
+from behavior_models.errors import ConfigError
+from rl.algos import ALGORITHMS, algorithm_class
+
+CONFIG_CLASSES = sorted({algorithm_class(name).config_class for name in ALGORITHMS}, key=lambda cls: cls.__name__)
+
+
+@pytest.mark.parametrize("config_class", CONFIG_CLASSES, ids=lambda cls: cls.__name__)
+def test_learning_rates_widths_batch_tau_and_gamma_out_of_range_are_refused(config_class):
+    fields = {field for field in config_class.__dataclass_fields__}
+    bad = {"batch_size": 0, "gamma": 1.5}
+    bad |= {name: -1e-3 for name in fields if name == "lr" or name.endswith("_lr")}
+    bad |= {name: () for name in fields if name == "hidden" or name.endswith("_hidden")}
+    if "tau" in fields:
+        bad["tau"] = 5.0
+    assert len(bad) >= 4  # batch, gamma, at least one learning rate and one network
+    for name, value in bad.items():
+        with pytest.raises(ConfigError, match=rf"{config_class.__name__}\.{name} must"):
+            config_class(**{name: value})
+    config_class()  # the defaults pass
+
+
+def test_a_negative_gradient_penalty_is_refused():
+    from rl.algos.td3bc import TD3BCPlusPlusConfig
+
+    with pytest.raises(ConfigError, match="gradient_penalty .* must be >= 0, got -1"):
+        TD3BCPlusPlusConfig(gradient_penalty=-1)
