@@ -222,6 +222,15 @@ class ARQ(Algorithm):
         return {"cache_rows": rows, "candidates_per_state": samples,
                 "kept_fraction": round(float(self.keep.float().mean()), 4), "fallback_rows": self.fallback_rows}
 
+    def warnings(self) -> list[str]:
+        rows = self.candidates.shape[0]
+        if self.fallback_rows <= 0.1 * rows:
+            return []
+        return [f"{self.fallback_rows} of {rows} cache rows ({self.fallback_rows / rows:.0%}) keep no in-support "
+                f"candidate, so Eq. 5 falls back to empty_fallback={self.config.empty_fallback} there: the cache's "
+                "threshold rejects most of the model's samples. Rebuild the cache with --threshold calibrated or "
+                "--likelihood none, or fit the behavior model longer"]
+
     # ------------------------------------------------------------------ targets
     def candidates_at(self, rows: Tensor) -> tuple[Tensor, Tensor]:
         """Cached candidates [B, N, A] and their kept mask [B, N] at cache ``rows``."""

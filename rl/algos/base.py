@@ -137,6 +137,11 @@ class Algorithm(nn.Module, abc.ABC):
         """Derived settings worth recording (config.json ``algorithm_info``, printed at start)."""
         return {}
 
+    def warnings(self) -> list[str]:
+        """Problems with the inputs that training would not stop on but the user must hear of
+        (printed at start), e.g. a sample cache whose threshold rejects nearly every candidate."""
+        return []
+
     def get_extra_state(self) -> dict[str, int]:
         return {"updates": self.updates}
 

@@ -103,6 +103,9 @@ class Run:
         run_config = run_config or RunConfig()
         algo_config = resolve_algo_config(algorithm_name, algo_config, transitions.dataset_id, run_config.steps)
         reward = algo_config.reward_transform
+        if behavior_model is not None and algo_cls.behavior_kind == "cache" and not algo_cls.needs_behavior_model(algo_config):
+            raise ConfigError(f"{algorithm_name} with this config never samples a behavior model (only ARQ's "
+                              "policy=implicit or policy=behavior does); drop --behavior-model")
         inputs = behavior_inputs or open_behavior(algo_cls, algo_config, transitions, behavior, behavior_model, device)
         stats = (transitions.state_stats(algo_config.state_eps) if algo_config.normalize_states
                  else NormalizationStats.identity(transitions.obs_dim))
@@ -167,9 +170,17 @@ def open_behavior(algo_cls: type[Algorithm], config: AlgoConfig, transitions: Tr
         raise ConfigError(f"{algo_cls.name} needs --behavior to be {how[wanted]}, but {behavior} is {how[kind]}"
                           + (". Build a cache from it with `bm sample-cache`." if wanted == "cache" else "."))
     if wanted == "model":
+        if behavior_model is not None:
+            raise ConfigError(f"{algo_cls.name} takes its behavior model as --behavior; drop --behavior-model")
         return BehaviorInputs(model=behavior_io.load_model(behavior, transitions, device), model_dir=str(behavior))
     cache = behavior_io.load_cache(behavior, transitions, device)
     model_dir = behavior_model
+    if model_dir is not None:
+        if hasattr(cache, "model_matches") and not cache.model_matches(model_dir):
+            raise ArtefactMismatchError(
+                f"--behavior-model {model_dir} is not the model the cache {behavior} was drawn from (fingerprint "
+                f"{cache.metadata.get('model_fingerprint')}, drawn from {cache.metadata.get('model_dir')}); the "
+                "implicit policy must sample the model whose candidates Q was trained on")
     if model_dir is None and algo_cls.needs_behavior_model(config):
         model_dir = cache.metadata.get("model_dir")
         if not model_dir or not Path(model_dir).is_dir():
@@ -396,6 +407,8 @@ class Trainer:
         self.echo(f"{run.algorithm_name} on {run.transitions.dataset_id}: {len(buffer.data)} transitions, "
                   f"reward_transform={run.algo_config.reward_transform}, device={run.device}, out={self.out_dir}"
                   + "".join(f", {key}={value}" for key, value in run.algorithm.describe().items()))
+        for warning in run.algorithm.warnings():
+            self.echo(f"warning: {warning}")
         bar = tqdm(range(self.start_step, config.steps), initial=self.start_step, total=config.steps,
                    disable=not self.progress, desc=f"train {run.algorithm_name}", dynamic_ncols=True)
         tic = time.perf_counter()

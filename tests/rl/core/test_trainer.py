@@ -213,6 +213,42 @@ def test_arq_samples_its_model_at_act_time_as_the_cache_was_sampled(env_transiti
     assert run.algorithm.config.implicit_sampler is None and run.algorithm.sampler_options() == {}
 
 
+def test_a_cache_whose_threshold_rejects_nearly_everything_is_warned_about(env_transitions, tmp_path):
+    """A 50-step score model's cache had 0% of candidates in support; ARQ fell back on every row, silently."""
+    lines = []
+    useless = random_cache(env_transitions, drop=1.0)  # no candidate in support anywhere
+    run = Run.build("arq", env_transitions, ARQConfig(hidden=(16,), k=3), RunConfig(steps=1, eval_episodes=0),
+                    behavior_inputs=BehaviorInputs(cache=useless))
+    Trainer(run, tmp_path / "run", progress=False, echo=lines.append).train()
+    warning = [line for line in lines if line.startswith("warning:")]
+    assert len(warning) == 1 and "(100%) keep no in-support candidate" in warning[0] and "--threshold calibrated" in warning[0]
+    fine = Run.build("arq", env_transitions, ARQConfig(hidden=(16,), k=3), RunConfig(),
+                     behavior_inputs=BehaviorInputs(cache=random_cache(env_transitions, drop=0.3)))
+    assert fine.algorithm.warnings() == []  # 0.3^8 of the rows keep nothing
+
+
+def test_behavior_model_is_refused_where_it_would_be_ignored_or_is_another_model(env_transitions, gaussian_dir,
+                                                                                 tmp_path):
+    from behavior_models.cache import build_sample_cache
+    from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
+
+    cache = build_sample_cache(gaussian_dir, env_transitions, tmp_path / "c.npz", num_samples=4, progress=False)
+    other = tmp_path / "other"
+    GaussianBehaviorModel.fit(env_transitions, GaussianConfig(steps=20, hidden=(8,)), out_dir=other, progress=False)
+    implicit = ARQConfig(hidden=(16,), k=3, policy="implicit")
+    with pytest.raises(ConfigError, match="never samples a behavior model .* drop --behavior-model"):
+        Run.build("arq", env_transitions, ARQConfig(hidden=(16,), k=3), RUN, behavior=str(cache),
+                  behavior_model=str(gaussian_dir))
+    with pytest.raises(ArtefactMismatchError, match="is not the model the cache .* was drawn from"):
+        Run.build("arq", env_transitions, implicit, RUN, behavior=str(cache), behavior_model=str(other))
+    copy = tmp_path / "copy"
+    shutil.copytree(gaussian_dir, copy)  # the same model elsewhere is the same model
+    assert Run.build("arq", env_transitions, implicit, RUN, behavior=str(cache), behavior_model=str(copy)).behavior.model
+    with pytest.raises(ConfigError, match="takes its behavior model as --behavior; drop --behavior-model"):
+        Run.build("spot", env_transitions, SPOTConfig(hidden=(16,)), RUN, behavior=str(gaussian_dir),
+                  behavior_model=str(other))
+
+
 def test_run_config_out_of_range_is_refused():
     for field in ("steps", "log_every", "checkpoint_every", "keep_checkpoints", "eval_parallel"):
         with pytest.raises(ConfigError, match=f"RunConfig.{field} must be at least 1, got 0"):
