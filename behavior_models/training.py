@@ -91,10 +91,13 @@ def _check_out_dir(out_dir: Path, cls: type[BehaviorModel], config: BehaviorMode
     wanted = config_to_dict(config)
     # The step budget may grow on resume (checked below); anything else must match.
     differing = sorted(k for k in set(saved) | set(wanted) if k != "steps" and saved.get(k) != wanted.get(k))
-    if checkpoint["backend"] != cls.name or differing:
-        raise ArtefactMismatchError(
-            f"{out_dir} holds a checkpoint of another run (backend {checkpoint['backend']}; differing config "
-            f"fields {differing}); resume with the same settings, or pass --force to start over")
+    if checkpoint["backend"] != cls.name:
+        raise ArtefactMismatchError(f"{out_dir} holds a fit of backend {checkpoint['backend']}, not {cls.name}; resume "
+                                    f"it with --model {checkpoint['backend']}, or choose another --out")
+    if differing:
+        changes = "; ".join(f"{key}: {saved.get(key)!r} -> {wanted.get(key)!r}" for key in differing)
+        raise ArtefactMismatchError(f"{out_dir} holds a fit made with other settings ({changes}); resume with the same "
+                                    "settings, or pass --force to start over")
     if checkpoint["dataset_fingerprint"] != transitions.fingerprint:
         raise ArtefactMismatchError(
             f"{out_dir} was fitted on dataset {checkpoint['dataset_id']} (fingerprint "

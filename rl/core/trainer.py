@@ -496,6 +496,10 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
     behavior = record["behavior"]
     cache_path = behavior["cache"]["path"] if behavior.get("cache") else None
     model_dir = behavior["model_dir"]["path"] if behavior.get("model_dir") else None
+    gone = [path for path in (cache_path, model_dir) if path is not None and not Path(path).exists()]
+    if behavior_inputs is None and gone:
+        raise ArtefactMismatchError(f"{run_dir} was trained with the behaviour artefact(s) {gone}, which no longer "
+                                    "exist; restore them (a copy at that path with the same content), or retrain")
     algo_config = config_from_dict(algo_cls.config_class, record["algo"])
     acting = dict(acting or {})
     acting_config = algo_cls.with_acting(algo_config, acting)

@@ -70,9 +70,13 @@ def test_existing_runs_are_not_overwritten(data, tmp_path):
     with pytest.raises(ArtefactMismatchError, match="--force"):
         GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "run", progress=False)
     other = GaussianConfig(**{**SMALL.__dict__, "lr": 1e-2})
-    with pytest.raises(ArtefactMismatchError, match="differing config fields \\['lr'\\]"):
+    with pytest.raises(ArtefactMismatchError, match="made with other settings \\(lr: 0.001 -> 0.01\\)"):
         GaussianBehaviorModel.fit(data, other, out_dir=tmp_path / "run", resume=True, progress=False)
     GaussianBehaviorModel.fit(data, other, out_dir=tmp_path / "run", force=True, progress=False)
+    from behavior_models.flow import FlowBehaviorModel, FlowConfig
+
+    with pytest.raises(ArtefactMismatchError, match="holds a fit of backend gaussian, not flow; resume it with --model gaussian"):
+        FlowBehaviorModel.fit(data, FlowConfig(steps=2), out_dir=tmp_path / "run", resume=True, progress=False)
 
 
 def test_resume_refuses_another_dataset(data, tmp_path):

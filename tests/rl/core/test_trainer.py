@@ -249,6 +249,17 @@ def test_behavior_model_is_refused_where_it_would_be_ignored_or_is_another_model
                   behavior_model=str(other))
 
 
+def test_evaluating_a_run_whose_behavior_model_was_deleted_says_so(env_transitions, gaussian_dir, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(gaussian_dir, model)
+    short = RunConfig(steps=4, eval_episodes=0, checkpoint_every=4, log_every=4)
+    train("spot", env_transitions, tmp_path / "run", SPOTConfig(hidden=(16,), batch_size=16), short,
+          behavior=str(model), progress=False, echo=lambda _: None)
+    shutil.rmtree(model)
+    with pytest.raises(ArtefactMismatchError, match=r"trained with the behaviour artefact\(s\) .*model.*no longer exist"):
+        load_run(tmp_path / "run")
+
+
 def test_run_config_out_of_range_is_refused():
     for field in ("steps", "log_every", "checkpoint_every", "keep_checkpoints", "eval_parallel"):
         with pytest.raises(ConfigError, match=f"RunConfig.{field} must be at least 1, got 0"):
