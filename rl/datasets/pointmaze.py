@@ -28,6 +28,9 @@ environment with no extra arguments.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +42,38 @@ EVAL_EPISODE_STEPS = {"umaze": 300, "medium": 600, "large": 800}  # the register
 GOAL_RADIUS = 0.45  # gymnasium-robotics' success / sparse-reward radius
 
 
+def import_gymnasium_robotics():
+    """``import gymnasium_robotics`` without the unrelated notice it prints at first import.
+
+    On its first import gymnasium_robotics prints ``farama_notifications.notifications
+    ["gymnasium_robotics"][its version]`` to stderr (for 1.2.1-1.4.2: that the AdroitHand*Dense-v1
+    rewards changed), with no environment variable or option to turn it off. So the first import
+    runs with stderr captured, and everything captured but that notice is written back. Later
+    imports print nothing anyway. Call it before anything that makes a PointMaze env, including
+    ``recover_environment`` of a PointMaze dataset, whose ``gym.make`` would import it loudly.
+    """
+    if "gymnasium_robotics" in sys.modules:
+        return sys.modules["gymnasium_robotics"]
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            import gymnasium_robotics
+    except BaseException:
+        sys.stderr.write(captured.getvalue())
+        raise
+    text = captured.getvalue()
+    try:
+        from farama_notifications import notifications
+
+        notice = notifications.get("gymnasium_robotics", {}).get(gymnasium_robotics.__version__)
+    except ImportError:
+        notice = None
+    if notice:
+        text = text.replace(notice + "\n", "", 1)
+    sys.stderr.write(text)
+    return gymnasium_robotics
+
+
 def _check_maze(maze: str) -> None:
     if maze not in MAZE_ENV_IDS:
         raise ValueError(f"unknown maze {maze!r}; expected one of {', '.join(MAZE_ENV_IDS)}")
@@ -46,10 +81,9 @@ def _check_maze(maze: str) -> None:
 
 def _registered_spec(maze: str):
     import gymnasium as gym
-    import gymnasium_robotics
 
     _check_maze(maze)
-    gym.register_envs(gymnasium_robotics)
+    gym.register_envs(import_gymnasium_robotics())
     return gym.spec(MAZE_ENV_IDS[maze])
 
 
@@ -75,9 +109,8 @@ def eval_env_spec(maze: str):
 
 def make_env(spec):
     import gymnasium as gym
-    import gymnasium_robotics
 
-    gym.register_envs(gymnasium_robotics)
+    gym.register_envs(import_gymnasium_robotics())
     return gym.make(spec)
 
 
