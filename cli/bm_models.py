@@ -5,7 +5,33 @@ from __future__ import annotations
 import click
 
 from behavior_models.registry import BACKENDS
-from cli.common import device_option, echo_json, ensure_dataset
+from cli.common import DefaultTextOption, device_option, echo_json, ensure_dataset, refuse_resume_with_force
+
+
+def backend_defaults(field: str) -> str:
+    """The default of config ``field`` in every backend's config class, for --help: one value when
+    they agree, else ``name value`` per backend. Read from the classes, so it cannot go stale."""
+    from behavior_models.registry import backend_class
+
+    values = {name: getattr(backend_class(name).config_class(), field) for name in sorted(BACKENDS)}
+
+    def text(value) -> str:
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, int):
+            return f"{value:,}"
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    if len(set(values.values())) == 1:
+        return text(next(iter(values.values())))
+    return "per backend: " + ", ".join(f"{name} {text(value)}" for name, value in values.items())
+
+
+def config_option(flag: str, field: str, kind, help_text: str):
+    """An option for a config field that stays None unless given (so --config FILE's value is kept),
+    with each backend's default shown in --help."""
+    return click.option(flag, field, cls=DefaultTextOption, type=kind, default=None, help=help_text,
+                        default_text=lambda: backend_defaults(field))
 
 
 @click.command("fit")
@@ -14,10 +40,10 @@ from cli.common import device_option, echo_json, ensure_dataset
 @click.option("--dataset", required=True, help="Dataset alias or Minari id (recipes are built on first use).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Run directory: weights.pt, config.json, model.json, curve.csv, checkpoint.pt.")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Gradient steps (default: the backend's config).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Minibatch size.")
-@click.option("--lr", type=float, default=None, help="Learning rate (Adam).")
-@click.option("--seed", type=int, default=None, help="Seed of the fit and of the held-out split.")
+@config_option("--steps", "steps", click.IntRange(min=1), "Gradient steps (overrides --config).")
+@config_option("--batch-size", "batch_size", click.IntRange(min=1), "Minibatch size (overrides --config).")
+@config_option("--lr", "lr", float, "Adam learning rate (overrides --config).")
+@config_option("--seed", "seed", int, "Seed of the fit and of the held-out split (overrides --config).")
 @device_option()
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON object of config fields of this backend; the options above override it.")
@@ -39,7 +65,10 @@ def fit_command(backend, dataset, out_dir, steps, batch_size, lr, seed, device, 
     from behavior_models.data import load_transitions
     from behavior_models.zoo import build_config, fit_backend
 
+    refuse_resume_with_force(resume, force, "fit")
     config = build_config(backend, config_file, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    click.echo(f"bm fit {backend}: {config.steps:,} steps, batch size {config.batch_size}, lr {config.lr:g}, "
+               f"seed {config.seed} -> {out_dir}", err=True)
     ensure_dataset(dataset)
     transitions = load_transitions(dataset)
     model = fit_backend(backend, transitions, config, out_dir, device=device, resume=resume, force=force)

@@ -62,6 +62,31 @@ def device_option(help_text: str = "Torch device: cpu, cuda or cuda:N.") -> Call
     return click.option("--device", default="cpu", show_default=True, callback=_check_device, help=help_text)
 
 
+class DefaultTextOption(click.Option):
+    """An option whose ``[default: ...]`` in --help is text computed when the help is shown.
+
+    For options whose value defaults to None ("not given": a config file, a preset or the
+    config class decides) but whose effective default the user should still see. The text comes
+    from ``default_text()``, called only while formatting --help, so reading it from config
+    classes costs the commands nothing at import.
+    """
+
+    def __init__(self, *args: Any, default_text: Callable[[], str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.default_text = default_text
+
+    def get_help_extra(self, ctx: click.Context) -> Any:
+        extra = super().get_help_extra(ctx)
+        extra["default"] = self.default_text()
+        return extra
+
+
+def refuse_resume_with_force(resume: bool, force: bool, what: str) -> None:
+    """``--resume`` and ``--force`` contradict each other; refuse the pair before any work starts."""
+    if resume and force:
+        raise click.UsageError(f"--resume continues the {what} in --out and --force deletes it; pass one of them, not both.")
+
+
 def echo_json(payload: Any) -> None:
     click.echo(json.dumps(payload, indent=2, sort_keys=True, default=str))
 

@@ -1,9 +1,11 @@
 """``rl train ALGO`` and ``rl eval``: thin wrappers over :mod:`rl.core.trainer`.
 
-Every algorithm gets the same options (dataset, behaviour artefacts, steps, seed, device,
-output, resume, evaluation) from :func:`train_command`; its own config fields are set with
-``--set FIELD=VALUE`` (any field of its config dataclass) and, where the algorithm module
-defines ``PRESETS``, named variants with ``--variant``.
+Every algorithm gets the same options (dataset, steps, seed, device, output, resume,
+evaluation) from :func:`train_command`, and ``--behavior`` (``--behavior-model``) only if it
+reads a behaviour model (a sample cache); its own config fields are set with
+``--set FIELD=VALUE`` (any field of its config dataclass, listed with their defaults at the end
+of its --help) and, where the algorithm module defines ``PRESETS``, named variants with
+``--variant``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import click
 
 from behavior_models.errors import ConfigError
 from behavior_models.io import coerce_field, require_known_fields
-from cli.common import device_option, ensure_dataset
+from cli.common import DefaultTextOption, device_option, ensure_dataset, refuse_resume_with_force
 
 REWARD_CHOICES = ("auto", "none", "minus_one", "return_range")
 # Command-line options that set a config field, on every algorithm whose config has that field:
@@ -44,6 +46,42 @@ def parse_override(config_cls: type, assignment: str) -> tuple[str, Any]:
         raise ConfigError(f"--set {assignment}: {error}") from None
 
 
+def field_text(value: Any) -> str:
+    """A config default written as ``--set`` reads it back (see :func:`coerce_field`)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (tuple, list)):
+        return ",".join(field_text(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def set_example(config_cls: type) -> str:
+    """``FIELD=DEFAULT`` of the algorithm's first own numeric field (else its first field), for --set's help."""
+    from rl.algos.base import AlgoConfig
+
+    defaults, shared = config_cls(), {f.name for f in dataclasses.fields(AlgoConfig)}
+    fields = dataclasses.fields(config_cls)
+    numeric = [f.name for f in fields if f.name not in shared and type(getattr(defaults, f.name)) in (int, float)]
+    name = numeric[0] if numeric else fields[0].name
+    return f"{name}={field_text(getattr(defaults, name))}"
+
+
+def fields_help(config_cls: type, width: int = 76) -> str:
+    """The algorithm's config fields and their defaults, from the dataclass, for the end of --help."""
+    defaults = config_cls()
+    items = [f"{f.name}={field_text(getattr(defaults, f.name))}" for f in dataclasses.fields(config_cls)]
+    lines = [""]
+    for item in items:
+        if lines[-1] and len(lines[-1]) + 2 + len(item) > width:
+            lines.append("")
+        lines[-1] = f"{lines[-1]}  {item}" if lines[-1] else item
+    return (f"Config fields of {config_cls.__name__} and their defaults (set any with --set FIELD=VALUE; none: "
+            "filled in by the algorithm when the run starts, from the dataset, the step budget, the action size or "
+            "the behavior model):\n\n\b\n" + "\n".join(f"  {line}" for line in lines))
+
+
 def default_out(algorithm: str, dataset: str, seed: int) -> str:
     return f"runs/{algorithm}-{re.sub(r'[^A-Za-z0-9._-]+', '_', dataset)}-seed{seed}"
 
@@ -55,54 +93,78 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
     module = importlib.import_module(ALGORITHMS[algorithm].split(":")[0])
     presets: dict[str, dict[str, Any]] = getattr(module, "PRESETS", {})
 
-    @click.command(algorithm, help=help_text)
-    @click.option("--dataset", required=True, help="Dataset alias or Minari id (built-in recipes are built on first use).")
-    @click.option("--behavior", type=click.Path(), default=None,
-                  help="A sample cache (.npz, `bm sample-cache`) or a behavior-model directory (`bm fit`), "
-                       "as the algorithm needs.")
-    @click.option("--behavior-model", type=click.Path(), default=None,
-                  help="Behavior-model directory for algorithms that also sample the model at act time "
-                       "(default: the one named in the cache's metadata).")
-    @click.option("--variant", type=click.Choice(sorted(presets)) if presets else click.STRING, default=None,
-                  help="A named preset of config fields: " + (", ".join(f"{k} {v or '(defaults)'}" for k, v in presets.items())
-                                                              if presets else "none for this algorithm."))
-    @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
-                  help="Set any field of the algorithm's config (repeatable), e.g. --set k=3.")
-    @click.option("--steps", type=click.IntRange(min=1), default=20_000, show_default=True, help="Gradient steps.")
-    @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-                  help="Minibatch size (default: the algorithm's).")
-    @click.option("--reward", type=click.Choice(REWARD_CHOICES), default=None, help=reward_help(algorithm))
-    @click.option("--seed", type=int, default=0, show_default=True,
-                  help="Seeds the network initialisation, the minibatches and the evaluation episodes.")
-    @device_option()
-    @click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/ALGO-DATASET-seedN).")
-    @click.option("--resume", is_flag=True, help="Continue the run in --out from its newest checkpoint.")
-    @click.option("--force", is_flag=True, help="Delete the run in --out and start over (a directory holding anything else is refused).")
-    @click.option("--eval-every", type=click.IntRange(min=0), default=5_000, show_default=True, help="Evaluate every N steps (0: at the end only).")
-    @click.option("--eval-episodes", type=click.IntRange(min=0), default=10, show_default=True, help="Episodes per evaluation (0: none).")
-    @click.option("--eval-sampled", is_flag=True, help="Evaluate sampled actions instead of the deterministic ones.")
-    @click.option("--checkpoint-every", type=click.IntRange(min=1), default=5_000, show_default=True,
-                  help="Steps between checkpoints (the resume points); the last step is always saved.")
-    @click.option("--log-every", type=click.IntRange(min=1), default=250, show_default=True,
-                  help="Steps between rows of metrics.csv (the only host reads of the training loop).")
-    @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-                  help="torch CPU threads. Updates of small MLPs are fastest on one thread, and extra threads "
-                       "spin-wait badly on a shared machine; raise it for large batches on an idle machine.")
-    @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-    def command(dataset, behavior, behavior_model, variant, overrides, steps, batch_size, reward, seed, device, out,
-                resume, force, eval_every, eval_episodes, eval_sampled, checkpoint_every, log_every, threads,
-                no_progress, **option_fields):
+    algo_cls = algorithm_class_of(algorithm)
+    config_cls = algo_cls.config_class
+    # Options that only some algorithms take are only on those algorithms' commands.
+    options = [
+        click.option("--dataset", required=True,
+                     help="Dataset alias or Minari id (built-in recipes are built on first use)."),
+    ]
+    if algo_cls.behavior_kind != "none":
+        options.append(click.option(
+            "--behavior", type=click.Path(), default=None,
+            help={"cache": "A sample cache (.npz from `bm sample-cache`) of a behavior model fitted on --dataset.",
+                  "model": "A behavior-model directory (from `bm fit`) fitted on --dataset."}[algo_cls.behavior_kind]))
+    if algo_cls.behavior_kind == "cache":  # the cache-reading algorithms may also sample the model at act time
+        options.append(click.option(
+            "--behavior-model", type=click.Path(), default=None,
+            help="Behavior-model directory, for configs that also sample the model at act time (default: the "
+                 "one named in the cache's metadata)."))
+    if presets:
+        options.append(click.option(
+            "--variant", type=click.Choice(sorted(presets)), default=None,
+            help="A named preset of config fields: " + ", ".join(f"{k} {v or '(defaults)'}" for k, v in presets.items())))
+    options += [
+        click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
+                     help=f"Set any field of the algorithm's config (repeatable), e.g. --set {set_example(config_cls)}; "
+                          "the fields and their defaults are listed above."),
+        click.option("--steps", type=click.IntRange(min=1), default=20_000, show_default=True, help="Gradient steps."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None, cls=DefaultTextOption,
+                     default_text=lambda: str(config_cls().batch_size), help="Minibatch size (the config's batch_size)."),
+        click.option("--reward", type=click.Choice(REWARD_CHOICES), default=None, help=reward_help(algorithm)),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seeds the network initialisation, the minibatches and the evaluation episodes."),
+        device_option(),
+        click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/ALGO-DATASET-seedN)."),
+        click.option("--resume", is_flag=True, help="Continue the run in --out from its newest checkpoint."),
+        click.option("--force", is_flag=True,
+                     help="Delete the run in --out and start over (a directory holding anything else is refused)."),
+        click.option("--eval-every", type=click.IntRange(min=0), default=5_000, show_default=True,
+                     help="Evaluate every N steps (0: at the end only)."),
+        click.option("--eval-episodes", type=click.IntRange(min=0), default=10, show_default=True,
+                     help="Episodes per evaluation (0: none)."),
+        click.option("--eval-sampled", is_flag=True, help="Evaluate sampled actions instead of the deterministic ones."),
+        click.option("--checkpoint-every", type=click.IntRange(min=1), default=5_000, show_default=True,
+                     help="Steps between checkpoints (the resume points); the last step is always saved."),
+        click.option("--log-every", type=click.IntRange(min=1), default=250, show_default=True,
+                     help="Steps between rows of metrics.csv (the only host reads of the training loop)."),
+        click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="torch CPU threads. Updates of small MLPs are fastest on one thread, and extra threads "
+                          "spin-wait badly on a shared machine; raise it for large batches on an idle machine."),
+        click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
+    ]
+    config_fields = {f.name for f in dataclasses.fields(config_cls)}
+    for flag, (field, kind, text) in FIELD_OPTIONS.items():  # options for config fields, where the config has them
+        if field in config_fields:
+            default = getattr(config_cls(), field)
+            shown = "set from the dataset id" if default is None else field_text(default)
+            if kind is bool and default is not None:
+                shown = flag.split("/")[0 if default else 1].lstrip("-")
+            options.append(click.option(flag, field, type=None if kind is bool else kind, default=None,
+                                        cls=DefaultTextOption, default_text=lambda shown=shown: shown, help=text))
+
+    def command(dataset, overrides, steps, batch_size, reward, seed, device, out, resume, force, eval_every,
+                eval_episodes, eval_sampled, checkpoint_every, log_every, threads, no_progress, behavior=None,
+                behavior_model=None, variant=None, **option_fields):
         import torch
 
-        from rl.algos import algorithm_class
-        from rl.core.trainer import RunConfig, train
+        from rl.core.trainer import RunConfig, checkpoint_paths, refuse_existing_run, train
+        from rl.datasets.pointmaze import import_gymnasium_robotics
 
+        refuse_resume_with_force(resume, force, "run")
         torch.set_num_threads(threads)
 
-        config_cls = algorithm_class(algorithm).config_class
         values: dict[str, Any] = dict(presets.get(variant, {})) if variant else {}
-        if variant and not presets:
-            raise ConfigError(f"{algorithm} has no --variant presets")
         # None = not given on the command line; 0.0 and --no-... are explicit values and must win over a preset.
         values.update({field: value for field, value in option_fields.items() if value is not None})
         values.update(parse_override(config_cls, item) for item in overrides)
@@ -114,17 +176,20 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
         run_config = RunConfig(steps=steps, seed=seed, eval_every=eval_every, eval_episodes=eval_episodes,
                                eval_deterministic=not eval_sampled, checkpoint_every=checkpoint_every,
                                log_every=log_every)
-        ensure_dataset(dataset)
         out_dir = out or default_out(algorithm, dataset, seed)
+        if resume and not checkpoint_paths(Path(out_dir)):
+            refuse_existing_run(Path(out_dir), resume, force)  # a directory that is not a run is refused, not reused
+            click.echo(f"nothing to resume in {out_dir}; starting a new run", err=True)
+        ensure_dataset(dataset)
+        import_gymnasium_robotics()  # now, quietly: evaluating a PointMaze policy would import it with a notice
         summary = train(algorithm, dataset, out_dir, algo_config, run_config, behavior=behavior,
                         behavior_model=behavior_model, device=device, resume=resume, force=force,
                         progress=not no_progress, echo=lambda line: click.echo(line, err=True))
         print_summary(summary, Path(out_dir))
 
-    for flag, (field, kind, text) in FIELD_OPTIONS.items():  # options for config fields, where the config has them
-        if field in {f.name for f in dataclasses.fields(algorithm_class_config(algorithm))}:
-            command = click.option(flag, field, type=None if kind is bool else kind, default=None, help=text)(command)
-    return command
+    for option in reversed(options):
+        command = option(command)
+    return click.command(algorithm, help=f"{help_text}\n\n{fields_help(config_cls)}")(command)
 
 
 def reward_help(algorithm: str) -> str:
@@ -138,10 +203,10 @@ def reward_help(algorithm: str) -> str:
             "(mujoco/ ids), none otherwise.")
 
 
-def algorithm_class_config(algorithm: str) -> type:
+def algorithm_class_of(algorithm: str) -> type:
     from rl.algos import algorithm_class
 
-    return algorithm_class(algorithm).config_class
+    return algorithm_class(algorithm)
 
 
 def print_summary(summary: dict[str, Any], where: Path) -> None:
@@ -216,7 +281,9 @@ def eval_command(run_dir: str, episodes: int, sampled: bool, seed: int, acting: 
     from behavior_models.io import write_json_atomic
     from rl.algos import algorithm_class
     from rl.core.trainer import checkpoint_paths, load_run, read_run_record
+    from rl.datasets.pointmaze import import_gymnasium_robotics
 
+    import_gymnasium_robotics()  # quietly, before evaluating a PointMaze policy would import it with a notice
     values: dict[str, Any] = {}
     if acting:
         config_class = algorithm_class(read_run_record(run_dir)["algorithm"]).config_class
@@ -235,7 +302,12 @@ def eval_command(run_dir: str, episodes: int, sampled: bool, seed: int, acting: 
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
 @click.option("--title", default="", help="Figure title.")
 def plot_command(run_dirs: tuple[str, ...], out: str, title: str) -> None:
-    """Draw the learning curves (evaluation score vs steps, from metrics.csv) of runs as a PNG."""
+    """Draw the learning curves (evaluation score vs steps, from metrics.csv) of runs as a PNG.
+
+    Curves are labelled by algorithm, and by algorithm and run directory name where an algorithm
+    repeats, e.g. `bc (seed0)`. A run with no evaluation rows (trained with --eval-episodes 0, or
+    not evaluated yet) is left out with a warning; with none to draw, nothing is written."""
     from rl.core.plotting import plot_learning_curves
 
-    click.echo(f"wrote {plot_learning_curves(list(run_dirs), out, title)}")
+    path = plot_learning_curves(list(run_dirs), out, title, warn=lambda message: click.echo(f"warning: {message}", err=True))
+    click.echo(f"wrote {path}")

@@ -8,7 +8,10 @@ from typing import Any
 
 import click
 
-from cli.common import device_option, ensure_dataset
+from cli.common import DefaultTextOption, device_option, ensure_dataset
+
+# Share of states that keep no candidate in support above which the summary warns.
+EMPTY_STATES_WARNING = 0.10
 
 
 def _parse_options(pairs: tuple[str, ...], flag: str) -> dict[str, Any]:
@@ -35,6 +38,60 @@ def _parse_threshold(value: str | None) -> float | str | None:
                                  param_hint="--threshold") from None
 
 
+def _default_samplers() -> str:
+    """--sampler's default for --help, read from the backends' configs (``default_sampler``)."""
+    from behavior_models.registry import BACKENDS, backend_class
+
+    own = {name: getattr(backend_class(name).config_class(), "default_sampler", None) for name in sorted(BACKENDS)}
+    named = ", ".join(f"{name}: {sampler}" for name, sampler in own.items() if sampler is not None)
+    return f"the model's own sampler; {named}" if named else "the model's own sampler"
+
+
+def _resolved_sampler(model_dir: str, sampler_options: dict[str, Any]) -> tuple[str, str]:
+    """(backend, the sampler the cache will use as a phrase), from --sampler (or --sampler-option
+    sampler=...) or else the model's config.json, read without loading its weights; the build
+    itself refuses a directory that is not a model."""
+    from behavior_models.base import CONFIG_FILE, MODEL_FILE
+
+    sampler = sampler_options.get("sampler")
+    try:
+        backend = json.loads((Path(model_dir) / MODEL_FILE).read_text())["backend"]
+        config = json.loads((Path(model_dir) / CONFIG_FILE).read_text())
+    except (OSError, ValueError, KeyError):
+        return "?", sampler or "the model's default"
+    if sampler is not None:
+        return backend, str(sampler)
+    default = config.get("default_sampler")
+    if default is None:
+        return backend, "the backend's only sampler"
+    if default == "pc":
+        steps = sampler_options.get("steps", config.get("pc_steps", "?"))
+        return backend, (f"pc, the model's default ({steps} predictor-corrector steps per sample: slow, about "
+                         "8 samples/s on a CPU at 500; --sampler fast is tens of times faster)")
+    return backend, f"{default}, the model's default"
+
+
+def _summarise(path: Path, likelihood: str) -> None:
+    """One line on what the written cache keeps, from its in_support array and metadata, and a
+    warning when many states keep nothing (ARQ then falls back on every one of them)."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:  # reads only the two members asked for
+        in_support, metadata = data["in_support"], json.loads(str(data["metadata_json"]))
+    states, candidates = in_support.shape
+    kept, empty = float(in_support.mean()), float((~in_support.any(axis=1)).mean())
+    threshold = metadata["threshold"]
+    where = ("--likelihood none: every candidate kept" if likelihood == "none" else
+             f"threshold {threshold['value']:.4g}, {threshold['kind']}: {threshold['source']}")
+    click.echo(f"wrote {path}: {states} states x {candidates} candidates; {kept:.1%} of candidates in support, "
+               f"{empty:.1%} of states with none in support ({where})")
+    if empty > EMPTY_STATES_WARNING:
+        click.echo(f"warning: {empty:.1%} of states keep no candidate in support (more than "
+                   f"{EMPTY_STATES_WARNING:.0%}), so ARQ's target falls back on each of them. Try --threshold "
+                   "calibrated (the model's own held-out threshold), --likelihood none (keep every candidate), "
+                   "or a longer `bm fit --steps`.", err=True)
+
+
 @click.command("sample-cache")
 @click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="A fitted behavior-model directory (any backend).")
@@ -48,8 +105,10 @@ def _parse_threshold(value: str | None) -> float | str | None:
               help="joint: samples and log-probs in one pass (sample_and_log_prob; the score model's ODE/fast "
                    "samplers); separate: sample, then a log_prob pass (e.g. after PC sampling); none: no log-probs, "
                    "every candidate kept.")
-@click.option("--sampler", default=None, help="Backend sampler, passed as sample(..., sampler=NAME) "
-              "(score model: pc, ode, fast).")
+@click.option("--sampler", default=None, cls=DefaultTextOption, default_text=_default_samplers,
+              help="Backend sampler, passed as sample(..., sampler=NAME) (score model: pc, ode, fast). The score "
+                   "model's pc (predictor-corrector, then a dopri5 log-prob) is slow, about 8 samples/s on a CPU "
+                   "against about 500/s with fast: use fast for caches.")
 @click.option("--sampler-option", "sampler_option", multiple=True, metavar="KEY=VALUE",
               help="Extra keyword for sample/sample_and_log_prob (repeatable), e.g. steps=20.")
 @click.option("--log-prob-option", "log_prob_option", multiple=True, metavar="KEY=VALUE",
@@ -87,6 +146,10 @@ def sample_cache(model_dir: str, dataset: str, out: str, num_samples: int, thres
     from behavior_models.cache import build_sample_cache, check_cache_out, init_distributed
     from behavior_models.data import load_transitions
 
+    if chunk_states is not None and chunk_states % batch_states:
+        nearest = max(batch_states, round(chunk_states / batch_states) * batch_states)
+        raise click.BadParameter(f"{chunk_states} is not a multiple of --batch-size ({batch_states}); "
+                                 f"use e.g. --chunk-states {nearest}, or leave it out", param_hint="--chunk-states")
     check_cache_out(Path(out), overwrite=force)  # before a recipe is built or a dataset loaded
     sampler_options = _parse_options(sampler_option, "--sampler-option")
     if sampler is not None:
@@ -94,6 +157,9 @@ def sample_cache(model_dir: str, dataset: str, out: str, num_samples: int, thres
     log_prob_options = _parse_options(log_prob_option, "--log-prob-option")
     ranks = init_distributed()
     if ranks.rank == 0:  # a recipe is built once, not by every rank
+        backend, resolved = _resolved_sampler(model_dir, sampler_options)
+        click.echo(f"sample-cache: {backend} model, sampler {resolved}; likelihood {likelihood}, "
+                   f"{num_samples} candidates per state, seed {seed}", err=True)
         ensure_dataset(dataset)
     ranks.barrier()
     result = build_sample_cache(
@@ -102,4 +168,4 @@ def sample_cache(model_dir: str, dataset: str, out: str, num_samples: int, thres
         batch_states=batch_states, chunk_states=chunk_states, device=device, seed=seed, dtype=dtype,
         overwrite=force, progress=not no_progress)
     if result is not None:
-        click.echo(f"wrote {result}")
+        _summarise(Path(result), likelihood)

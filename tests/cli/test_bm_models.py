@@ -131,3 +131,32 @@ def test_counts_out_of_range_are_option_errors(tmp_path, args, option):
         args = [*args, "--model", str(tmp_path)]
     result = CliRunner().invoke(bm, [*args, "--dataset", "test/absent-v0"])
     assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output
+
+
+def test_fit_help_shows_each_backends_defaults_read_from_its_config():
+    from behavior_models.registry import BACKENDS, backend_class
+
+    text = " ".join(CliRunner().invoke(bm, ["fit", "--help"]).output.split())
+    steps = ", ".join(f"{name} {backend_class(name).config_class().steps:,}" for name in sorted(BACKENDS))
+    assert f"[default: per backend: {steps}; x>=1]" in text
+    assert "score 300,000" in text  # the costly one the review found hidden
+    seeds = {backend_class(name).config_class().seed for name in BACKENDS}
+    assert seeds == {0} and "Seed of the fit and of the held-out split (overrides --config). [default: 0]" in text
+
+
+def test_fit_prints_the_resolved_settings_first(tmp_path):
+    write_conditional_gaussian_dataset("test/cli-start-v0", episodes=4, steps=10)
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"steps": 7, "lr": 0.01}))
+    result = CliRunner().invoke(bm, ["fit", "--model", "gaussian", "--dataset", "test/cli-start-v0", "--out",
+                                     str(tmp_path / "g"), "--config", str(config), "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith(f"bm fit gaussian: 7 steps, batch size 256, lr 0.01, seed 4 -> {tmp_path / 'g'}")
+
+
+def test_fit_refuses_resume_with_force_before_any_work(tmp_path):
+    result = CliRunner().invoke(bm, ["fit", "--model", "gaussian", "--dataset", "test/absent-v0", "--out",
+                                     str(tmp_path / "x"), "--resume", "--force"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "Error: --resume continues the fit in --out and --force deletes it; pass one of them, not both." in result.output
+    assert "test/absent-v0" not in result.output and not (tmp_path / "x").exists()

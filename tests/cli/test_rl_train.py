@@ -1,14 +1,18 @@
 """`rl train` / `rl eval` option checking: --set values typed by the config field, counts in range,
 --reward's help read from each algorithm. None of these need a dataset: they fail (or pass) first."""
 
+import dataclasses
+
 import pytest
 from click.testing import CliRunner
 
 from behavior_models.errors import ConfigError
 from cli.rl import main as rl
-from cli.rl_train import parse_override
+from cli.rl_train import field_text, parse_override
+from rl.algos import ALGORITHMS, algorithm_class
 from rl.algos.arq import ARQConfig
 from rl.algos.spot import SPOTConfig
+from tests.helpers import write_flat_dataset
 
 
 @pytest.mark.parametrize("config_cls, assignment, expected", [
@@ -70,3 +74,67 @@ def test_reward_help_says_what_auto_does_for_this_algorithm(algorithm, default, 
     text = " ".join(CliRunner().invoke(rl, ["train", algorithm, "--help"]).output.split())
     assert f"Reward convention (default: {default})." in text
     assert f"minus_one (r-1) on maze datasets, {locomotion} on MuJoCo locomotion" in text
+
+
+def _help(algorithm):
+    result = CliRunner().invoke(rl, ["train", algorithm, "--help"])
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+def test_train_help_lists_the_config_fields_and_a_real_set_example(algorithm):
+    config_cls = algorithm_class(algorithm).config_class
+    text = _help(algorithm)
+    example = text.split("e.g. --set ", 1)[1].split(";")[0]
+    field, value = example.split("=")
+    assert parse_override(config_cls, example) == (field, getattr(config_cls(), field))  # a real field, its default
+    listed = text.split(f"Config fields of {config_cls.__name__} and their defaults", 1)[1].split("Options:")[0]
+    for f in dataclasses.fields(config_cls):
+        default = getattr(config_cls(), f.name)
+        assert f"{f.name}={field_text(default)}" in listed, f.name
+        assert parse_override(config_cls, f"{f.name}={field_text(default)}") == (f.name, default)  # reads back
+
+
+def test_train_help_shows_only_the_options_an_algorithm_takes():
+    for algorithm in ("bc", "td3bc", "dasco"):
+        options = _help(algorithm).split("Options:")[1]
+        assert "--behavior" not in options and "--variant" not in options, algorithm
+    spot = _help("spot").split("Options:")[1]
+    assert "--behavior PATH A behavior-model directory (from `bm fit`)" in spot
+    assert "--behavior-model" not in spot and "--variant" not in spot
+    arq = _help("arq").split("Options:")[1]
+    assert "--behavior PATH A sample cache" in arq and "--behavior-model PATH" in arq
+    assert "--variant [arq|arq-implicit|behavior|q-beta]" in arq
+    refused = CliRunner().invoke(rl, ["train", "bc", "--dataset", "test/absent-v0", "--behavior", "x.npz"])
+    assert refused.exit_code == 2 and "No such option '--behavior'" in refused.output
+
+
+def test_train_help_shows_the_gradient_penalty_default_of_each_algorithm():
+    assert "every 5th step (0: off). [default: 0]" in _help("bear")
+    assert "every 5th step (0: off). [default: 0]" in _help("td3bc")
+    assert "every 5th step (0: off). [default: set from the dataset id]" in _help("bear++")
+    assert "presets. [default: constraint-relaxation]" in _help("td3bc++")
+    assert "Minibatch size (the config's batch_size). [default: 512; x>=1]" in _help("arq")
+
+
+def test_train_refuses_resume_with_force_before_any_work(tmp_path):
+    result = CliRunner().invoke(rl, ["train", "bc", "--dataset", "test/absent-v0", "--out", str(tmp_path / "r"),
+                                     "--resume", "--force"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "Error: --resume continues the run in --out and --force deletes it; pass one of them, not both." in result.output
+    assert "test/absent-v0" not in result.output
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_resume_says_when_there_is_nothing_to_resume(tmp_path):
+    write_flat_dataset("test/cli-resume-v0", episode_lengths=(20, 20))
+    out = tmp_path / "seed0"
+    args = ["train", "bc", "--dataset", "test/cli-resume-v0", "--out", str(out), "--eval-episodes", "0",
+            "--set", "hidden=8", "--batch-size", "8", "--no-progress", "--resume"]
+    first = CliRunner().invoke(rl, [*args, "--steps", "4"])
+    assert first.exit_code == 0, first.output
+    assert first.stderr.startswith(f"nothing to resume in {out}; starting a new run")
+    more = CliRunner().invoke(rl, [*args, "--steps", "6"])
+    assert more.exit_code == 0, more.output
+    assert "nothing to resume" not in more.stderr and "from step 4" in more.stderr

@@ -92,3 +92,71 @@ def test_torchrun_with_two_processes_equals_one_process(model_dir, tmp_path):
 def test_counts_below_one_are_option_errors(tmp_path, option):
     result = CliRunner().invoke(bm, command(tmp_path, tmp_path / "c.npz", option, "0"))
     assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output
+
+
+def _one_line(text):
+    return " ".join(text.split())
+
+
+def test_summary_reports_support_from_the_written_cache(model_dir, tmp_path):
+    out = tmp_path / "s.npz"
+    result = CliRunner().invoke(bm, command(model_dir, out, "--num-samples", "4", "--threshold", "-2"))
+    assert result.exit_code == 0, result.output
+    cache = SampleCache.load(out)
+    kept = float(cache.in_support.float().mean())
+    empty = float((~cache.in_support.any(1)).float().mean())
+    assert 0.0 < kept < 1.0  # a threshold that keeps some: the numbers below are not trivially 0% / 100%
+    assert (f"wrote {out}: 1208 states x 4 candidates; {kept:.1%} of candidates in support, {empty:.1%} of states "
+            "with none in support (threshold -2, absolute: user)") in result.stdout
+    assert ("warning" in result.stderr) == (empty > 0.10)
+
+
+def test_summary_warns_when_many_states_keep_nothing(model_dir, tmp_path):
+    result = CliRunner().invoke(bm, command(model_dir, tmp_path / "w.npz", "--num-samples", "3", "--threshold", "50"))
+    assert result.exit_code == 0, result.output
+    assert "0.0% of candidates in support, 100.0% of states with none in support (threshold 50" in result.stdout
+    warning = _one_line(result.stderr)
+    assert "warning: 100.0% of states keep no candidate in support (more than 10%)" in warning
+    for remedy in ("--threshold calibrated", "--likelihood none", "bm fit --steps"):
+        assert remedy in warning, remedy
+
+    kept_all = CliRunner().invoke(bm, command(model_dir, tmp_path / "n.npz", "--num-samples", "3", "--likelihood",
+                                              "none"))
+    assert kept_all.exit_code == 0, kept_all.output
+    assert ("100.0% of candidates in support, 0.0% of states with none in support (--likelihood none: every "
+            "candidate kept)") in kept_all.stdout and "warning" not in kept_all.stderr
+
+
+def test_the_resolved_sampler_is_printed_at_the_start(model_dir, tmp_path):
+    result = CliRunner().invoke(bm, command(model_dir, tmp_path / "r.npz", "--num-samples", "2"))
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("sample-cache: gaussian model, sampler the backend's only sampler; likelihood "
+                                    "joint, 2 candidates per state, seed 7")
+
+
+def test_a_score_model_names_its_slow_default_sampler(tmp_path):
+    from cli.sample_cache import _resolved_sampler
+
+    (tmp_path / "model.json").write_text('{"backend": "score"}')
+    (tmp_path / "config.json").write_text('{"default_sampler": "pc", "pc_steps": 500}')
+    backend, sampler = _resolved_sampler(str(tmp_path), {})
+    assert backend == "score" and sampler.startswith("pc, the model's default (500 predictor-corrector steps")
+    assert "--sampler fast" in sampler
+    assert _resolved_sampler(str(tmp_path), {"steps": 50})[1].startswith("pc, the model's default (50 predictor")
+    assert _resolved_sampler(str(tmp_path), {"sampler": "fast"}) == ("score", "fast")  # --sampler or --sampler-option
+
+
+def test_sampler_help_shows_the_default_read_from_the_score_config():
+    from behavior_models.score.model import ScoreConfig
+
+    text = _one_line(CliRunner().invoke(bm, ["sample-cache", "--help"]).output)
+    assert f"[default: the model's own sampler; score: {ScoreConfig().default_sampler}]" in text
+    assert "use fast for caches" in text
+
+
+def test_chunk_states_not_a_multiple_names_the_cli_options(model_dir, tmp_path):
+    result = CliRunner().invoke(bm, command(model_dir, tmp_path / "c.npz", "--batch-size", "64", "--chunk-states", "100"))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert ("Invalid value for --chunk-states: 100 is not a multiple of --batch-size (64); use e.g. "
+            "--chunk-states 128") in _one_line(result.output)
+    assert "batch_states" not in result.output and not (tmp_path / "c.npz.work").exists()

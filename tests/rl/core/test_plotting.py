@@ -8,7 +8,8 @@ import matplotlib.figure
 import matplotlib.pyplot as plt
 import pytest
 
-from rl.core.plotting import SCORE, SCORE_STD, plot_learning_curves, read_curve
+from behavior_models.errors import ArtefactMismatchError
+from rl.core.plotting import SCORE, SCORE_STD, curve_labels, plot_learning_curves, read_curve
 
 
 @pytest.fixture
@@ -45,3 +46,72 @@ def test_plot_is_written_atomically(run_dir, tmp_path, monkeypatch):
     assert out.read_bytes() == before  # the previous plot is intact
     assert [p.name for p in out.parent.iterdir()] == ["curves.png"]  # no temporary left behind
     assert plt.get_fignums() == []  # the figure is closed even so
+
+
+def make_run(path, algorithm="bc", evaluated=True, eval_episodes=10, eval_every=5000):
+    path.mkdir(parents=True)
+    rows = "10,0.5,,\n20,0.4,12.5,1.5\n" if evaluated else "10,0.5,,\n20,0.4,,\n"
+    (path / "metrics.csv").write_text(f"step,train/loss,{SCORE},{SCORE_STD}\n{rows}")
+    (path / "config.json").write_text(json.dumps({"algorithm": algorithm, "run": {"eval_episodes": eval_episodes,
+                                                                                  "eval_every": eval_every}}))
+    return path
+
+
+@pytest.fixture
+def legend(monkeypatch):
+    """The legend texts of every figure saved, in order."""
+    seen = []
+    save = matplotlib.figure.Figure.savefig
+
+    def recording(self, *args, **kwargs):
+        seen.append([text.get_text() for text in self.axes[0].get_legend().get_texts()])
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", recording)
+    return seen
+
+
+def test_repeated_algorithms_are_told_apart_by_run_directory(tmp_path, legend):
+    runs = [make_run(tmp_path / "seed0"), make_run(tmp_path / "seed1"), make_run(tmp_path / "t", algorithm="td3bc")]
+    plot_learning_curves(runs, tmp_path / "p.png")
+    assert legend == [["bc (seed0)", "bc (seed1)", "td3bc"]]
+    same_names = [make_run(tmp_path / "a" / "seed0"), make_run(tmp_path / "b" / "seed0")]
+    assert curve_labels(same_names) == [f"bc ({same_names[0]})", f"bc ({same_names[1]})"]
+    assert curve_labels([runs[0], runs[2]]) == ["bc", "td3bc"]  # no suffix where nothing repeats
+
+
+def test_a_run_without_evaluations_is_left_out_with_the_reason(tmp_path, legend):
+    good = make_run(tmp_path / "good")
+    silent = make_run(tmp_path / "silent", evaluated=False, eval_episodes=0)
+    warned = []
+    plot_learning_curves([good, silent], tmp_path / "p.png", warn=warned.append)
+    assert legend == [["bc"]]
+    assert warned == [f"{silent} has no evaluation rows in metrics.csv (it was trained with --eval-episodes 0); "
+                      "it is left out of the plot"]
+    with pytest.warns(UserWarning, match="left out of the plot"):  # the library default
+        plot_learning_curves([good, silent], tmp_path / "p.png")
+
+
+def test_no_run_with_evaluations_is_refused_and_nothing_written(tmp_path):
+    end_only = make_run(tmp_path / "end", evaluated=False, eval_every=0)
+    early = make_run(tmp_path / "early", evaluated=False, eval_every=5000)
+    with pytest.raises(ArtefactMismatchError) as error:
+        plot_learning_curves([end_only, early], tmp_path / "p.png")
+    assert f"{end_only}: it was trained with --eval-every 0, which evaluates only at the end" in str(error.value)
+    assert f"{early}: it has not reached its first evaluation (step 5000) yet" in str(error.value)
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_rl_plot_warns_and_refuses_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from cli.rl import main as rl
+
+    good, silent = make_run(tmp_path / "good"), make_run(tmp_path / "silent", evaluated=False, eval_episodes=0)
+    result = CliRunner().invoke(rl, ["plot", "--run", str(good), "--run", str(silent), "--out", str(tmp_path / "p.png")])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith(f"warning: {silent} has no evaluation rows") and "wrote" in result.stdout
+    refused = CliRunner().invoke(rl, ["plot", "--run", str(silent), "--out", str(tmp_path / "q.png")])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert refused.output.startswith("Error: no evaluation rows in metrics.csv to plot")
+    assert len(refused.output.strip().splitlines()) == 1 and not (tmp_path / "q.png").exists()
