@@ -198,10 +198,6 @@ def parse_acting(items: list[str], algos: list[str]) -> list[tuple[str, dict[str
     return rows
 
 
-def acting_label(acting: dict[str, Any]) -> str:
-    return ",".join(f"{key}={value}" for key, value in acting.items())
-
-
 def run_config(args: argparse.Namespace, seed: int):
     from rl.core.trainer import RunConfig
 
@@ -271,7 +267,7 @@ def final_evaluation(out: Path, episodes: int, seed: int, device: str,
     the acting fields ``acting`` if given, read from ``final_eval.json`` (``final_eval[<acting>].json``)
     when it already holds exactly that evaluation."""
     from behavior_models.io import write_json_atomic
-    from rl.core.trainer import checkpoint_paths, load_run
+    from rl.core.trainer import acting_label, checkpoint_paths, load_run
 
     path = out / (f"final_eval[{acting_label(acting)}].json" if acting else "final_eval.json")
     checkpoint = checkpoint_paths(out)[-1].name
@@ -351,6 +347,8 @@ LEFT_OUT: set[Path] = set()
 def final_table(root: Path, algos: list[str], datasets: list[str], seeds: list[int], args: argparse.Namespace,
                 overrides: dict[str, dict[str, Any]]) -> str:
     """The table again, each finished run scored by ``final_evaluation`` on --final-episodes episodes."""
+    from rl.core.trainer import acting_label
+
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     rows = list(algos)
     for algo, dataset, out, summary in finished_runs(root, algos, datasets, seeds, args, overrides):

@@ -265,7 +265,7 @@ train_group.add_command(train_command(
 @click.option("--set", "acting", multiple=True, metavar="FIELD=VALUE",
               help="Act differently without retraining: a field that changes only how the trained run acts "
                    "(ARQ: policy=implicit|behavior|explicit, implicit_samples, implicit_sampler; DASCO: "
-                   "eval_actor). Repeatable; recorded in eval.json.")
+                   "eval_actor). Repeatable; the result goes to eval[FIELD=VALUE,...].json, beside eval.json.")
 @device_option()
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch CPU threads.")
 def eval_command(run_dir: str, episodes: int, sampled: bool, seed: int, acting: tuple[str, ...], device: str,
@@ -273,14 +273,15 @@ def eval_command(run_dir: str, episodes: int, sampled: bool, seed: int, acting: 
     """Evaluate the newest checkpoint of a run; writes DIR/eval.json and prints `normalized_score: X` last.
 
     With --set, e.g. `rl eval --run DIR --set policy=implicit` for an ARQ run, the same critic is
-    scored with Eq. 6's implicit policy instead of the AWR policy trained beside it."""
+    scored with Eq. 6's implicit policy instead of the AWR policy trained beside it; the result goes
+    to DIR/eval[policy=implicit].json, so each way of acting keeps its own."""
     import torch
 
     torch.set_num_threads(threads)
 
     from behavior_models.io import write_json_atomic
     from rl.algos import algorithm_class
-    from rl.core.trainer import checkpoint_paths, load_run, read_run_record
+    from rl.core.trainer import acting_label, checkpoint_paths, load_run, read_run_record
     from rl.datasets.pointmaze import import_gymnasium_robotics
 
     import_gymnasium_robotics()  # quietly, before evaluating a PointMaze policy would import it with a notice
@@ -292,7 +293,7 @@ def eval_command(run_dir: str, episodes: int, sampled: bool, seed: int, acting: 
     result = run.evaluate(episodes, deterministic=not sampled, seed=seed)
     summary = {**result.summary(), "eval_deterministic": not sampled, "seed": seed,
                "checkpoint": checkpoint_paths(Path(run_dir))[-1].name, "acting": values}
-    write_json_atomic(Path(run_dir) / "eval.json", summary)
+    write_json_atomic(Path(run_dir) / (f"eval[{acting_label(values)}].json" if values else "eval.json"), summary)
     print_summary(summary, Path(run_dir))
 
 

@@ -239,7 +239,13 @@ def checkpoint_paths(out_dir: Path) -> list[Path]:
 
 
 # Everything rl train, rl eval and benchmarks/offline_rl.py write into a run directory.
-RUN_ENTRIES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_DIR, "tb", "eval.json", "final_eval*.json")
+RUN_ENTRIES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_DIR, "tb", "eval*.json", "final_eval*.json")
+
+
+def acting_label(acting: dict[str, Any]) -> str:
+    """``policy=implicit,implicit_samples=3``: names the result files of a run scored acting so
+    (``eval[...].json``, the benchmark's ``final_eval[...].json``), one file per way of acting."""
+    return ",".join(f"{key}={value}" for key, value in acting.items())
 
 
 def is_rl_run(directory: Path) -> bool:

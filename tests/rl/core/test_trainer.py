@@ -177,8 +177,11 @@ def test_a_trained_arq_run_acts_with_its_implicit_policy_or_the_model_alone(env_
     result = CliRunner().invoke(rl_main, ["eval", "--run", str(tmp_path / "run"), "--episodes", "1",
                                           "--set", "policy=implicit", "--set", "implicit_samples=3"])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "run" / "eval.json").read_text())["acting"] == {"policy": "implicit",
-                                                                                "implicit_samples": 3}
+    assert json.loads((tmp_path / "run" / "eval[policy=implicit,implicit_samples=3].json").read_text())["acting"] == {
+        "policy": "implicit", "implicit_samples": 3}
+    assert CliRunner().invoke(rl_main, ["eval", "--run", str(tmp_path / "run"), "--episodes", "1"]).exit_code == 0
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["acting"] == {}  # each way of acting keeps its file
+    assert (tmp_path / "run" / "eval[policy=implicit,implicit_samples=3].json").is_file()
     result = CliRunner().invoke(rl_main, ["eval", "--run", str(tmp_path / "run"), "--set", "batch_size=4"])
     assert result.exit_code == 1 and "batch_size changes what is trained" in result.output
 
