@@ -206,12 +206,22 @@ def run_config(args: argparse.Namespace, seed: int):
 
 
 @functools.cache
-def dataset_identity(dataset: str) -> tuple[str, str]:
-    """(dataset id, content fingerprint) of a dataset name of --datasets."""
+def dataset_identity(dataset: str) -> tuple[str, str, list[float] | None]:
+    """(dataset id, content fingerprint, reference scores [min, max] or None) of a --datasets name."""
     from behavior_models.data import load_transitions
 
     transitions = load_transitions(dataset)
-    return transitions.dataset_id, transitions.fingerprint
+    info = transitions.info
+    references = [float(info.ref_min_score), float(info.ref_max_score)] if info.has_reference_scores else None
+    return transitions.dataset_id, transitions.fingerprint, references
+
+
+def reference_change(result: dict[str, Any], dataset: str) -> list[str]:
+    """The dataset's reference scores, if ``result`` (a summary or final evaluation) recorded
+    others: a recipe rebuilt with other reference episodes keeps its fingerprint, not its scale.
+    Results from before the scores were recorded cannot be checked and pass."""
+    recorded, current = result.get("reference_scores"), dataset_identity(dataset)[2]
+    return [] if recorded is None or recorded == current else [f"reference scores: {recorded} -> {current}"]
 
 
 def recorded_changes(out: Path, algo: str, dataset: str, seed: int, args: argparse.Namespace,
@@ -225,7 +235,7 @@ def recorded_changes(out: Path, algo: str, dataset: str, seed: int, args: argpar
     from rl.core.trainer import resolve_algo_config, settings_changes
 
     saved = json.loads((out / "config.json").read_text())
-    dataset_id, fingerprint = dataset_identity(dataset)
+    dataset_id, fingerprint, _ = dataset_identity(dataset)
     algo_config = resolve_algo_config(algo, algorithm_class(algo).config_class(**overrides), dataset_id, args.steps)
     cache, model = behavior_paths(algo, dataset, Path(args.out), args)
     if cache is not None:  # a cache-based run records a model only if it acts with one (found via the cache)
@@ -236,7 +246,8 @@ def recorded_changes(out: Path, algo: str, dataset: str, seed: int, args: argpar
         return [f"its behaviour artefacts {missing} are gone"]
     wanted = {"algorithm": algo, "dataset_fingerprint": fingerprint, "algo": config_to_dict(algo_config),
               "run": config_to_dict(run_config(args, seed)), "behavior": describe_behavior(cache, model)}
-    return settings_changes(saved, wanted)
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
+    return settings_changes(saved, wanted) + reference_change(summary, dataset)
 
 
 def run_one(algo: str, dataset: str, seed: int, args: argparse.Namespace, behavior: str | None,
@@ -261,11 +272,11 @@ def run_one(algo: str, dataset: str, seed: int, args: argparse.Namespace, behavi
                  echo=lambda line: print(line, flush=True))
 
 
-def final_evaluation(out: Path, episodes: int, seed: int, device: str,
+def final_evaluation(out: Path, dataset: str, episodes: int, seed: int, device: str,
                      acting: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run's final checkpoint scored on ``episodes`` episodes (reset seeds seed + i), acting with
     the acting fields ``acting`` if given, read from ``final_eval.json`` (``final_eval[<acting>].json``)
-    when it already holds exactly that evaluation."""
+    when it already holds exactly that evaluation, normalised with the dataset's current references."""
     from behavior_models.io import write_json_atomic
     from rl.core.trainer import acting_label, checkpoint_paths, load_run
 
@@ -273,7 +284,8 @@ def final_evaluation(out: Path, episodes: int, seed: int, device: str,
     checkpoint = checkpoint_paths(out)[-1].name
     if path.is_file():
         cached = json.loads(path.read_text())
-        if (cached["episodes"], cached["seed"], cached["checkpoint"]) == (episodes, seed, checkpoint):
+        same = (cached["episodes"], cached["seed"], cached["checkpoint"]) == (episodes, seed, checkpoint)
+        if same and not reference_change(cached, dataset):
             return cached
     print(f"[final] {out}{f' acting with {acting_label(acting)}' if acting else ''}: {episodes} episodes", flush=True)
     result = load_run(out, device=device, acting=acting).evaluate(episodes, seed=seed)
@@ -352,13 +364,13 @@ def final_table(root: Path, algos: list[str], datasets: list[str], seeds: list[i
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     rows = list(algos)
     for algo, dataset, out, summary in finished_runs(root, algos, datasets, seeds, args, overrides):
-        final = final_evaluation(out, args.final_episodes, args.final_seed, args.device)
+        final = final_evaluation(out, dataset, args.final_episodes, args.final_seed, args.device)
         results.setdefault((algo, dataset), []).append({**summary, "normalized_score_mean": final["normalized_score_mean"]})
     for algo, acting in args.final_acting:
         row = f"{algo} [{acting_label(acting)}]"
         rows.append(row)
         for _, dataset, out, summary in finished_runs(root, [algo], datasets, seeds, args, overrides):
-            final = final_evaluation(out, args.final_episodes, args.final_seed, args.device, acting)
+            final = final_evaluation(out, dataset, args.final_episodes, args.final_seed, args.device, acting)
             results.setdefault((row, dataset), []).append(
                 {**summary, "normalized_score_mean": final["normalized_score_mean"]})
     what = (f", final checkpoint scored on {args.final_episodes} episodes (the same for every run of a dataset, "

@@ -32,6 +32,9 @@ class EvalResult:
     scores: np.ndarray  # [episodes] normalised scores, or the raw returns when there are no references
     score_kind: str  # "normalized" or "raw_return"
     lengths: np.ndarray  # [episodes]
+    # (ref_min, ref_max) the scores were normalised with, recorded beside them: a dataset rebuilt
+    # with other reference episodes keeps its content fingerprint but not its score scale.
+    reference_scores: tuple[float, float] | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -42,6 +45,7 @@ class EvalResult:
             "episode_length_mean": float(self.lengths.mean()),
             "episodes": int(len(self.returns)),
             "score_kind": self.score_kind,
+            "reference_scores": list(self.reference_scores) if self.reference_scores else None,
         }
 
 
@@ -106,7 +110,8 @@ def rollout(policy: Policy, env_factory: Callable[[], Any], episodes: int, seed:
 
 def score(returns: np.ndarray, lengths: np.ndarray, info: DatasetInfo) -> EvalResult:
     if info.has_reference_scores:
-        return EvalResult(returns, info.normalized_score(returns), "normalized", lengths)
+        references = (float(info.ref_min_score), float(info.ref_max_score))
+        return EvalResult(returns, info.normalized_score(returns), "normalized", lengths, references)
     return EvalResult(returns, returns.copy(), "raw_return", lengths)
 
 

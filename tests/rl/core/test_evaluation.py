@@ -11,13 +11,14 @@ def test_normalized_score_is_d4rl_formula():
     assert result.score_kind == "normalized"
     summary = result.summary()
     assert summary["normalized_score_mean"] == 50.0 and summary["episodes"] == 3
+    assert summary["reference_scores"] == [-10.0, 30.0]  # the scale the scores were taken on
 
 
 def test_without_reference_scores_raw_returns_are_reported_and_labelled():
     info = DatasetInfo("x", 2, 1, 1, 1)
     result = score(np.array([1.0, 3.0]), np.array([5, 5]), info)
     np.testing.assert_allclose(result.scores, [1.0, 3.0])
-    assert result.score_kind == "raw_return"
+    assert result.score_kind == "raw_return" and result.summary()["reference_scores"] is None
 
 
 def test_dict_observations_flatten_in_the_loader_order():
