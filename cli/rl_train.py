@@ -159,7 +159,6 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
         import torch
 
         from rl.core.trainer import RunConfig, checkpoint_paths, refuse_existing_run, train
-        from rl.datasets.pointmaze import import_gymnasium_robotics
 
         refuse_resume_with_force(resume, force, "run")
         torch.set_num_threads(threads)
@@ -181,7 +180,6 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
             refuse_existing_run(Path(out_dir), resume, force)  # a directory that is not a run is refused, not reused
             click.echo(f"nothing to resume in {out_dir}; starting a new run", err=True)
         ensure_dataset(dataset)
-        import_gymnasium_robotics()  # now, quietly: evaluating a PointMaze policy would import it with a notice
         summary = train(algorithm, dataset, out_dir, algo_config, run_config, behavior=behavior,
                         behavior_model=behavior_model, device=device, resume=resume, force=force,
                         progress=not no_progress, echo=lambda line: click.echo(line, err=True))
@@ -282,9 +280,7 @@ def eval_command(run_dir: str, episodes: int, sampled: bool, seed: int, acting: 
     from behavior_models.io import write_json_atomic
     from rl.algos import algorithm_class
     from rl.core.trainer import acting_label, checkpoint_paths, load_run, read_run_record
-    from rl.datasets.pointmaze import import_gymnasium_robotics
 
-    import_gymnasium_robotics()  # quietly, before evaluating a PointMaze policy would import it with a notice
     values: dict[str, Any] = {}
     if acting:
         config_class = algorithm_class(read_run_record(run_dir)["algorithm"]).config_class

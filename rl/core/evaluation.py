@@ -58,6 +58,10 @@ def make_eval_env_factory(dataset_id: str) -> Callable[[], Any]:
         raise DatasetError(f"dataset {dataset_id} stores no environment spec, so it cannot be evaluated in an "
                            "environment; rebuild it with an env (write_minari_dataset(..., env=...)) or train "
                            "with --eval-episodes 0")
+    if str(getattr(dataset.spec.env_spec, "entry_point", "")).startswith("gymnasium_robotics"):
+        from rl.datasets.pointmaze import import_gymnasium_robotics
+
+        import_gymnasium_robotics()  # now and quietly: recover_environment's gym.make would print its notice
     return lambda: dataset.recover_environment(eval_env=True)
 
 
