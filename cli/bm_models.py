@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from behavior_models.registry import BACKENDS
-from cli.common import DefaultTextOption, device_option, echo_json, ensure_dataset, refuse_resume_with_force
+from cli.common import (DefaultTextOption, device_option, echo_json, ensure_dataset, refuse_resume_with_force,
+                        set_threads, threads_option)
 
 
 def backend_defaults(field: str) -> str:
@@ -49,7 +50,8 @@ def config_option(flag: str, field: str, kind, help_text: str):
               help="JSON object of config fields of this backend; the options above override it.")
 @click.option("--force", is_flag=True, help="Replace the behavior-model run in --out (a directory holding anything else is refused).")
 @click.option("--resume", is_flag=True, help="Continue the interrupted (or shorter) fit in --out.")
-def fit_command(backend, dataset, out_dir, steps, batch_size, lr, seed, device, config_file, force, resume):
+@threads_option(None)
+def fit_command(backend, dataset, out_dir, steps, batch_size, lr, seed, device, config_file, force, resume, threads):
     """Fit a behavior model beta(a|s) on DATASET and write it to --out.
 
     \b
@@ -66,6 +68,7 @@ def fit_command(backend, dataset, out_dir, steps, batch_size, lr, seed, device, 
     from behavior_models.zoo import build_config, fit_backend
 
     refuse_resume_with_force(resume, force, "fit")
+    set_threads(threads)
     config = build_config(backend, config_file, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     click.echo(f"bm fit {backend}: {config.steps:,} steps, batch size {config.batch_size}, lr {config.lr:g}, "
                f"seed {config.seed} -> {out_dir}", err=True)

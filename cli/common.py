@@ -57,6 +57,21 @@ def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str
     return value
 
 
+def threads_option(default: int | None) -> Callable[[Any], Any]:
+    """The ``--threads`` option: torch's CPU threads (None: torch's own default, every core)."""
+    return click.option("--threads", type=click.IntRange(min=1), default=default, show_default=default is not None,
+                        help="torch CPU threads" + (" (default: torch's own, every core)" if default is None else "")
+                             + ". Updates of small MLPs are fastest on one thread, and extra threads spin-wait badly "
+                               "on a shared machine; raise it for large batches on an idle machine.")
+
+
+def set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def device_option(help_text: str = "Torch device: cpu, cuda or cuda:N.") -> Callable[[Any], Any]:
     """The ``--device`` option of every command, checked against the devices torch sees."""
     return click.option("--device", default="cpu", show_default=True, callback=_check_device, help=help_text)

@@ -20,7 +20,7 @@ import click
 
 from behavior_models.errors import ConfigError
 from behavior_models.io import coerce_field, require_known_fields
-from cli.common import DefaultTextOption, device_option, ensure_dataset, refuse_resume_with_force
+from cli.common import DefaultTextOption, device_option, ensure_dataset, refuse_resume_with_force, threads_option
 
 REWARD_CHOICES = ("auto", "none", "minus_one", "return_range")
 # Command-line options that set a config field, on every algorithm whose config has that field:
@@ -138,9 +138,7 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
                      help="Steps between checkpoints (the resume points); the last step is always saved."),
         click.option("--log-every", type=click.IntRange(min=1), default=250, show_default=True,
                      help="Steps between rows of metrics.csv (the only host reads of the training loop)."),
-        click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="torch CPU threads. Updates of small MLPs are fastest on one thread, and extra threads "
-                          "spin-wait badly on a shared machine; raise it for large batches on an idle machine."),
+        threads_option(1),
         click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
     ]
     config_fields = {f.name for f in dataclasses.fields(config_cls)}
@@ -265,7 +263,7 @@ train_group.add_command(train_command(
                    "(ARQ: policy=implicit|behavior|explicit, implicit_samples, implicit_sampler; DASCO: "
                    "eval_actor). Repeatable; the result goes to eval[FIELD=VALUE,...].json, beside eval.json.")
 @device_option()
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch CPU threads.")
+@threads_option(1)
 def eval_command(run_dir: str, episodes: int, sampled: bool, seed: int, acting: tuple[str, ...], device: str,
                  threads: int) -> None:
     """Evaluate the newest checkpoint of a run; writes DIR/eval.json and prints `normalized_score: X` last.

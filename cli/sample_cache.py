@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from cli.common import DefaultTextOption, device_option, ensure_dataset
+from cli.common import DefaultTextOption, device_option, ensure_dataset, set_threads, threads_option
 
 # Share of states that keep no candidate in support above which the summary warns.
 EMPTY_STATES_WARNING = 0.10
@@ -126,10 +126,11 @@ def _summarise(path: Path, likelihood: str) -> None:
               help="Overwrite an existing --out, and discard an unfinished cache in OUT.work started with other "
                    "settings (one started with the same settings is resumed).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@threads_option(None)
 def sample_cache(model_dir: str, dataset: str, out: str, num_samples: int, threshold: str | None, likelihood: str,
                  sampler: str | None, sampler_option: tuple[str, ...], log_prob_option: tuple[str, ...],
                  batch_states: int, chunk_states: int | None, device: str, seed: int, dtype: str, force: bool,
-                 no_progress: bool) -> None:
+                 no_progress: bool, threads: int | None) -> None:
     """Draw N candidate actions at every state of DATASET from a behavior model, once.
 
     \b
@@ -151,6 +152,7 @@ def sample_cache(model_dir: str, dataset: str, out: str, num_samples: int, thres
         raise click.BadParameter(f"{chunk_states} is not a multiple of --batch-size ({batch_states}); "
                                  f"use e.g. --chunk-states {nearest}, or leave it out", param_hint="--chunk-states")
     check_cache_out(Path(out), overwrite=force)  # before a recipe is built or a dataset loaded
+    set_threads(threads)
     sampler_options = _parse_options(sampler_option, "--sampler-option")
     if sampler is not None:
         sampler_options["sampler"] = sampler

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from behavior_models.data import load_transitions
@@ -26,7 +27,10 @@ def test_fit_writes_the_run_and_refuses_to_overwrite(tmp_path):
     write_conditional_gaussian_dataset("test/cli-gauss-v0", episodes=10, steps=30)
     config = tmp_path / "gan.json"
     config.write_text(json.dumps({"hidden": [16], "instance_noise_schedule": "cosine"}))
-    out = _fit(tmp_path, "gan", "test/cli-gauss-v0", "--config", str(config), "--lr", "0.002", "--seed", "3")
+    torch.set_num_threads(2)
+    out = _fit(tmp_path, "gan", "test/cli-gauss-v0", "--config", str(config), "--lr", "0.002", "--seed", "3",
+               "--threads", "1")
+    assert torch.get_num_threads() == 1  # --threads was applied (tests/conftest.py restores it afterwards)
     for name in ("weights.pt", "config.json", "model.json", "curve.csv", "checkpoint.pt"):
         assert (out / name).is_file(), name
     saved = json.loads((out / "config.json").read_text())
