@@ -28,7 +28,7 @@ Training, one step (seed 000, Appendix D, Listings 4 and 5):
    spread), so the adversarial loss alone pulls every G(s, z) to the mode within a few hundred
    steps, and once G ignores z no gradient reaches the noise path again. Measured on the
    conditional Gaussian of tests/behavior_models/test_backends.py (seeds 0-2): without the
-   term the samples' std is 0.09-0.10 of the data's, with weight 0.02 0.93-0.94, at the same
+   term the samples' std is 0.08-0.10 of the data's, with weight 0.02 0.93-0.94, at the same
    mean error and support F1; making D stronger instead restored the spread only at the cost
    of the mean or the support. The weight sets the spread (0.01: 0.87, 0.03: 1.0) and depends
    on the data's scale. ``mode_seeking_weight = 0`` gives the paper's generator loss.

@@ -1,10 +1,13 @@
 """Offline RL benchmark: algorithm x dataset x seed, normalised score mean +- std and steps/s.
 
-Run by hand (not by the tests). The reported configuration:
+Run by hand (not by the tests). The configuration of the README's tables (its ``$B``):
 
-    .venv/bin/python benchmarks/offline_rl.py \
-        --algos bc,arq,spot --datasets pointmaze-umaze-biased,pointmaze-medium-biased \
-        --seeds 0,1,2 --steps 20000
+    .venv/bin/python benchmarks/offline_rl.py --steps 20000 --arq-behavior score --spot-behavior cvae \
+        --fit-steps 5000 --cache-samples 10 --cache-likelihood none --cache-sampler fast \
+        --algos bc,arq,spot --datasets pointmaze-umaze-biased,pointmaze-medium-biased --seeds 0,1,2
+
+(the script's own defaults fit the behaviour models 20,000 steps and draw N = 30 candidates with
+the score model's default sampler and joint log-probs, which takes far longer).
 
 Everything is resumable and finished work is skipped, so the same command continues an
 interrupted benchmark: datasets are built once (``rl.datasets.make_dataset``); behavior models

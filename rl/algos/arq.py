@@ -11,7 +11,7 @@ beta_psi(a'|s) > epsilon (the sample cache, ``bm sample-cache``). Then:
 * **Implicit policy, Eq. 6.** pi(a|s) = softmax_i(alpha * A(s, a_i)) over N fresh candidates
   a_i ~ beta_psi(.|s) drawn at act time, with A(s,a) = Q(s,a) - mean_i Q(s,a_i). Needs the
   behavior model at act time (found through the cache metadata, or ``--behavior-model``).
-  Sampled evaluation (``rl train/eval --eval-sampled``) draws from this softmax; deterministic
+  Sampled evaluation (``rl train --eval-sampled``, ``rl eval --sampled``) draws from this softmax; deterministic
   evaluation (the default) takes its mode, the candidate of largest advantage, where alpha no
   longer matters. The model is sampled as the cache was (its metadata's sampler options) unless
   ``implicit_sampler`` names another sampler. A run trained with the explicit policy can also act
