@@ -427,3 +427,48 @@ def test_a_dataset_whose_action_box_is_not_unit_is_refused(env_transitions):
     wide = dataclasses.replace(env_transitions, info=info)
     with pytest.raises(DatasetError, match=r"action box .* not \[-1, 1\].*RescaleAction"):
         Run.build("bc", wide, BCConfig(batch_size=32, hidden=(16,)), RUN)
+
+
+def rebuild_env_dataset(dataset_id: str = "test/mcar-v0", seed: int = 5):
+    """The same id written again with other content (another seed's episodes)."""
+    from behavior_models.data.minari_io import dataset_path
+    from tests.rl.helpers import write_env_dataset
+
+    shutil.rmtree(dataset_path(dataset_id))
+    return write_env_dataset(dataset_id, seed=seed)
+
+
+@pytest.mark.parametrize("name", ["spot", "bear"])
+def test_a_behavior_model_fitted_on_another_dataset_is_refused(name, env_transitions, gaussian_dir):
+    from rl.algos.bear import BEARConfig
+    from tests.rl.helpers import write_env_dataset
+
+    other = write_env_dataset("test/mcar-other-v0", seed=5)
+    assert other.fingerprint != env_transitions.fingerprint
+    config = SPOTConfig(hidden=(16,)) if name == "spot" else BEARConfig(hidden=(16,))
+    Run.build(name, env_transitions, config, RUN, behavior=str(gaussian_dir))  # its own dataset passes
+    with pytest.raises(ArtefactMismatchError, match="was fitted on dataset test/mcar-v0 .* not on test/mcar-other-v0"):
+        Run.build(name, other, config, RUN, behavior=str(gaussian_dir))
+
+
+def test_load_run_refuses_a_dataset_rebuilt_since_training(env_transitions, tmp_path):
+    short = RunConfig(steps=10, eval_episodes=0, checkpoint_every=10, log_every=10)
+    train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), short, progress=False, echo=lambda _: None)
+    load_run(tmp_path / "run")  # unchanged: loads
+    rebuilt = rebuild_env_dataset()
+    assert rebuilt.fingerprint != env_transitions.fingerprint and len(rebuilt) == len(env_transitions)
+    with pytest.raises(ArtefactMismatchError, match="dataset test/mcar-v0 changed since .* was trained"):
+        load_run(tmp_path / "run")
+
+
+def test_resume_refuses_a_dataset_rebuilt_since_training(env_transitions, tmp_path):
+    quiet = {"progress": False, "echo": lambda _: None}
+    short = RunConfig(steps=10, eval_episodes=0, checkpoint_every=10, log_every=10)
+    train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), short, **quiet)
+    rebuilt = rebuild_env_dataset()
+    assert rebuilt.fingerprint != env_transitions.fingerprint and len(rebuilt) == len(env_transitions)
+    longer = dataclasses.replace(short, steps=20)
+    with pytest.raises(ArtefactMismatchError, match="other settings .*dataset_fingerprint: "
+                                                    f"'{env_transitions.fingerprint}' -> '{rebuilt.fingerprint}'"):
+        train("bc", "test/mcar-v0", tmp_path / "run", BCConfig(hidden=(16,)), longer, resume=True, **quiet)
+    assert not (tmp_path / "run" / "checkpoints" / "step_00000020.pt").exists()
