@@ -59,10 +59,38 @@ def test_resume_after_a_crash_continues_exactly(data, tmp_path, monkeypatch):
     with pytest.raises(ArtefactMismatchError, match="beyond --steps 50"):
         GaussianBehaviorModel.fit(data, dataclasses.replace(SMALL, steps=50), out_dir=tmp_path / "b", resume=True,
                                   progress=False)
+    steps_taken = []
+    monkeypatch.setattr(GaussianBehaviorModel, "training_step",
+                        lambda self, *args: steps_taken.append(args[2]) or original(self, *args))
     resumed = GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "b", resume=True, progress=False)
+    assert steps_taken == list(range(100, 200))  # from the step-100 checkpoint: a restart would also end equal
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
     assert (tmp_path / "a" / "curve.csv").read_text() == (tmp_path / "b" / "curve.csv").read_text()
+
+
+def test_resume_restores_the_global_rng_and_the_weight_average(data, tmp_path, monkeypatch):
+    """The Gaussian draws no global random numbers and runs without EMA; the CVAE's
+    reparameterisation draws from torch's global RNG, and ema_decay > 0 averages the weights,
+    so a resume that lost either would diverge from the uninterrupted fit."""
+    from behavior_models.cvae import CVAEBehaviorModel, CVAEConfig
+
+    config = CVAEConfig(steps=200, batch_size=64, hidden=(32, 32), log_every=50, checkpoint_every=100, ema_decay=0.9)
+    straight = CVAEBehaviorModel.fit(data, config, out_dir=tmp_path / "a", progress=False)
+    original = CVAEBehaviorModel.training_step
+
+    def crash_at_150(self, obs, act, step, optimizers):
+        if step == 150:
+            raise Interrupted
+        return original(self, obs, act, step, optimizers)
+
+    monkeypatch.setattr(CVAEBehaviorModel, "training_step", crash_at_150)
+    with pytest.raises(Interrupted):
+        CVAEBehaviorModel.fit(data, config, out_dir=tmp_path / "b", progress=False)
+    monkeypatch.setattr(CVAEBehaviorModel, "training_step", original)
+    resumed = CVAEBehaviorModel.fit(data, config, out_dir=tmp_path / "b", resume=True, progress=False)
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
 
 
 def test_existing_runs_are_not_overwritten(data, tmp_path):

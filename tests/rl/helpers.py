@@ -82,7 +82,15 @@ def assert_resume_is_exact(build, out_dir, crash_at: int):
         Trainer(interrupted, out_dir / "resumed", progress=False, echo=lambda _: None).train()
     checkpoints = sorted(p.name for p in (out_dir / "resumed" / "checkpoints").iterdir())
     resumed = build()
-    Trainer(resumed, out_dir / "resumed", resume=True, progress=False, echo=lambda _: None).train()
+    # A run restarted from step 0 would also end equal (training is deterministic): the resumed
+    # one must start at its newest checkpoint and make only the remaining updates.
+    calls, resumed_update = [], resumed.algorithm.update
+    resumed.algorithm.update = lambda batch: calls.append(1) or resumed_update(batch)
+    trainer = Trainer(resumed, out_dir / "resumed", resume=True, progress=False, echo=lambda _: None)
+    start = int(checkpoints[-1].removeprefix("step_").removesuffix(".pt"))
+    assert trainer.start_step == start > 0
+    trainer.train()
+    assert len(calls) == full.run_config.steps - start
     for key, value in full.algorithm.state_dict().items():
         if isinstance(value, torch.Tensor):
             assert torch.equal(value, resumed.algorithm.state_dict()[key]), key

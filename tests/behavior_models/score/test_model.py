@@ -17,7 +17,8 @@ import behavior_models
 from behavior_models.data import load_transitions
 from behavior_models.errors import ConfigError
 from behavior_models.score.model import ScoreBehaviorModel, ScoreConfig
-from tests.helpers import gaussian_log_density, gaussian_mean_std, write_conditional_gaussian_dataset
+from tests.helpers import (GAUSSIAN_B, GAUSSIAN_SIGMA0, GAUSSIAN_W, gaussian_log_density, gaussian_mean_std,
+                           write_conditional_gaussian_dataset)
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +146,40 @@ def test_ensemble_is_the_uniform_mixture_of_its_members(data):
         members.append(single.log_prob(obs, act, solver="fast"))
     torch.testing.assert_close(both, torch.logsumexp(torch.stack(members), 0) - math.log(2))
     assert model.sample(obs, 4, sampler="fast").shape == (5, 4, 3)
+
+
+class ExactNoise(torch.nn.Module):
+    """The noise predictor a perfect fit of tests.helpers' conditional Gaussian would be:
+    eps*(x, s, t) = -sigma_t grad_x log p_t(x|s), with p_t = N(alpha_t mu(s), alpha_t^2 std(s)^2 + sigma_t^2)."""
+
+    def __init__(self, sde):
+        super().__init__()
+        self.sde = sde
+
+    def forward(self, x, obs, t):  # tests.helpers.gaussian_mean_std in torch (the divergence differentiates it)
+        obs = obs.to(x.dtype)
+        mean = obs @ torch.as_tensor(GAUSSIAN_W, dtype=x.dtype).T + torch.as_tensor(GAUSSIAN_B, dtype=x.dtype)
+        std = GAUSSIAN_SIGMA0 * torch.exp(0.3 * torch.tanh(obs[:, :1]))
+        alpha, sigma = self.sde.alpha(t).to(x.dtype), self.sde.sigma(t).to(x.dtype)
+        return sigma * (x - alpha * mean) / (alpha ** 2 * std ** 2 + sigma ** 2)
+
+
+def test_likelihood_and_sampler_recover_a_known_density_given_its_exact_score():
+    """The SDE, the probability-flow likelihood and the sampler checked against the analytic
+    density in seconds: a fitted network would add its own error (the slow test below measures
+    that); with the exact noise predictor, what is left is the solvers' own."""
+    model = ScoreBehaviorModel(2, 3, ScoreConfig(width=8, blocks=1))  # unfitted: identity state normalisation
+    model.networks = torch.nn.ModuleList([ExactNoise(model.sde)])
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(-1, 1, (16, 2))
+    mean, std = gaussian_mean_std(obs)
+    act = mean + std * rng.normal(size=mean.shape)
+    log_p = model.log_prob(torch.as_tensor(obs, dtype=torch.float32), torch.as_tensor(act, dtype=torch.float32))
+    np.testing.assert_allclose(log_p.double().numpy(), gaussian_log_density(obs, act), atol=0.02)
+    samples = model.sample(torch.as_tensor(obs[:4], dtype=torch.float32), 400, sampler="fast",
+                           generator=torch.Generator().manual_seed(0)).double().numpy()
+    assert np.abs(samples.mean(1) - mean[:4]).max() <= 4 * std.max() / math.sqrt(400) + 0.01
+    assert np.abs(samples.std(1) / std[:4] - 1).max() <= 0.15
 
 
 def test_bad_options_are_refused(small, data):
