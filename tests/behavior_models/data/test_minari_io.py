@@ -137,6 +137,49 @@ def test_fingerprint_is_content_based():
     assert a.fingerprint == b.fingerprint != c.fingerprint
 
 
+def _set(episode: int, key: str, index, value):
+    def mutate(episodes):
+        episodes[episode][key][index] = value
+    return mutate
+
+
+def _split_episode_1(episodes):
+    """Episode 1 (7 steps) as two episodes of 3 and 4 steps that share the boundary observation: every
+    per-transition array stays the same (the first part ends neither terminated nor truncated), only
+    the episode ids change."""
+    first, second = ({key: value[:3] for key, value in episodes[1].items()},
+                     {key: value[3:] for key, value in episodes[1].items()})
+    first["observations"] = episodes[1]["observations"][:4]
+    episodes[1:2] = [first, second]
+
+
+FINGERPRINTED = ("observations", "next_observations", "actions", "rewards", "terminals", "timeouts", "episode_ids")
+ONE_FIELD = {  # mutation of one field of write_flat_dataset's episodes -> the Transitions arrays it changes
+    "first observation": (_set(0, "observations", (0, 1), 9.0), {"observations"}),
+    "last observation": (_set(2, "observations", (-1, 0), 9.0), {"next_observations"}),
+    "action": (_set(1, "actions", (2, 0), 0.5), {"actions"}),
+    "reward": (_set(0, "rewards", 3, 7.0), {"rewards"}),
+    "termination": (_set(2, "terminations", -1, True), {"terminals"}),  # still truncated too
+    "truncation": (_set(0, "truncations", -1, False), {"timeouts"}),
+    "episode boundary": (_split_episode_1, {"episode_ids"}),
+}
+
+
+@pytest.mark.parametrize("field", ONE_FIELD)
+def test_fingerprint_changes_with_each_field_alone(field):
+    """Each fingerprinted array on its own changes the fingerprint; an identical rebuild keeps it."""
+    mutate, changed = ONE_FIELD[field]
+    write_flat_dataset("test/base-v0")
+    base = load_transitions("test/base-v0")
+    write_flat_dataset("test/base-v0", overwrite=True)  # rebuilt with the same content
+    assert load_transitions("test/base-v0").fingerprint == base.fingerprint
+    write_flat_dataset("test/one-field-v0", mutate=mutate)
+    other = load_transitions("test/one-field-v0")
+    assert {key for key in FINGERPRINTED
+            if not np.array_equal(getattr(base, key), getattr(other, key))} == changed  # only that field differs
+    assert other.fingerprint != base.fingerprint
+
+
 def test_reference_scores_and_describe():
     write_flat_dataset("test/ref-v0", episode_lengths=(2, 3), ref_min_score=-1.0, ref_max_score=3.0)
     data = load_transitions("test/ref-v0")
