@@ -1,9 +1,11 @@
 """Each algorithm's update lowers its own losses on a tiny real dataset and keeps tensors finite."""
 
 import copy
+import dataclasses
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -109,3 +111,35 @@ def test_arq_implicit_policy_picks_the_best_advantage_when_deterministic(env_tra
     chosen = run.algorithm.act(obs, obs, deterministic=True)
     q = run.algorithm.critic(obs.unsqueeze(1).expand(-1, 6, -1), candidates).min(0).values
     torch.testing.assert_close(chosen, candidates[torch.arange(5), q.argmax(1)])
+
+
+def test_arq_implicit_policy_samples_the_softmax_of_alpha_times_the_advantage(env_transitions, gaussian_dir,
+                                                                           monkeypatch):
+    """Eq. 6 sampled: over fixed candidates a_1..a_5, P(a_i | s) = softmax_i(alpha (Q(s,a_i) - mean_j Q(s,a_j)))
+    with Q the min of the critics. Many draws at two states; frequencies within 4 standard errors."""
+    from rl.core.behavior import load_model
+
+    model = load_model(gaussian_dir, env_transitions, "cpu")
+    candidates = torch.tensor([[-0.9], [-0.4], [0.0], [0.5], [0.95]])
+    draws = 4000  # per state
+    states = torch.as_tensor(env_transitions.observations[[3, 100]])
+    obs = states.repeat_interleave(draws, 0)
+    monkeypatch.setattr(model, "sample", lambda raw, n, **_: candidates.expand(len(raw), n, 1).clone())
+    run = Run.build("arq", env_transitions, ARQConfig(hidden=(16,), policy="implicit", implicit_samples=5),
+                    RunConfig(seed=0), behavior_inputs=BehaviorInputs(cache=random_cache(env_transitions), model=model))
+    with torch.no_grad():
+        q = run.algorithm.critic(states.unsqueeze(1).expand(-1, 5, -1), candidates.expand(2, 5, 1)).min(0).values
+    q = q.double().numpy()
+    # alpha puts about 3 nats between the best and worst candidate, so the softmax is far from uniform
+    # and far from its mirror image (the sign of the logits flipped).
+    alpha = 3.0 / float((q.max(1) - q.min(1)).min())
+    run.algorithm.config = dataclasses.replace(run.algorithm.config, alpha=alpha)
+    logits = alpha * (q - q.mean(1, keepdims=True))
+    expected = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)  # [2, 5]
+    assert expected.max() > 0.4 and expected.min() < 0.1
+    actions = run.algorithm.act(obs, obs, deterministic=False)
+    index = (actions - candidates.T).abs().argmin(1).reshape(2, draws).numpy()
+    assert np.allclose(candidates.numpy()[index.ravel(), 0], actions.numpy()[:, 0])  # always one of the candidates
+    frequency = np.stack([np.bincount(row, minlength=5) / draws for row in index])
+    standard_error = np.sqrt(expected * (1 - expected) / draws)
+    assert (np.abs(frequency - expected) < 4 * standard_error + 1e-9).all(), (frequency, expected)
