@@ -71,7 +71,11 @@ def test_eval_reports_on_the_held_out_episodes_of_the_fit(tmp_path):
     _, held_out = data.split_episodes(0.2, seed=5)  # what the fit loop held out
     assert report["split"] == "held-out episodes of the fit" and report["points"] == len(held_out) == 120
     assert report["nll[iw]"] <= report["nll[elbo]"]  # the IW estimate is above the ELBO (means over 120 points)
-    assert 0.9 <= report["support_rate_data"] <= 1.0 and 0.0 <= report["support_rate_uniform"] <= 1.0
+    assert 0.9 <= report["support_rate_data"] <= 1.0
+    # The data's actions lie within sigma <= 0.14 of a mean (tests/helpers.py), a sliver of the box
+    # [-1, 1]^3, so a mask that separates the support rejects most uniform actions. This 40-step fit
+    # accepts 16 of 120 (0.13; fit seeds 1-3 give 0.21-0.32); one that accepts everything gives 1.0.
+    assert report["support_rate_uniform"] <= 0.5
     assert len(report["samples"]["mean"]) == 3 and report["capabilities"]["log_prob_kind"] == "estimate"
     text = CliRunner().invoke(bm, ["eval", "--model", str(out), "--dataset", "test/cli-eval-v0"])
     assert text.exit_code == 0 and "support_rate_uniform" in text.output

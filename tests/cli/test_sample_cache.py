@@ -4,17 +4,20 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from behavior_models.cache import SampleCache, build_sample_cache
 from behavior_models.data import load_transitions
 from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
+from behavior_models.io import load_npz, save_npz_atomic
 from cli.bm import main as bm
 from tests.helpers import assert_same_cache, write_flat_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASET = "test/cli-cache-v0"
+MARK = 0.25  # a candidate value no Gaussian draw repeats
 
 
 @pytest.fixture()
@@ -66,13 +69,26 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(model_dir, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
-    finished = {path.name: path.stat().st_mtime_ns for path in work.glob("chunk-*.npz")}
+    finished = sorted(work.glob("chunk-*.npz"))
     assert 5 <= len(finished) < 302 and not out.exists()
+    # Mark the chunks the killed run finished (the work directory is gone once the rerun merges, so
+    # their mtimes cannot be compared afterwards): a rerun that resumes merges them as they are, one
+    # that redraws them overwrites the mark.
+    rows = []
+    for path in finished:
+        start, stop = (int(part) for part in path.stem.split("-")[1:])
+        chunk = load_npz(path)
+        save_npz_atomic(path, **{**chunk, "candidates": np.full_like(chunk["candidates"], MARK)})
+        rows.append((start, stop))
 
     rerun = subprocess.run(args, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
-    assert_same_cache(SampleCache.load(out), reference(model_dir, tmp_path / "r.npz", batch_states=4,
-                                                        num_samples=50, seed=7))
+    resumed = SampleCache.load(out)
+    expected = reference(model_dir, tmp_path / "r.npz", batch_states=4, num_samples=50, seed=7)
+    for start, stop in rows:
+        assert (resumed.candidates[start:stop] == MARK).all(), f"finished chunk {start}-{stop} was redrawn"
+        resumed.candidates[start:stop] = expected.candidates[start:stop]
+    assert_same_cache(resumed, expected)  # and every chunk drawn after the kill equals the uninterrupted run's
     assert not work.exists()
 
 
