@@ -5,13 +5,15 @@ The NumPy side reads only the networks' weights and re-implements their forward 
 equation; randomness is shared by re-drawing the code's seeded draws (``torch.manual_seed`` then
 the same ``torch.randn`` shape) or by a fixed behaviour-sample stub. Covered:
 
-* ARQ (seed 002): the K-th-max target of Eq. 5 (with the include-next-action deviation); the
+* ARQ (seed 002): the K-th-max target of Eq. 5 (with the include-next-action deviation) and the
+  critic loss, the sum over the two Q's of the mean squared error to it; the
   advantage of Eq. 6, A = Q - mean of Q over the kept candidates; the explicit policy's AWR loss
   of Algorithm 1, -E[min(exp(alpha A), clip) log pi(a|s)] (Gaussian) and its weighted squared
   error (deterministic); the Q^beta (SARSA) ablation's target r + gamma (1 - d) Q'(s', a') and
   its loss masked to transitions with a valid a' or a termination; Kish's effective fraction.
 * TD3's target (Fujimoto et al. 2018, shared by TD3+BC, TD3BC++ and SPOT):
-  y = r + gamma (1 - d) min_j Q'_j(s', clip(pi'(s') + clip(sigma eps, -c, c), -1, 1)).
+  y = r + gamma (1 - d) min_j Q'_j(s', clip(pi'(s') + clip(sigma eps, -c, c), -1, 1)), and its delayed
+  policy updates: the actor and the targets move only on every policy_freq-th (second) update.
 * BEAR / BEAR++ (seed 001, Eq. 5, 10, 11): the critic target
   y = r + gamma (1 - d) max_i [lam min_j Q'_j(s', a'_i) + (1 - lam) max_j Q'_j(s', a'_i)], a'_i ~ pi'(.|s');
   the actor loss, -E_s[min_j mean_i Q_j(s, a_i)] + alpha (E_s[MMD W] - eps) after the warm start
@@ -104,6 +106,12 @@ def test_arq_kth_max_target_equals_numpy_eq5(include_next):
             p.add_(0.1 * torch.randn_like(p))
         got = arq.critic_target_value(batch).numpy()
 
+    expected = np_eq5_target(arq.critic_target, batch, candidates, log_probs, keep, k, gamma, include_next)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def np_eq5_target(critic_target, batch, candidates, log_probs, keep, k, gamma, include_next=False):
+    """y of Eq. 5 for transition i from the candidates at cache row B + i (its s'), [B]."""
     expected = np.empty(B)
     for i in range(B):
         row = B + i  # next_obs_row of transition i
@@ -114,10 +122,29 @@ def test_arq_kth_max_target_equals_numpy_eq5(include_next):
         if include_next and batch.next_action_valid[i] > 0:
             acts = np.concatenate([acts, batch.next_actions[i:i + 1].numpy()])
         s_next = np.repeat(batch.next_observations[i:i + 1].numpy(), len(acts), 0)
-        q = np_ensemble_q(arq.critic_target, s_next, acts).min(0)
+        q = np_ensemble_q(critic_target, s_next, acts).min(0)
         kth = np.sort(q)[::-1][min(k, len(q)) - 1]
         expected[i] = batch.rewards[i].item() + gamma * (1 - batch.dones[i].item()) * kth
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    return expected
+
+
+def test_arq_critic_loss_equals_numpy_sum_over_the_ensemble_of_the_mse_to_eq5():
+    """Seed 002, Eq. 5: L(theta) = sum_j E_D[(Q_j(s, a) - y)^2], y the K-th-max target, for each of the
+    two Q's; logged before the critic's step."""
+    rng = np.random.default_rng(10)
+    batch, candidates, keep, cache = batch_and_masked_cache(rng)
+    log_probs = cache.log_probs.numpy()
+    k, gamma = 2, 0.9
+    torch.manual_seed(8)
+    arq = ARQ(ARQConfig(hidden=(8, 8), actor_hidden=(8,), k=k, gamma=gamma), S, A, behavior=BehaviorInputs(cache=cache))
+    perturb(arq.critic_target)
+
+    y = np_eq5_target(arq.critic_target, batch, candidates, log_probs, keep, k, gamma)
+    q = np_ensemble_q(arq.critic, batch.observations.numpy(), batch.actions.numpy())  # [2, B]
+    assert np.abs(q[0] - q[1]).min() > 1e-3  # the two members' errors differ
+    expected = sum(((q[j] - y) ** 2).mean() for j in range(2))
+    metrics = arq.update(batch)
+    np.testing.assert_allclose(metrics["critic_loss"].item(), expected, rtol=1e-5, atol=1e-6)
 
 
 def batch_and_masked_cache(rng):
@@ -364,6 +391,28 @@ def test_td3_target_equals_numpy_clipped_double_q_with_smoothing(name):
     assert np.abs(q_next[0] - q_next[1]).min() > 1e-3  # the min over the two critics matters
     expected = (batch.rewards.numpy() + c.gamma * (1 - batch.dones.numpy()) * q_next.min(0))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_td3_actor_and_targets_change_only_on_every_second_update():
+    """TD3's delayed policy updates (policy_freq = 2): the critic steps on every update; the actor and
+    both target networks only on updates 2, 4, 6."""
+    batch = fixed_batch(np.random.default_rng(11))
+    torch.manual_seed(3)
+    algo = td3_family("td3bc")
+    assert algo.config.policy_freq == 2
+    modules = {"critic": algo.critic, "actor": algo.actor, "actor_target": algo.actor_target,
+               "critic_target": algo.critic_target}
+    snapshot = lambda: {name: [p.detach().clone() for p in m.parameters()] for name, m in modules.items()}  # noqa: E731
+    changed = {name: [] for name in modules}
+    for update in range(1, 7):
+        before = snapshot()
+        algo.update(batch)
+        after = snapshot()
+        for name in modules:
+            if any(not torch.equal(a, b) for a, b in zip(before[name], after[name])):
+                changed[name].append(update)
+    assert changed == {"critic": [1, 2, 3, 4, 5, 6], "actor": [2, 4, 6], "actor_target": [2, 4, 6],
+                       "critic_target": [2, 4, 6]}
 
 
 # ---------------------------------------------------------------------------------- BEAR and BEAR++
