@@ -1,9 +1,14 @@
-"""ARQ's per-domain defaults come from seed 002's Tables A.2/A.3, resolved from the dataset id."""
+"""ARQ's per-domain defaults come from seed 002's Tables A.2/A.3, resolved from the dataset id; the
+documented fallback for rows that keep no cached candidate."""
+
+import math
 
 import pytest
+import torch
 
+from behavior_models.errors import ConfigError
 from cli.rl_train import parse_override
-from rl.algos.arq import ARQ, ARQConfig
+from rl.algos.arq import ARQ, ARQConfig, effective_keep
 from rl.core.tasks import task_family
 
 
@@ -34,3 +39,18 @@ def test_cli_set_types_the_per_domain_fields():
     assert parse_override(ARQConfig, "alpha=null") == ("alpha", None)
     config = ARQ.resolve_config(ARQConfig(actor_type="gaussian"), "local/pointmaze-umaze-biased-v0", steps=100)
     assert (config.actor_type, config.k) == ("gaussian", 3)
+
+
+def test_rows_that_keep_no_candidate_fall_back_as_documented():
+    """Eq. 5 needs at least one kept candidate per row: the fallback keeps the highest cached
+    log-density (the first candidate when the cache has none, NaN) or every candidate."""
+    in_support = torch.tensor([[True, False, False], [False, False, False], [False, False, False]])
+    log_probs = torch.tensor([[0.0, 5.0, 1.0], [1.0, 3.0, 2.0], [math.nan] * 3])
+    highest = effective_keep(in_support, log_probs, use_support_mask=True, fallback="highest_log_prob")
+    assert highest.tolist() == [[True, False, False], [False, True, False], [True, False, False]]
+    everything = effective_keep(in_support, log_probs, use_support_mask=True, fallback="all")
+    assert everything.tolist() == [[True, False, False], [True, True, True], [True, True, True]]
+    unmasked = effective_keep(in_support, log_probs, use_support_mask=False, fallback="highest_log_prob")
+    assert unmasked.all()
+    with pytest.raises(ConfigError, match="unknown empty_fallback"):
+        effective_keep(in_support, log_probs, use_support_mask=True, fallback="none")
