@@ -39,22 +39,28 @@ class Interrupted(Exception):
     pass
 
 
+def fit_interrupted_at(cls, data, config, out_dir, step, monkeypatch):
+    """Fit ``cls`` into ``out_dir`` and crash it just before training step ``step``."""
+    original = cls.training_step
+
+    def crash(self, obs, act, current, optimizers):
+        if current == step:
+            raise Interrupted
+        return original(self, obs, act, current, optimizers)
+
+    monkeypatch.setattr(cls, "training_step", crash)
+    with pytest.raises(Interrupted):
+        cls.fit(data, config, out_dir=out_dir, progress=False)
+    monkeypatch.setattr(cls, "training_step", original)
+
+
 def test_resume_after_a_crash_continues_exactly(data, tmp_path, monkeypatch):
     straight = GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "a", progress=False)
     original = GaussianBehaviorModel.training_step
-
-    def crash_at_150(self, obs, act, step, optimizers):
-        if step == 150:
-            raise Interrupted
-        return original(self, obs, act, step, optimizers)
-
-    monkeypatch.setattr(GaussianBehaviorModel, "training_step", crash_at_150)
-    with pytest.raises(Interrupted):
-        GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "b", progress=False)
+    fit_interrupted_at(GaussianBehaviorModel, data, SMALL, tmp_path / "b", 150, monkeypatch)
     assert not (tmp_path / "b" / "model.json").exists()
     with pytest.raises(ArtefactMismatchError, match="--resume"):
         GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "b", progress=False)
-    monkeypatch.setattr(GaussianBehaviorModel, "training_step", original)
     # The budget may grow on resume, not shrink below the checkpoint (step 100 here).
     with pytest.raises(ArtefactMismatchError, match="beyond --steps 50"):
         GaussianBehaviorModel.fit(data, dataclasses.replace(SMALL, steps=50), out_dir=tmp_path / "b", resume=True,
@@ -77,17 +83,7 @@ def test_resume_restores_the_global_rng_and_the_weight_average(data, tmp_path, m
 
     config = CVAEConfig(steps=200, batch_size=64, hidden=(32, 32), log_every=50, checkpoint_every=100, ema_decay=0.9)
     straight = CVAEBehaviorModel.fit(data, config, out_dir=tmp_path / "a", progress=False)
-    original = CVAEBehaviorModel.training_step
-
-    def crash_at_150(self, obs, act, step, optimizers):
-        if step == 150:
-            raise Interrupted
-        return original(self, obs, act, step, optimizers)
-
-    monkeypatch.setattr(CVAEBehaviorModel, "training_step", crash_at_150)
-    with pytest.raises(Interrupted):
-        CVAEBehaviorModel.fit(data, config, out_dir=tmp_path / "b", progress=False)
-    monkeypatch.setattr(CVAEBehaviorModel, "training_step", original)
+    fit_interrupted_at(CVAEBehaviorModel, data, config, tmp_path / "b", 150, monkeypatch)
     resumed = CVAEBehaviorModel.fit(data, config, out_dir=tmp_path / "b", resume=True, progress=False)
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
