@@ -306,8 +306,7 @@ class Trainer:
         self.finished: dict[str, Any] | None = None  # the summary of a run resumed at the budget it finished
         if checkpoint is not None:
             self._restore(checkpoint)
-            self.finished = self._finished_summary()
-            self._withdraw_summary_of_a_shorter_run()
+            self.finished = self._summary_at_this_budget()
         if self.finished is None:  # a finished run keeps the record of the settings it ran with
             write_json_atomic(self.out_dir / CONFIG_FILE, record)
 
@@ -328,25 +327,24 @@ class Trainer:
                 "algorithm, dataset and options, or start a new --out")
         return read_checkpoint(checkpoints[-1]) | {"_path": str(checkpoints[-1])}
 
-    def _finished_summary(self) -> dict[str, Any] | None:
-        """The summary of a run that already trained ``steps`` steps, or None; a budget below the
-        checkpoint's step is refused (it would relabel a longer run as a shorter one)."""
+    def _summary_at_this_budget(self) -> dict[str, Any] | None:
+        """The summary of a run that already trained ``steps`` steps, or None.
+
+        A budget below the checkpoint's step is refused (it would relabel a longer run as a shorter
+        one). A finished run resumed for more steps is no longer finished: its summary.json (of the
+        shorter budget) goes, so that an interruption cannot leave it describing newer checkpoints."""
         steps, path = self.run.run_config.steps, self.out_dir / SUMMARY_FILE
         if self.start_step > steps:
             raise ArtefactMismatchError(
                 f"{self.out_dir} has trained {self.start_step} steps, more than --steps {steps}; resume with --steps "
                 f">= {self.start_step}, or score it with `rl eval --run {self.out_dir}`")
-        if self.start_step == steps and path.is_file():
-            summary = json.loads(path.read_text())
-            return summary if summary.get("steps") == steps else None
-        return None
-
-    def _withdraw_summary_of_a_shorter_run(self) -> None:
-        """A finished run resumed for more steps is no longer finished: its summary.json (of the
-        shorter budget) goes, so that an interruption cannot leave it describing newer checkpoints."""
-        path = self.out_dir / SUMMARY_FILE
-        if path.is_file() and json.loads(path.read_text()).get("steps") != self.run.run_config.steps:
+        if not path.is_file():
+            return None
+        summary = json.loads(path.read_text())
+        if summary.get("steps") != steps:
             path.unlink()
+            return None
+        return summary if self.start_step == steps else None
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         load_algorithm_state(self.run.algorithm, checkpoint, checkpoint["_path"])
