@@ -228,10 +228,11 @@ def reference_change(result: dict[str, Any], dataset: str) -> list[str]:
 
 
 def recorded_changes(out: Path, algo: str, dataset: str, seed: int, args: argparse.Namespace,
-                     overrides: dict[str, Any]) -> list[str]:
-    """How the run in ``out`` (its config.json) differs from the run this invocation would train
-    there: algorithm config with the --set overrides, run config, dataset content and behaviour
-    artefacts (``rl.core.trainer.settings_changes``, the check a resume makes). [] if the same."""
+                     overrides: dict[str, Any], summary: dict[str, Any]) -> list[str]:
+    """How the finished run in ``out`` (its config.json and ``summary``) differs from the run this
+    invocation would train there: algorithm config with the --set overrides, run config, dataset
+    content, behaviour artefacts (``rl.core.trainer.settings_changes``, the check a resume makes)
+    and reference scores. [] if the same."""
     from behavior_models.io import config_to_dict
     from rl.algos import algorithm_class
     from rl.core.behavior import describe_behavior
@@ -249,7 +250,6 @@ def recorded_changes(out: Path, algo: str, dataset: str, seed: int, args: argpar
         return [f"its behaviour artefacts {missing} are gone"]
     wanted = {"algorithm": algo, "dataset_fingerprint": fingerprint, "algo": config_to_dict(algo_config),
               "run": config_to_dict(run_config(args, seed)), "behavior": describe_behavior(cache, model)}
-    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
     return settings_changes(saved, wanted) + reference_change(summary, dataset)
 
 
@@ -261,7 +261,7 @@ def run_one(algo: str, dataset: str, seed: int, args: argparse.Namespace, behavi
     out = run_dir(Path(args.out), algo, dataset, seed)
     summary = finished_summary(out, args.steps, args.eval_episodes)
     if summary is not None:
-        changes = recorded_changes(out, algo, dataset, seed, args, overrides)
+        changes = recorded_changes(out, algo, dataset, seed, args, overrides, summary)
         if changes:
             raise SystemExit(f"{out} finished with other settings ({'; '.join(changes)}); give this configuration "
                              "its own --out")
@@ -340,7 +340,7 @@ def finished_runs(root: Path, algos: list[str], datasets: list[str], seeds: list
                   overrides: dict[str, dict[str, Any]]) -> Iterator[tuple[str, str, Path, dict[str, Any]]]:
     """(algorithm, dataset, run directory, summary) of every run under ``root`` that finished --steps
     steps with --eval-episodes episodes with this invocation's settings. A finished run recorded
-    with other settings is left out and reported (once) on stderr."""
+    with other settings is left out and named on stderr."""
     for algo in algos:
         for dataset in datasets:
             for seed in seeds:
@@ -348,31 +348,26 @@ def finished_runs(root: Path, algos: list[str], datasets: list[str], seeds: list
                 summary = finished_summary(out, args.steps, args.eval_episodes)
                 if summary is None:
                     continue
-                changes = recorded_changes(out, algo, dataset, seed, args, overrides.get(algo, {}))
+                changes = recorded_changes(out, algo, dataset, seed, args, overrides.get(algo, {}), summary)
                 if not changes:
                     yield algo, dataset, out, summary
-                elif out not in LEFT_OUT:
-                    LEFT_OUT.add(out)
+                else:
                     print(f"[left out] {out}: finished with other settings ({'; '.join(changes)})", file=sys.stderr)
 
 
-LEFT_OUT: set[Path] = set()
-
-
-def final_table(root: Path, algos: list[str], datasets: list[str], seeds: list[int], args: argparse.Namespace,
-                overrides: dict[str, dict[str, Any]]) -> str:
-    """The table again, each finished run scored by ``final_evaluation`` on --final-episodes episodes."""
+def final_table(runs: list[tuple[str, str, Path, dict[str, Any]]], algos: list[str], datasets: list[str],
+                seeds: list[int], args: argparse.Namespace) -> str:
+    """The table again, each of the finished ``runs`` scored by ``final_evaluation`` on
+    --final-episodes episodes, plus one row per --final-acting item."""
     from rl.core.trainer import acting_label
 
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    rows = list(algos)
-    for algo, dataset, out, summary in finished_runs(root, algos, datasets, seeds, args, overrides):
-        final = final_evaluation(out, dataset, args.final_episodes, args.final_seed, args.device)
-        results.setdefault((algo, dataset), []).append({**summary, "normalized_score_mean": final["normalized_score_mean"]})
+    rows, scorings = list(algos), [(algo, algo, None) for algo in algos]  # (table row, algorithm, acting)
     for algo, acting in args.final_acting:
-        row = f"{algo} [{acting_label(acting)}]"
-        rows.append(row)
-        for _, dataset, out, summary in finished_runs(root, [algo], datasets, seeds, args, overrides):
+        rows.append(f"{algo} [{acting_label(acting)}]")
+        scorings.append((rows[-1], algo, acting))
+    for row, algo, acting in scorings:
+        for _, dataset, out, summary in (run for run in runs if run[0] == algo):
             final = final_evaluation(out, dataset, args.final_episodes, args.final_seed, args.device, acting)
             results.setdefault((row, dataset), []).append(
                 {**summary, "normalized_score_mean": final["normalized_score_mean"]})
@@ -489,7 +484,7 @@ def main() -> None:
             results.setdefault((algo, dataset), []).append(summary)
         print(table(results, algos, datasets, len(seeds), args.steps))
         if args.final_episodes:
-            print("\n" + final_table(root, algos, datasets, seeds, args, overrides))
+            print("\n" + final_table(runs, algos, datasets, seeds, args))
         if args.curves:
             print(learning_curves(runs, datasets))
         return
@@ -519,7 +514,8 @@ def main() -> None:
     if overrides:
         text += f" Config overrides: {overrides}."
     if args.final_episodes:
-        text += "\n\n" + final_table(root, algos, datasets, seeds, args, overrides)
+        runs = list(finished_runs(root, algos, datasets, seeds, args, overrides))
+        text += "\n\n" + final_table(runs, algos, datasets, seeds, args)
     (root / "table.md").write_text(text + "\n")
     print(f"\n{text}\n\n(wall time {time.perf_counter() - tic:.0f} s; table in {root / 'table.md'})")
 
