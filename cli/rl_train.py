@@ -105,11 +105,17 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
             "--behavior", type=click.Path(), default=None,
             help={"cache": "A sample cache (.npz from `bm sample-cache`) of a behavior model fitted on --dataset.",
                   "model": "A behavior-model directory (from `bm fit`) fitted on --dataset."}[algo_cls.behavior_kind]))
+    else:
+        options.append(refused_option("--behavior", f"{algorithm} trains without a behavior model; drop --behavior"))
     if algo_cls.behavior_kind == "cache":  # the cache-reading algorithms may also sample the model at act time
         options.append(click.option(
             "--behavior-model", type=click.Path(), default=None,
             help="Behavior-model directory, for configs that also sample the model at act time (default: the "
                  "one named in the cache's metadata)."))
+    else:
+        options.append(refused_option("--behavior-model", f"{algorithm} does not sample a behavior model at act "
+                                      f"time; drop --behavior-model" + (" (its model is --behavior)"
+                                                                        if algo_cls.behavior_kind == "model" else "")))
     if presets:
         options.append(click.option(
             "--variant", type=click.Choice(sorted(presets)), default=None,
@@ -186,6 +192,18 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
     for option in reversed(options):
         command = option(command)
     return click.command(algorithm, help=f"{help_text}\n\n{fields_help(config_cls)}")(command)
+
+
+def refused_option(flag: str, reason: str):
+    """A hidden ``flag`` that fails with ``reason``: clearer than click's "No such option" for an option
+    that other algorithms' commands take."""
+
+    def refuse(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value is not None:
+            raise click.UsageError(f"{flag}: {reason}.", ctx)
+
+    return click.option(flag, "refused_" + flag.lstrip("-").replace("-", "_"), type=click.Path(), default=None,
+                        hidden=True, expose_value=False, callback=refuse)
 
 
 def reward_help(algorithm: str) -> str:

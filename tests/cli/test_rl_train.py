@@ -106,8 +106,18 @@ def test_train_help_shows_only_the_options_an_algorithm_takes():
     arq = _help("arq").split("Options:")[1]
     assert "--behavior PATH A sample cache" in arq and "--behavior-model PATH" in arq
     assert "--variant [arq|arq-implicit|behavior|q-beta]" in arq
-    refused = CliRunner().invoke(rl, ["train", "bc", "--dataset", "test/absent-v0", "--behavior", "x.npz"])
-    assert refused.exit_code == 2 and "No such option '--behavior'" in refused.output
+
+
+@pytest.mark.parametrize("algorithm, flag, reason", [
+    ("bc", "--behavior", "bc trains without a behavior model; drop --behavior"),
+    ("dasco", "--behavior", "dasco trains without a behavior model"),
+    ("spot", "--behavior-model", "spot does not sample a behavior model at act time; drop --behavior-model "
+                                 "(its model is --behavior)"),
+    ("td3bc", "--behavior-model", "td3bc does not sample a behavior model at act time"),
+])
+def test_train_refuses_a_behavior_option_the_algorithm_does_not_take_saying_why(algorithm, flag, reason):
+    refused = CliRunner().invoke(rl, ["train", algorithm, "--dataset", "test/absent-v0", flag, "x.npz"])
+    assert refused.exit_code == 2 and f"{flag}: {reason}" in " ".join(refused.output.split())
 
 
 def test_train_help_shows_the_gradient_penalty_default_of_each_algorithm():
