@@ -58,12 +58,14 @@ def _build_table() -> dict[str, DatasetAlias]:
     for task in ("pen", "door", "hammer", "relocate"):
         for quality in ("human", "cloned", "expert"):
             minari(f"{task}-{quality}", f"D4RL/{task}/{quality}-v2", f"Adroit {task}, {quality} demonstrations")
-    for env in (
-        "halfcheetah", "hopper", "walker2d", "ant", "humanoid", "swimmer", "reacher", "pusher",
-        "invertedpendulum", "inverteddoublependulum",
+    # What the Minari remote holds under mujoco/: the last five envs have no "simple" dataset.
+    for envs, qualities in (
+        (("halfcheetah", "hopper", "walker2d", "ant", "humanoid"), ("simple", "medium", "expert")),
+        (("swimmer", "reacher", "pusher", "invertedpendulum", "inverteddoublependulum"), ("medium", "expert")),
     ):
-        for quality in ("simple", "medium", "expert"):
-            minari(f"{env}-{quality}", f"mujoco/{env}/{quality}-v0", f"MuJoCo {env}, {quality} policy")
+        for env in envs:
+            for quality in qualities:
+                minari(f"{env}-{quality}", f"mujoco/{env}/{quality}-v0", f"MuJoCo {env}, {quality} policy")
 
     for maze in POINTMAZE_MAZES:
         for policy, description in POINTMAZE_POLICIES.items():

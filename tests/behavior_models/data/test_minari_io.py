@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from behavior_models.data import load_transitions, resolve_dataset_id, write_minari_dataset
+from behavior_models.data import ALIASES, load_transitions, resolve_dataset_id, write_minari_dataset
 from behavior_models.data.minari_io import describe, flatten_observations, list_local_datasets
 from behavior_models.errors import DatasetError, DatasetNotFoundError
 from tests.helpers import write_flat_dataset
@@ -80,6 +80,27 @@ def test_aliases_resolve_to_minari_ids():
     assert resolve_dataset_id("antmaze-large-diverse") == "D4RL/antmaze/large-diverse-v1"
     assert resolve_dataset_id("pointmaze-umaze-noisy") == "local/pointmaze-umaze-noisy-v0"
     assert resolve_dataset_id("some/other-v3") == "some/other-v3"
+
+
+# The datasets the Minari remote holds under mujoco/ (its namespace_metadata.json, and the pages
+# minari.farama.org/main/datasets/mujoco/<env>): Swimmer, Reacher, Pusher and the two pendulums
+# have medium and expert datasets only, no simple one.
+MINARI_REMOTE_MUJOCO = {
+    f"mujoco/{env}/{quality}-v0"
+    for envs, qualities in (
+        (("halfcheetah", "hopper", "walker2d", "ant", "humanoid"), ("simple", "medium", "expert")),
+        (("swimmer", "reacher", "pusher", "invertedpendulum", "inverteddoublependulum"), ("medium", "expert")),
+    )
+    for env in envs for quality in qualities
+}
+
+
+def test_every_mujoco_alias_names_a_dataset_the_minari_remote_holds():
+    """An alias of a dataset that does not exist would tell the user to `minari download` it."""
+    targets = {alias.dataset_id for alias in ALIASES.values() if alias.dataset_id.startswith("mujoco/")}
+    assert targets <= MINARI_REMOTE_MUJOCO, sorted(targets - MINARI_REMOTE_MUJOCO)
+    with pytest.raises(DatasetNotFoundError, match="neither a known alias"):
+        load_transitions("swimmer-simple")
 
 
 def test_alias_loads_a_dataset_stored_under_its_target_id():
