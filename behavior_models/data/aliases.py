@@ -100,6 +100,7 @@ def recipe_for(name: str) -> DatasetAlias | None:
     return entry if entry is not None and entry.kind == "recipe" else None
 
 
-def suggest(name: str, limit: int = 3) -> list[str]:
-    """Alias names close to a mistyped one, for error messages."""
-    return difflib.get_close_matches(name, list(ALIASES), n=limit, cutoff=0.6)
+def suggest(name: str, limit: int = 3, kind: str | None = None) -> list[str]:
+    """Alias names (of ``kind`` only, if given) close to a mistyped one, for error messages."""
+    names = [alias for alias, entry in ALIASES.items() if kind is None or entry.kind == kind]
+    return difflib.get_close_matches(name, names, n=limit, cutoff=0.6)

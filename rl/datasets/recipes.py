@@ -29,7 +29,7 @@ import numpy as np
 
 from behavior_models import __version__
 from behavior_models.data import recipe_for
-from behavior_models.data.aliases import CONTAMINATION_PERCENTS, POINTMAZE_MAZES, POINTMAZE_POLICIES, suggest
+from behavior_models.data.aliases import ALIASES, CONTAMINATION_PERCENTS, POINTMAZE_MAZES, POINTMAZE_POLICIES, suggest
 from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetNotFoundError, require_at_least
 from behavior_models.io import config_to_dict
 from rl.datasets.contamination import contaminate
@@ -85,7 +85,13 @@ def parse_recipe_name(name: str) -> PointMazeRecipe:
     """The recipe (with default sizes) behind a short name or its ``local/...`` id."""
     entry = recipe_for(name)
     if entry is None:
-        close = suggest(name)
+        stock = next((e for e in ALIASES.values() if name in (e.name, e.dataset_id)), None)
+        if stock is not None:  # a dataset to download, not a mistyped recipe
+            raise DatasetNotFoundError(
+                f"{name!r} is the stock Minari dataset {stock.dataset_id}, which `bm datasets make` does not build "
+                f"(it builds the recipes `bm datasets` lists): get it with `minari download {stock.dataset_id}` "
+                "on a machine with network access.")
+        close = suggest(name, kind="recipe")
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise DatasetNotFoundError(f"{name!r} is not a built-in recipe.{hint} `bm datasets` lists the recipes.")
     parts = entry.name.split("-")  # pointmaze-<maze>-<policy>[-random-<X>]

@@ -71,6 +71,20 @@ def test_unknown_name_fails_fast():
         make_dataset("pointmaze-umaze-expertt")
 
 
+def test_make_of_a_stock_dataset_name_says_how_to_get_it_and_suggests_only_recipes():
+    # A stock Minari alias is not "mistyped": suggesting the very name typed would mislead.
+    with pytest.raises(DatasetNotFoundError) as error:
+        make_dataset("kitchen-mixed")
+    message = str(error.value)
+    assert "minari download D4RL/kitchen/mixed-v2" in message and "Did you mean" not in message
+    with pytest.raises(DatasetNotFoundError) as error:
+        make_dataset("pointmaze-umaze")  # the stock D4RL/pointmaze/umaze-v2, next to the recipes
+    assert "minari download D4RL/pointmaze/umaze-v2" in str(error.value)
+    with pytest.raises(DatasetNotFoundError, match="Did you mean pointmaze-umaze-noisy") as error:
+        make_dataset("pointmaze-umaze-nosy")
+    assert "antmaze" not in str(error.value)  # `bm datasets make` builds recipes only
+
+
 def test_cli_make_and_build_on_first_use(monkeypatch):
     runner = CliRunner()
     result = runner.invoke(bm, ["datasets", "make", "pointmaze-medium-random", "--episodes", "2",
