@@ -69,7 +69,7 @@ class PointMazeRecipe:
             raise ConfigError(f"policy must be one of {tuple(POINTMAZE_POLICIES)}, got {self.policy!r}")
         if self.contamination is not None and (self.policy != "expert" or not 0 < self.contamination < 100):
             raise ConfigError("contamination X needs policy 'expert' and 0 < X < 100")
-        require_at_least(self, dict.fromkeys(("episodes", "episode_steps", "reference_episodes"), 1))
+        require_at_least(self, {"seed": 0, **dict.fromkeys(("episodes", "episode_steps", "reference_episodes"), 1)})
 
     @property
     def name(self) -> str:

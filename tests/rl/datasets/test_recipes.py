@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 import rl.datasets
 from behavior_models.data import load_transitions
-from behavior_models.errors import ArtefactMismatchError, DatasetNotFoundError
+from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetNotFoundError
 from cli.bm import main as bm
 from rl.datasets import make_dataset
 
@@ -64,6 +64,12 @@ def test_a_dataset_from_another_recipe_is_refused_without_overwrite():
     assert make_dataset("pointmaze-umaze-random", seed=0, **SMALL) == "local/pointmaze-umaze-random-v0"
     with pytest.raises(ArtefactMismatchError, match="--force"):
         make_dataset("pointmaze-umaze-random", seed=1, **SMALL)
+
+
+def test_a_negative_seed_is_refused_naming_the_field():
+    # numpy's SeedSequence takes no negative seed; its bare ValueError would reach the CLI as a traceback.
+    with pytest.raises(ConfigError, match="seed must be at least 0, got -1"):
+        make_dataset("pointmaze-umaze-expert", seed=-1, **SMALL)
 
 
 def test_unknown_name_fails_fast():
