@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -86,7 +86,8 @@ def load_transitions(name: str, *, clip_actions: bool = True) -> Transitions:
     """Load a Minari dataset (alias or id) as :class:`Transitions`.
 
     Raises :class:`DatasetNotFoundError` at once (no download attempt, no retries) if it is not
-    on disk, and :class:`DatasetError` for empty data or non-finite values.
+    on disk, and :class:`DatasetError` for empty data, non-finite values, or files Minari cannot
+    read (an interrupted download).
     """
     dataset_id = resolve_dataset_id(name)
     if not (dataset_path(dataset_id) / "data").is_dir():
@@ -94,12 +95,15 @@ def load_transitions(name: str, *, clip_actions: bool = True) -> Transitions:
 
     import minari  # deferred: keeps `bm --help` and the not-found path fast
 
-    dataset = minari.load_dataset(dataset_id)
+    try:
+        dataset = minari.load_dataset(dataset_id)
+    except (OSError, ValueError) as error:
+        raise unreadable_error(dataset_id, error) from error
     columns: dict[str, list[np.ndarray]] = {k: [] for k in (
         "observations", "actions", "rewards", "next_observations", "next_actions", "next_action_valid",
         "terminals", "timeouts", "episode_ids", "timesteps")}
     observation_keys: list[str] = []
-    for episode in dataset.iterate_episodes():
+    for episode in _episodes(dataset, dataset_id):
         obs, observation_keys = flatten_observations(episode.observations)
         actions = np.asarray(episode.actions, np.float32).reshape(len(episode.actions), -1)
         steps = actions.shape[0]
@@ -164,6 +168,29 @@ def load_transitions(name: str, *, clip_actions: bool = True) -> Transitions:
         clipped_action_entries=clipped,
     )
     return Transitions(**arrays, info=info)
+
+
+def unreadable_error(dataset_id: str, error: BaseException) -> DatasetError:
+    """The error for a dataset on disk that Minari cannot read, e.g. one whose download was interrupted."""
+    recipe = recipe_for(dataset_id)
+    fix = (f"rebuild it with `bm datasets make {recipe.name} --force`" if recipe is not None else
+           f"if its download was interrupted, download it again with `minari download {dataset_id} --force` "
+           "(without --force Minari skips a dataset directory that exists)")
+    return DatasetError(f"Minari cannot read dataset {dataset_id} at {dataset_path(dataset_id)} "
+                        f"({type(error).__name__}: {error}); {fix}.")
+
+
+def _episodes(dataset: Any, dataset_id: str) -> Iterator[Any]:
+    """``dataset.iterate_episodes()``, with Minari's read errors (a truncated file) as :func:`unreadable_error`."""
+    episodes = dataset.iterate_episodes()
+    while True:
+        try:
+            episode = next(episodes)
+        except StopIteration:
+            return
+        except (OSError, ValueError) as error:
+            raise unreadable_error(dataset_id, error) from error
+        yield episode
 
 
 def _action_bounds(space: Any, act_dim: int) -> tuple[np.ndarray, np.ndarray]:

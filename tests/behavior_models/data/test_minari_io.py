@@ -133,6 +133,20 @@ def test_non_finite_values_are_refused(field):
         load_transitions("test/nan-v0")
 
 
+def _truncate_hdf5(data_dir):
+    path = data_dir / "main_data.hdf5"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damage", [_truncate_hdf5, lambda data_dir: (data_dir / "metadata.json").unlink()])
+def test_a_partly_downloaded_dataset_gets_a_dataset_error_naming_the_fix(minari_datasets_path, damage):
+    """What an interrupted `minari download` leaves; Minari's own OSError/ValueError named no fix."""
+    write_flat_dataset("D4RL/door/human-v2")
+    damage(minari_datasets_path / "D4RL" / "door" / "human-v2" / "data")
+    with pytest.raises(DatasetError, match=r"cannot read dataset D4RL/door/human-v2.*minari download D4RL/door/human-v2 --force"):
+        load_transitions("door-human")
+
+
 def test_empty_dataset_is_refused():
     write_flat_dataset("test/empty-v0", episode_lengths=())
     with pytest.raises(DatasetError, match="empty"):
