@@ -86,6 +86,7 @@ import math
 import os
 import shutil
 import time
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -157,7 +158,7 @@ class SampleCache:
             raise ArtefactMismatchError(f"no sample cache at {path}; build one with `bm sample-cache --out {path}`")
         try:
             arrays = load_npz(path)
-        except (ValueError, OSError) as error:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:  # BadZipFile: a truncated npz
             raise ArtefactMismatchError(f"{path} is not a readable sample cache ({error})") from None
         missing = [key for key in ARRAYS if key not in arrays]
         if missing:

@@ -264,6 +264,16 @@ def test_bad_inputs_are_refused_with_clear_errors(setup, tmp_path):
         SampleCache.load(tmp_path / "missing.npz")
 
 
+def test_a_truncated_cache_file_is_refused_with_a_clear_error(setup, tmp_path):
+    """A cache cut short by an interrupted copy (scp, a full disk) is an npz whose zip directory is
+    missing: it must be refused as an unreadable cache, not end in zipfile's bare BadZipFile."""
+    build(setup, tmp_path / "c.npz")
+    whole = (tmp_path / "c.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ArtefactMismatchError, match="cut.npz is not a readable sample cache"):
+        SampleCache.load(tmp_path / "cut.npz")
+
+
 def test_default_chunks_bound_lost_work_and_memory():
     assert cache_module.default_chunk_states(256, 30, 2) == 16 * 256  # a kill loses at most 16 batches
     big = cache_module.default_chunk_states(256, 1000, 64)  # 1000 x 64-d candidates per state
