@@ -39,7 +39,7 @@ PC sampling; "none"); ``sampler_options``, ``log_prob_options``; ``log_probs_sco
 (true whenever log-probs were computed, see the contract's ``sample_and_log_prob``; false with
 ``likelihood="none"``, which scores nothing) and ``boundary_samples`` (how many
 candidates touch the box edge, i.e. were most likely clipped); ``seed``, ``batch_states``,
-``rng``; ``dtype``; ``library_version``; ``created_utc``; ``world_size``; ``elapsed_seconds``.
+``rng``; ``device_type``; ``dtype``; ``library_version``; ``created_utc``; ``world_size``; ``elapsed_seconds``.
 
 Random numbers
 --------------

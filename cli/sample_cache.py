@@ -119,7 +119,7 @@ def _summarise(path: Path, likelihood: str) -> None:
               help="States per resumable chunk file, a multiple of --batch-size. Default: 16 batches "
                    "(fewer if that exceeds 64 MiB of output).")
 @device_option("Torch device: cpu, cuda or cuda:N; under torchrun with several GPUs 'cuda' means each rank's own GPU.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the candidates (keyed with the state index).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the candidates (keyed with each block of --batch-size rows).")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Storage dtype of the candidates (log-probs stay float32).")
 @click.option("--force", is_flag=True,
@@ -142,7 +142,7 @@ def sample_cache(model_dir: str, dataset: str, out: str, num_samples: int, thres
     \b
     Interrupted runs resume from OUT.work/ (rerun the same command). Scale out with
     torchrun --standalone --nproc_per_node K -m cli.bm sample-cache ...
-    Results equal a single-process run with the same --seed and --batch-size.
+    Results equal a single-process run with the same --seed, --batch-size and device type.
     """
     from behavior_models.cache import build_sample_cache, check_cache_out, init_distributed
     from behavior_models.data import load_transitions
