@@ -94,6 +94,7 @@ def resolve_dataset_id(name: str) -> str:
 
 def recipe_for(name: str) -> DatasetAlias | None:
     """The recipe entry behind a short name or its full ``local/...`` id, if any."""
+    name = name.strip()  # as resolve_dataset_id does
     entry = ALIASES.get(name)
     if entry is None:
         entry = next((e for e in ALIASES.values() if e.dataset_id == name), None)

@@ -85,7 +85,7 @@ def parse_recipe_name(name: str) -> PointMazeRecipe:
     """The recipe (with default sizes) behind a short name or its ``local/...`` id."""
     entry = recipe_for(name)
     if entry is None:
-        stock = next((e for e in ALIASES.values() if name in (e.name, e.dataset_id)), None)
+        stock = next((e for e in ALIASES.values() if name.strip() in (e.name, e.dataset_id)), None)
         if stock is not None:  # a dataset to download, not a mistyped recipe
             raise DatasetNotFoundError(
                 f"{name!r} is the stock Minari dataset {stock.dataset_id}, which `bm datasets make` does not build "

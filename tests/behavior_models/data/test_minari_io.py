@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from behavior_models.data import ALIASES, load_transitions, resolve_dataset_id, write_minari_dataset
+from behavior_models.data import ALIASES, load_transitions, recipe_for, resolve_dataset_id, write_minari_dataset
 from behavior_models.data.minari_io import describe, flatten_observations, list_local_datasets
 from behavior_models.errors import DatasetError, DatasetNotFoundError
 from tests.helpers import write_flat_dataset
@@ -116,6 +116,15 @@ def test_missing_dataset_fails_fast_with_instructions(minari_datasets_path):
     message = str(error.value)
     assert "D4RL/kitchen/mixed-v2" in message and str(minari_datasets_path) in message
     assert "minari download D4RL/kitchen/mixed-v2" in message and "MINARI_DATASETS_PATH" in message
+
+
+def test_a_name_with_stray_spaces_resolves_as_a_recipe_too():
+    # resolve_dataset_id strips the name; recipe_for must agree, or a recipe (which cannot be
+    # downloaded) is neither built on first use nor named as a recipe in the error.
+    assert recipe_for(" pointmaze-umaze-biased ").name == "pointmaze-umaze-biased"
+    with pytest.raises(DatasetNotFoundError, match="bm datasets make pointmaze-umaze-biased") as error:
+        load_transitions("pointmaze-umaze-biased ")
+    assert "minari download" not in str(error.value)
 
 
 def test_unknown_name_suggests_close_aliases():
