@@ -25,11 +25,12 @@ from torch.nn.functional import silu
 
 
 def sinusoidal_embedding(t: Tensor, dim: int, scale: float = 1000.0) -> Tensor:
-    """DDPM's sinusoidal embedding of ``scale * t``: [..., dim] for t of shape [...]."""
+    """DDPM's sinusoidal embedding of ``scale * t``: [..., dim] for t of shape [...] (an odd
+    ``dim`` gets a zero last entry, as DDPM pads it)."""
     half = dim // 2
     freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=t.device, dtype=t.dtype) / half)
     angles = (scale * t)[..., None] * freqs
-    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+    return torch.nn.functional.pad(torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1), (0, dim % 2))
 
 
 class ResidualBlock(nn.Module):
