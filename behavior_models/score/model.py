@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from behavior_models.base import BehaviorModel, BehaviorModelConfig
-from behavior_models.errors import ConfigError
+from behavior_models.errors import ConfigError, require_at_least
 from behavior_models.score.likelihood import ScoreFn, log_likelihood, rademacher
 from behavior_models.score.network import NoiseEnsemble
 from behavior_models.score.sampling import fast_log_likelihood, fast_sample, ode_sample, pc_sample
@@ -110,6 +110,10 @@ class ScoreConfig(BehaviorModelConfig):
         for name, value, allowed in checks:
             if value not in allowed:
                 raise ConfigError(f"{name} must be one of {allowed}, got {value!r}")
+        require_at_least(self, {"pc_steps": 1, "fast_steps": 1, "fast_order": 1, "width": 1, "blocks": 0,
+                                "pc_corrector_steps": 0})
+        if self.fast_order > 3:
+            raise ConfigError(f"fast_order must be 1, 2 or 3 (the DPM-Solver orders implemented), got {self.fast_order}")
         if self.ensemble < 1 or self.batch_size < self.ensemble:
             raise ConfigError(f"ensemble must be >= 1 and <= batch_size, got {self.ensemble} (batch {self.batch_size})")
         # At t = 0 the perturbation's sigma(t) is 0, and the score (-eps / sigma) divides by it.

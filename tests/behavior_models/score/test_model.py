@@ -201,6 +201,15 @@ def test_bad_options_are_refused(small, data):
         ScoreConfig(langevin_step="mean")
 
 
+@pytest.mark.parametrize("field, value", [("pc_steps", 0), ("fast_steps", 0), ("fast_order", 0), ("fast_order", 4),
+                                          ("width", 0), ("blocks", -1), ("pc_corrector_steps", -1)])
+def test_counts_the_samplers_cannot_use_are_refused_by_the_config(field, value):
+    # They used to pass, then fail at the first draw (pc_steps=0: ZeroDivisionError; fast_steps=0:
+    # IndexError) or silently run another method (fast_order=4 ran the third-order solver).
+    with pytest.raises(ConfigError, match=f"{field}"):
+        ScoreConfig(**{field: value})
+
+
 @pytest.mark.slow
 def test_trained_log_prob_matches_the_analytic_density(tmp_path_factory):
     """A real fit (about 7 minutes on 2 shared cores) gets log_prob within 0.1 nats MAE."""
