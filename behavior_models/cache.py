@@ -360,7 +360,8 @@ def build_sample_cache(model_dir: str | os.PathLike, transitions: Transitions, o
     device = rank_device(device, ranks)
     from behavior_models.registry import load  # lazily: registry imports backends on demand
 
-    model = load(model_dir, device=device)
+    with torch.random.fork_rng(devices=[]):  # a backend's constructor draws initial weights the load replaces
+        model = load(model_dir, device=device)
     if model.obs_dim != transitions.obs_dim or model.act_dim != transitions.act_dim:
         raise ArtefactMismatchError(
             f"the model in {model_dir} maps {model.obs_dim}-d states to {model.act_dim}-d actions, but dataset "

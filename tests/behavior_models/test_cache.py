@@ -108,6 +108,17 @@ def test_draws_depend_on_state_not_on_chunking(setup, tmp_path):
     assert not torch.allclose(a.candidates, c.candidates)
 
 
+def test_building_leaves_the_callers_rng_state_untouched(setup, tmp_path):
+    """The module docstring's promise: a caller that seeded torch draws the same numbers after a
+    build as without one (loading the model used to advance the global RNG: a backend's
+    constructor draws initial weights that the saved ones then replace)."""
+    torch.manual_seed(11)
+    expected = torch.rand(3)
+    torch.manual_seed(11)
+    build(setup, tmp_path / "c.npz")
+    torch.testing.assert_close(torch.rand(3), expected, rtol=0, atol=0)
+
+
 def test_resume_after_interruption_skips_finished_chunks(setup, tmp_path, monkeypatch):
     reference = build(setup, tmp_path / "ref.npz")
     written = []
