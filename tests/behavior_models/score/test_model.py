@@ -182,6 +182,30 @@ def test_likelihood_and_sampler_recover_a_known_density_given_its_exact_score():
     assert np.abs(samples.std(1) / std[:4] - 1).max() <= 0.15
 
 
+def test_grad_log_prob_is_the_analytic_score_at_grad_t_given_the_exact_noise():
+    """grad_log_prob = -eps(a, s, grad_t) / sigma(grad_t): with the exact noise predictor it must be
+    the score of the diffused Gaussian N(alpha mu, alpha^2 std^2 + sigma^2) at t = grad_t, and an
+    action past the boundary band is scored at its clamped neighbour."""
+    model = ScoreBehaviorModel(2, 3, ScoreConfig(width=8, blocks=1))
+    model.networks = torch.nn.ModuleList([ExactNoise(model.sde)])
+    rng = np.random.default_rng(1)
+    obs = rng.uniform(-1, 1, (32, 2))
+    mean, std = gaussian_mean_std(obs)
+    act = np.clip(mean + 2 * std * rng.normal(size=mean.shape), -0.95, 0.95)
+    t = torch.tensor(model.config.grad_t, dtype=torch.float64)
+    alpha, sigma = float(model.sde.alpha(t)), float(model.sde.sigma(t))
+    truth = -(act - alpha * mean) / (alpha**2 * std**2 + sigma**2)
+    obs_t = torch.as_tensor(obs, dtype=torch.float32)
+    grad = model.grad_log_prob(obs_t, torch.as_tensor(act, dtype=torch.float32)).double().numpy()
+    np.testing.assert_allclose(grad, truth, rtol=1e-4, atol=1e-3)
+    edge = act.copy()
+    edge[:, 0] = 1.0
+    inside = edge.copy()
+    inside[:, 0] = 1.0 - model.config.boundary_delta
+    torch.testing.assert_close(model.grad_log_prob(obs_t, torch.as_tensor(edge, dtype=torch.float32)),
+                               model.grad_log_prob(obs_t, torch.as_tensor(inside, dtype=torch.float32)))
+
+
 def test_bad_options_are_refused(small, data):
     obs, act = _inputs(data, 2)
     with pytest.raises(ConfigError, match="solver"):
