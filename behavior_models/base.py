@@ -249,8 +249,10 @@ class BehaviorModel(nn.Module, abc.ABC):
             return float(threshold)
         value = float(self.support_threshold)
         if math.isnan(value):
-            raise BehaviorModelsError(f"this {self.name} model has no support threshold: call "
-                                      "calibrate(transitions) or pass threshold= (a log-density)")
+            raise BehaviorModelsError(
+                f"this {self.name} model has no support threshold (`bm fit` calibrates one on its held-out "
+                "episodes, so a model fitted with holdout_fraction=0 has none): pass a log-density instead "
+                "(`--threshold -5`, threshold=-5), refit with holdout_fraction > 0, or call calibrate(transitions)")
         return value
 
     def support_mask(self, obs: Tensor, act: Tensor, threshold: float | None = None, **options: Any) -> Tensor:
