@@ -175,6 +175,9 @@ class ScoreBehaviorModel(BehaviorModel):
         divergence = divergence or cfg.default_divergence
         if solver not in SOLVERS:
             raise ConfigError(f"solver must be one of {SOLVERS}, got {solver!r}")
+        steps, rtol, atol = _checked_steps(steps, cfg.fast_steps), _or_default(rtol, cfg.ode_rtol), _or_default(atol, cfg.ode_atol)
+        if rtol <= 0 or atol <= 0:  # atol = 0 stalls dopri5 on the log-det state, which starts at 0
+            raise ConfigError(f"need rtol > 0 and atol > 0, got rtol={rtol}, atol={atol}")
         if probes < 1 or (probes > 1 and divergence != "hutchinson"):
             raise ConfigError(f"probes={probes}: averaging probes needs divergence='hutchinson' and probes >= 1")
         out_dtype = act.dtype
@@ -188,12 +191,11 @@ class ScoreBehaviorModel(BehaviorModel):
             score = self.score_fn(obs, j)
             if solver == "fast":
                 per_member.append(fast_log_likelihood(self.sde, score, act, eps=cfg.likelihood_eps,
-                                                      steps=steps or cfg.fast_steps, order=cfg.fast_order,
+                                                      steps=steps, order=cfg.fast_order,
                                                       divergence=divergence, probe=probe))
             else:
                 per_member.append(log_likelihood(self.sde, score, act, eps=cfg.likelihood_eps, solver=solver,
-                                                 divergence=divergence, rtol=rtol or cfg.ode_rtol,
-                                                 atol=atol or cfg.ode_atol, probe=probe))
+                                                 divergence=divergence, rtol=rtol, atol=atol, probe=probe))
         log_p = per_member[0] if len(per_member) == 1 else (
             torch.logsumexp(torch.stack(per_member), 0) - math.log(len(per_member)))
         log_p = log_p.to(out_dtype)
@@ -214,7 +216,7 @@ class ScoreBehaviorModel(BehaviorModel):
                  if divergence == "hutchinson" else None)
         if sampler == "pc":
             score = self.score_fn(obs, member, low_precision=True)
-            return pc_sample(self.sde, score, x, steps=steps or cfg.pc_steps, snr=cfg.pc_snr, t_end=cfg.pc_t_end,
+            return pc_sample(self.sde, score, x, steps=_checked_steps(steps, cfg.pc_steps), snr=cfg.pc_snr, t_end=cfg.pc_t_end,
                              corrector_steps=cfg.pc_corrector_steps, langevin_step=cfg.langevin_step,
                              generator=generator), None
         score = self.score_fn(obs, member)
@@ -222,7 +224,7 @@ class ScoreBehaviorModel(BehaviorModel):
             x, log_p = ode_sample(self.sde, score, x, t_end=cfg.likelihood_eps, divergence=divergence, probe=probe,
                                   rtol=cfg.ode_rtol, atol=cfg.ode_atol)
         elif sampler == "fast":
-            x, log_p = fast_sample(self.sde, score, x, steps=steps or cfg.fast_steps, order=cfg.fast_order,
+            x, log_p = fast_sample(self.sde, score, x, steps=_checked_steps(steps, cfg.fast_steps), order=cfg.fast_order,
                                    t_end=cfg.likelihood_eps, divergence=divergence, probe=probe)
         else:
             raise ConfigError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
@@ -300,3 +302,15 @@ class ScoreBehaviorModel(BehaviorModel):
         loss.backward()
         optimizers["score"].step()
         return {"dsm": loss.detach()}
+
+
+def _or_default(value, default):
+    """``default`` where an option was not given (None); an explicit 0 is a value, not "the default"."""
+    return default if value is None else value
+
+
+def _checked_steps(steps: int | None, default: int) -> int:
+    steps = _or_default(steps, default)
+    if steps < 1:
+        raise ConfigError(f"steps must be at least 1, got {steps}")
+    return steps

@@ -221,6 +221,21 @@ def test_bad_options_are_refused(small, data):
         small.sample_and_log_prob(obs, 2, sampler="fast", sampler_steps=3)  # the fast path used to ignore it
     with pytest.raises(ConfigError, match=r"sampler='ode' gets the log-probs from the sampling solve .*\['rtol'\]"):
         small.sample_and_log_prob(obs, 2, sampler="ode", rtol=0.3)  # valid for log_prob, unused by the joint solve
+
+
+@pytest.mark.parametrize("call, options, message", [
+    ("sample", {"sampler": "fast", "steps": 0}, "steps must be at least 1, got 0"),
+    ("sample", {"sampler": "pc", "steps": 0}, "steps must be at least 1, got 0"),
+    ("sample", {"sampler": "fast", "steps": -3}, "steps must be at least 1, got -3"),
+    ("log_prob", {"solver": "fast", "steps": 0}, "steps must be at least 1, got 0"),
+    ("log_prob", {"rtol": 0.0}, "need rtol > 0 and atol > 0"),
+    ("log_prob", {"atol": 0.0}, "need rtol > 0 and atol > 0"),
+])
+def test_an_explicit_zero_option_is_refused_not_replaced_by_the_default(small, data, call, options, message):
+    # `steps or cfg.fast_steps` used to turn steps=0 into the default silently (and rtol=0, atol=0 likewise).
+    obs, act = _inputs(data, 2)
+    with pytest.raises(ConfigError, match=message):
+        small.sample(obs, 2, **options) if call == "sample" else small.log_prob(obs, act, **options)
     with pytest.raises(ConfigError, match="langevin_step"):
         ScoreConfig(langevin_step="mean")
 
