@@ -147,7 +147,7 @@ class CVAEBehaviorModel(BehaviorModel):
     def _log_prob(self, obs: Tensor, act: Tensor, estimator: str | None = None,
                   num_samples: int | None = None) -> Tensor:
         estimator = estimator or self.config.estimator
-        num_samples = int(num_samples or self.config.eval_samples)
+        num_samples = int(self.config.eval_samples if num_samples is None else num_samples)  # 0 is refused, not the default
         if num_samples < 1:
             raise ConfigError(f"num_samples must be >= 1, got {num_samples}")
         log_w = self.log_weights(obs, act, num_samples)

@@ -78,3 +78,6 @@ def test_bad_options_are_refused():
     model = CVAEBehaviorModel(1, 1, CVAEConfig(hidden=(8,)))
     with pytest.raises(ConfigError, match="estimator"):
         model.log_prob(torch.zeros(2, 1), torch.zeros(2, 1), estimator="exact")
+    for num_samples in (0, -2):  # 0 used to be read as "the default" (`num_samples or eval_samples`)
+        with pytest.raises(ConfigError, match=f"num_samples must be >= 1, got {num_samples}"):
+            model.log_prob(torch.zeros(2, 1), torch.zeros(2, 1), num_samples=num_samples)
