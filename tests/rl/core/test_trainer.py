@@ -38,6 +38,24 @@ def test_resumed_run_equals_uninterrupted_run(name, env_transitions, gaussian_di
     assert full_summary["normalized_score_mean"] == resumed_summary["normalized_score_mean"]
 
 
+def test_a_resumed_run_keeps_the_tensorboard_rows_of_its_checkpoint_step(env_transitions, gaussian_dir, tmp_path):
+    """The rows of the step a run resumes from were logged before its checkpoint and are not logged
+    again; purging TensorBoard's events from that step on (purge_step=start_step) used to drop them.
+    The interrupted run's step-50 row, past the checkpoint, must still be purged (not shown twice)."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert_resume_is_exact(lambda: build("bc", env_transitions, gaussian_dir), tmp_path, crash_at=55)
+    logged = {}
+    for name in ("full", "resumed"):
+        events = EventAccumulator(str(tmp_path / name / "tb"))
+        events.Reload()
+        logged[name] = {tag: [event.step for event in events.Scalars(tag)]
+                        for tag in ("actor_loss", "eval/normalized_score_mean")}
+    assert logged["full"] == {"actor_loss": [10, 20, 30, 40, 50, 60], "eval/normalized_score_mean": [20, 40, 60]}
+    assert logged["resumed"] == logged["full"]
+
+
 def test_run_directory_contents_and_summary(env_transitions, tmp_path):
     summary = train("bc", env_transitions, tmp_path / "run", BCConfig(batch_size=32, hidden=(16,)), RUN,
                     progress=False, echo=lambda _: None)
