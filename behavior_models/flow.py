@@ -58,6 +58,13 @@ class FlowConfig(BehaviorModelConfig):
     lr: float = 5e-4
     grad_clip: float = 5.0  # max gradient norm per step (spline flows occasionally spike)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # clip_grad_norm_ with max_norm 0 zeroes every gradient: the fit would run and learn nothing.
+        if not self.grad_clip > 0:
+            raise ConfigError(f"FlowConfig.grad_clip must be > 0 (it is the max gradient norm; 0 would zero every "
+                              f"gradient), got {self.grad_clip}; a large value such as 1e9 turns clipping off")
+
 
 class FlowBehaviorModel(BehaviorModel):
     name = "flow"

@@ -58,3 +58,11 @@ def test_unknown_options_are_refused():
         FlowBehaviorModel(1, 1, FlowConfig(transform="glow"))
     with pytest.raises(ConfigError, match="box_bijection"):
         FlowBehaviorModel(1, 1, FlowConfig(box_bijection="sigmoid"))
+
+
+@pytest.mark.parametrize("grad_clip", [0.0, -1.0, float("nan")])
+def test_a_grad_clip_that_would_zero_every_gradient_is_refused(grad_clip):
+    # clip_grad_norm_(max_norm=0) scales every gradient to 0: the fit ran its steps and learned nothing.
+    with pytest.raises(ConfigError, match="grad_clip must be > 0"):
+        FlowConfig(grad_clip=grad_clip)
+    FlowConfig(grad_clip=float("inf"))  # no clipping
