@@ -60,7 +60,7 @@ import torch
 from torch import Tensor, nn
 
 from behavior_models.base import BehaviorModel, BehaviorModelConfig
-from behavior_models.errors import ConfigError
+from behavior_models.errors import ConfigError, require_at_least
 from behavior_models.nets import mlp
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -77,6 +77,12 @@ class CVAEConfig(BehaviorModelConfig):
     estimator: str = "iw"  # default log_prob estimator: "iw" or "elbo"
     eval_samples: int = 100  # default L of log_prob (evaluation; SPOT uses up to 500)
     max_decoder_rows: int = 65_536  # log_prob decodes B*L latents in chunks of at most this many rows
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # Refused here, not after the fit: the fit calibrates with log_prob(num_samples=eval_samples),
+        # and latent_factor=0 divides by zero in decoder_std.
+        require_at_least(self, {"latent_factor": 1, "eval_samples": 1, "max_decoder_rows": 1})
 
 
 def spot_lambda_to_nats(lam: float, kl_weight: float, latent_dim: int) -> float:

@@ -81,3 +81,11 @@ def test_bad_options_are_refused():
     for num_samples in (0, -2):  # 0 used to be read as "the default" (`num_samples or eval_samples`)
         with pytest.raises(ConfigError, match=f"num_samples must be >= 1, got {num_samples}"):
             model.log_prob(torch.zeros(2, 1), torch.zeros(2, 1), num_samples=num_samples)
+
+
+@pytest.mark.parametrize("field", ["latent_factor", "eval_samples", "max_decoder_rows"])
+def test_counts_below_one_are_refused_by_the_config(field):
+    # eval_samples=0 used to pass until calibrate(), i.e. after the whole fit, and latent_factor=0
+    # until decoder_std divided by zero there.
+    with pytest.raises(ConfigError, match=f"CVAEConfig.{field} must be at least 1, got 0"):
+        CVAEConfig(**{field: 0})
