@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from behavior_models.base import BehaviorModel, BehaviorModelConfig
-from behavior_models.errors import ConfigError
+from behavior_models.errors import ConfigError, require_at_least
 from behavior_models.nets import mlp
 
 NOISE_SCHEDULES = ("linear", "cosine", "exponential", "constant")
@@ -161,6 +161,10 @@ class GANConfig(BehaviorModelConfig):
     uniform_negative_weight: float = 1.0  # weight of the uniform-random-action negatives (0: plain GAN)
     mode_seeking_weight: float = 0.02  # MSGAN term in the generator loss (0: the paper's loss); see docstring
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_at_least(self, {"noise_dim": 1})  # None passes: the action dimension
+
 
 class GANBehaviorModel(BehaviorModel):
     name = "gan"
@@ -176,7 +180,8 @@ class GANBehaviorModel(BehaviorModel):
                               f"got {config.instance_noise_schedule!r}")
         if config.mode_seeking_weight < 0:
             raise ConfigError(f"mode_seeking_weight must be >= 0, got {config.mode_seeking_weight}")
-        self.generator = ConditionalGenerator(obs_dim, act_dim, config.noise_dim or act_dim, config.hidden)
+        self.generator = ConditionalGenerator(obs_dim, act_dim, act_dim if config.noise_dim is None else config.noise_dim,
+                                              config.hidden)
         self.discriminator = Discriminator(obs_dim, act_dim, config.hidden)
 
     def _log_prob(self, obs: Tensor, act: Tensor) -> Tensor:

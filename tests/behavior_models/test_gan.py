@@ -72,3 +72,11 @@ def test_building_blocks_shapes_and_range():
 def test_unknown_schedule_is_refused_at_construction():
     with pytest.raises(ConfigError, match="instance_noise_schedule"):
         GANBehaviorModel(2, 2, GANConfig(instance_noise_schedule="step"))
+
+
+def test_noise_dim_zero_is_refused_not_replaced_by_the_action_dimension():
+    # `noise_dim or act_dim` used to build a 3-dim noise input for noise_dim=0 while config.json said 0.
+    with pytest.raises(ConfigError, match="noise_dim must be at least 1, got 0"):
+        GANConfig(noise_dim=0)
+    assert GANBehaviorModel(2, 3, GANConfig(hidden=(8,))).generator.noise_dim == 3  # None: the action dimension
+    assert GANBehaviorModel(2, 3, GANConfig(hidden=(8,), noise_dim=5)).generator.noise_dim == 5
