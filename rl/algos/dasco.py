@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from behavior_models.errors import ConfigError
+from behavior_models.errors import ConfigError, require_at_least
 from behavior_models.gan import (NOISE_SCHEDULES, ConditionalGenerator, Discriminator, add_instance_noise,
                                  generator_loss, instance_noise_std, lsgan_discriminator_loss)
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
@@ -73,6 +73,15 @@ class DASCOConfig(AlgoConfig):
     aux_generator: bool = True  # False: the no-auxiliary-generator ablation (Tables 4-6)
     ratio_weight: bool = True  # False: the no-probability-ratio ablation (Tables 4-6)
     eval_actor: str = "policy"  # policy | aux_generator (evaluate the auxiliary generator as a policy)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_at_least(self, {"aux_noise_dim": 1})  # None passes: the action dimension
+        low = [f"DASCOConfig.{name} must be > 0 (Eq. 63 divides Q by it), got {value}"
+               for name, value in (("w", self.w), ("w_maze", self.w_maze), ("w_locomotion", self.w_locomotion))
+               if value is not None and not value > 0]
+        if low:
+            raise ConfigError("; ".join(low))
 
 
 def ratio_weight(d_policy: Tensor, d_data: Tensor) -> Tensor:
@@ -114,8 +123,8 @@ class DASCO(Algorithm):
                            "discriminator": adam(self.discriminator.parameters(), config.lr)}
         self.aux_generator = None
         if config.aux_generator:
-            self.aux_generator = ConditionalGenerator(obs_dim, act_dim, config.aux_noise_dim or act_dim,
-                                                      config.gan_hidden).to(self.device)
+            noise_dim = act_dim if config.aux_noise_dim is None else config.aux_noise_dim
+            self.aux_generator = ConditionalGenerator(obs_dim, act_dim, noise_dim, config.gan_hidden).to(self.device)
             self.optimizers["aux_generator"] = adam(self.aux_generator.parameters(), config.lr)
         self.check_acting(config)
 

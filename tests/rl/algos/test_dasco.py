@@ -109,6 +109,16 @@ def test_w_resolves_from_the_dataset_id():
     assert DASCO.resolve_config(DASCOConfig(w=0.5), "local/pointmaze-umaze-biased-v0", 100).w == 0.5
 
 
+def test_noise_size_and_w_that_cannot_train_are_refused_not_replaced():
+    """aux_noise_dim=0 used to build a generator with the action size's noise (config.json said 0);
+    w=0 divides Q by zero and turned the policy nan after one update, crashing mid-run."""
+    for name, value in (("aux_noise_dim", 0), ("w", 0.0), ("w", -1.0), ("w_maze", 0.0), ("w_locomotion", -0.5)):
+        with pytest.raises(ConfigError, match=f"DASCOConfig.{name} must be"):
+            DASCOConfig(**{name: value})
+    assert DASCO(DASCOConfig(**SMALL, aux_noise_dim=3), 2, 1).aux_generator.noise_dim == 3
+    assert DASCO(DASCOConfig(**SMALL), 2, 1).aux_generator.noise_dim == 1  # None: the action size
+
+
 def test_ablations_and_acting_with_the_auxiliary_generator(env_transitions):
     run = Run.build("dasco", env_transitions, DASCOConfig(**SMALL, aux_generator=False, ratio_weight=False),
                     RunConfig(seed=0, steps=20))
