@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from behavior_models.errors import ConfigError
+from behavior_models.errors import ConfigError, require_at_least
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
 from rl.core.buffer import Batch
 from rl.core.networks import DeterministicActor, GaussianActor, QEnsemble, soft_update
@@ -88,6 +88,10 @@ class ARQConfig(AlgoConfig):
     # cache was drawn (its metadata's sampler_options), so Eq. 6 ranks candidates from the same
     # approximation of beta that Q was trained on; or a sampler name of the model ("pc", "ode", "fast").
     implicit_sampler: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_at_least(self, {"num_q": 1})  # 0 critics fail the first target's min over Q's
 
 
 # Seed 002's per-domain columns (Table A.2: learning rate and K; Table A.3: alpha for ARQ + pi_phi

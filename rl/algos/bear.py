@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from behavior_models.errors import ConfigError
+from behavior_models.errors import ConfigError, require_at_least
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
 from rl.core.buffer import Batch
 from rl.core.networks import QEnsemble, TanhGaussianActor, frozen, soft_update
@@ -75,6 +75,13 @@ class BEARConfig(PlusPlusOptions, AlgoConfig):
     warmup_fraction: float = 0.1  # ... capped at this fraction of the step budget, so short runs do RL
     warmup_steps: int | None = None  # resolved before training: min(warmup_max_steps, fraction * steps)
     eval_samples: int = 10  # policy samples scored by Q_1 when acting (BEAR: 10; d3rlpy 100)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_at_least(self, {"target_samples": 1, "mmd_samples": 1, "eval_samples": 1})
+        if not self.mmd_sigma > 0:
+            raise ConfigError(f"{type(self).__name__}.mmd_sigma must be > 0 (the MMD kernel divides by it), "
+                              f"got {self.mmd_sigma}")
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from typing import Any
 from torch import Tensor
 
 from behavior_models.cvae import spot_lambda_to_nats
-from behavior_models.errors import ConfigError
+from behavior_models.errors import ConfigError, require_at_least
 from rl.algos.base import BehaviorInputs
 from rl.algos.td3 import TD3Config, TD3Family
 from rl.core.buffer import Batch
@@ -68,6 +68,10 @@ class SPOTConfig(TD3Config):
     cvae_samples: int = 1  # L of the CVAE estimator (SPOT: 1 for the ELBO; IW-CVAE: L > 1)
     density: str = "auto"  # auto | log_prob | grad_log_prob (see the module docstring)
     q_normalization: bool = True  # divide Q by mean|Q| (detached) in the actor loss (TD3+BC)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_at_least(self, {"cvae_samples": 1})  # else the CVAE refuses it at the first actor step
 
 
 class SPOT(TD3Family):

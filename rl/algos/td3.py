@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from behavior_models.errors import require_at_least
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
 from rl.core.buffer import Batch
 from rl.core.networks import DeterministicActor, QEnsemble, frozen, soft_update
@@ -35,6 +36,10 @@ class TD3Config(AlgoConfig):
     policy_noise: float = 0.2  # target policy smoothing std (TD3)
     noise_clip: float = 0.5  # target policy smoothing clip (TD3)
     policy_freq: int = 2  # actor and target updates every this many critic updates (TD3)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_at_least(self, {"policy_freq": 1})  # 0 divides by zero at the first update
 
 
 class TD3Family(Algorithm, abc.ABC):

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from behavior_models.errors import ConfigError
+from behavior_models.errors import ConfigError, require_at_least
 from rl.core.tasks import adroit_task
 
 MMD_KERNELS = ("laplacian", "gaussian")
@@ -126,6 +126,8 @@ class PlusPlusOptions:
 
     def __post_init__(self) -> None:
         super().__post_init__()  # the algorithm config's own checks (AlgoConfig), next in the MRO
+        # gp_every=0 divides by zero at the first update (penalty or not); gp_actions=0 makes Eq. 8 a nan mean.
+        require_at_least(self, {"gp_every": 1, "gp_actions": 1})
         if self.gradient_penalty is not None and self.gradient_penalty < 0:
             raise ConfigError(f"{type(self).__name__}.gradient_penalty (lambda_GP) must be >= 0, got {self.gradient_penalty}")
 

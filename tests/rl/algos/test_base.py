@@ -23,6 +23,20 @@ def test_learning_rates_widths_batch_tau_and_gamma_out_of_range_are_refused(conf
     config_class()  # the defaults pass
 
 
+COUNTS = {"policy_freq": 0, "gp_every": 0, "gp_actions": 0, "target_samples": 0, "mmd_samples": 0,
+          "eval_samples": 0, "num_q": 0, "cvae_samples": 0, "mmd_sigma": 0.0}
+
+
+@pytest.mark.parametrize("config_class,name", [(cls, name) for cls in CONFIG_CLASSES for name in COUNTS
+                                               if name in cls.__dataclass_fields__],
+                         ids=lambda value: getattr(value, "__name__", value))
+def test_counts_and_widths_that_would_crash_the_first_updates_are_refused(config_class, name):
+    """These used to be accepted and then fail mid-run with a raw Python error (gp_every=0: a
+    ZeroDivisionError at the first update even with the penalty off) or train on nan."""
+    with pytest.raises(ConfigError, match=rf"{config_class.__name__}\.{name} must be"):
+        config_class(**{name: COUNTS[name]})
+
+
 def test_a_negative_gradient_penalty_is_refused():
     from rl.algos.td3bc import TD3BCPlusPlusConfig
 
