@@ -87,6 +87,18 @@ class BehaviorModelConfig:
         # Below ~6e-8, 1 - delta rounds to 1 in float32 and the density backends take atanh(1).
         if not 1e-6 <= self.boundary_delta < 0.5:
             raise ConfigError(f"boundary_delta must be in [1e-6, 0.5), got {self.boundary_delta}")
+        # Refused here rather than mid-fit or after it: numpy takes seeds in [0, 2^32) (a traceback
+        # at the first line of the fit otherwise); calibrate() refuses a quantile outside (0, 1)
+        # only after the last step; ema_decay = 1 never moves the average off the first step's
+        # weights and a negative lr_final_fraction turns the end of the fit into gradient ascent,
+        # both silently; a holdout_fraction outside [0, 1) is silently clipped by the split.
+        for field, inside, interval in (("seed", 0 <= self.seed <= 2**32 - 1, "[0, 2^32 - 1]"),
+                                        ("support_quantile", 0.0 < self.support_quantile < 1.0, "(0, 1)"),
+                                        ("holdout_fraction", 0.0 <= self.holdout_fraction < 1.0, "[0, 1)"),
+                                        ("ema_decay", 0.0 <= self.ema_decay < 1.0, "[0, 1)"),
+                                        ("lr_final_fraction", 0.0 <= self.lr_final_fraction < math.inf, "[0, inf)")):
+            if not inside:
+                raise ConfigError(f"{type(self).__name__}.{field} must be in {interval}, got {getattr(self, field)}")
 
 
 @functools.cache

@@ -60,3 +60,16 @@ def test_weights_of_another_shape_give_a_clear_error(tmp_path, monkeypatch):
     shutil.copy(tmp_path / "w8" / "weights.pt", tmp_path / "w16" / "weights.pt")
     with pytest.raises(ArtefactMismatchError, match=r"w16/weights.pt does not fit the gaussian model .*`bm fit --model gaussian"):
         behavior_models.load(tmp_path / "w16")
+
+
+@pytest.mark.parametrize("cls", [BehaviorModelConfig, GaussianConfig, ScoreConfig])
+@pytest.mark.parametrize(("field", "value", "interval"), [
+    ("seed", -1, r"\[0, 2\^32 - 1\]"), ("seed", 2**32, r"\[0, 2\^32 - 1\]"),  # numpy's seed range
+    ("support_quantile", 0.0, r"\(0, 1\)"), ("support_quantile", 1.0, r"\(0, 1\)"),  # used to fail after the fit
+    ("holdout_fraction", -0.1, r"\[0, 1\)"), ("holdout_fraction", 1.0, r"\[0, 1\)"),
+    ("ema_decay", 1.0, r"\[0, 1\)"), ("ema_decay", -0.5, r"\[0, 1\)"),  # 1: the average never moved
+    ("lr_final_fraction", -1.0, r"\[0, inf\)"), ("lr_final_fraction", float("nan"), r"\[0, inf\)"),  # ascent
+])
+def test_values_outside_their_interval_are_refused_before_the_fit(cls, field, value, interval):
+    with pytest.raises(ConfigError, match=rf"{cls.__name__}\.{field} must be in {interval}, got {value}"):
+        cls(**{field: value})
