@@ -19,7 +19,7 @@ import torch
 
 from behavior_models.base import BehaviorModel, BehaviorModelConfig
 from behavior_models.data.transitions import Transitions
-from behavior_models.errors import ConfigError
+from behavior_models.errors import ArtefactMismatchError, ConfigError
 from behavior_models.io import config_from_dict, config_to_dict
 from behavior_models.registry import backend_class
 
@@ -59,6 +59,11 @@ def evaluation_split(model: BehaviorModel, transitions: Transitions) -> tuple[Tr
     The fit loop splits with ``split_episodes(config.holdout_fraction, seed=config.seed)``; the
     same call here gives the same episodes. For any other dataset the whole of it is used.
     """
+    if (transitions.obs_dim, transitions.act_dim) != (model.obs_dim, model.act_dim):
+        raise ArtefactMismatchError(
+            f"dataset {transitions.dataset_id} has {transitions.obs_dim}-dim observations and {transitions.act_dim}-dim "
+            f"actions, but this {model.name} model was fitted on {model.dataset_id or 'a dataset'} with "
+            f"{model.obs_dim} and {model.act_dim}; evaluate it on that dataset (or one of the same dimensions)")
     if transitions.fingerprint == model.dataset_fingerprint:
         _, held_out = transitions.split_episodes(model.config.holdout_fraction, seed=model.config.seed)
         if len(held_out):

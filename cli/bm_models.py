@@ -86,7 +86,7 @@ def fit_command(backend, dataset, out_dir, steps, batch_size, lr, seed, device, 
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--max-points", type=click.IntRange(min=1), default=2000, show_default=True, help="Held-out points to use.")
 @click.option("--samples", "num_samples", type=click.IntRange(min=1), default=10, show_default=True, help="Samples per state.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subsample and the draws.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Seed of the subsample and the draws.")
 @device_option()
 def eval_command(model_dir, dataset, as_json, max_points, num_samples, seed, device):
     """Evaluate a fitted model on DATASET's held-out episodes.
@@ -126,7 +126,7 @@ def eval_command(model_dir, dataset, as_json, max_points, num_samples, seed, dev
               help="More dims: how many held-out states to show.")
 @click.option("--dims", default=None, help="More dims: action dimensions to pair, e.g. 0,1,2 (default: first 4).")
 @click.option("--resolution", type=click.IntRange(min=2), default=120, show_default=True, help="1-D actions: grid size per axis.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the state choice and samples.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Seed of the state choice and samples.")
 @device_option()
 def plot_command(model_dir, dataset, out, state_dim, num_states, dims, resolution, seed, device):
     """Draw a fitted model against DATASET into a PNG.

@@ -90,6 +90,18 @@ def test_eval_on_another_dataset_uses_all_of_it(tmp_path):
     assert report["points"] == 100 and report["split"].startswith("whole dataset")
 
 
+def test_eval_and_plot_refuse_a_dataset_of_other_dimensions_naming_both(tmp_path):
+    # Used to fail inside log_prob with "obs must have shape [B, 2], got [120, 4]", naming no dataset.
+    write_conditional_gaussian_dataset("test/cli-dims-v0", episodes=5, steps=20)
+    write_flat_dataset("test/cli-other-dims-v0", episode_lengths=[30] * 4, obs_dim=4, act_dim=2)
+    out = _fit(tmp_path, "gaussian", "test/cli-dims-v0")
+    for command in (["eval"], ["plot", "--out", str(tmp_path / "p.png")]):
+        result = CliRunner().invoke(bm, [*command, "--model", str(out), "--dataset", "test/cli-other-dims-v0"])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert ("dataset test/cli-other-dims-v0 has 4-dim observations and 2-dim actions, but this gaussian model "
+                "was fitted on test/cli-dims-v0 with 2 and 3") in result.output
+
+
 def test_plot_draws_a_heat_map_for_1d_actions_and_marginals_otherwise(tmp_path):
     write_flat_dataset("test/cli-1d-v0", episode_lengths=[40] * 5, obs_dim=2, act_dim=1)
     write_conditional_gaussian_dataset("test/cli-3d-v0", episodes=10, steps=30)
@@ -133,6 +145,8 @@ def test_fit_refuses_config_values_of_the_wrong_type_or_range(tmp_path, payload,
     (["plot", "--out", "p.png", "--states", "0"], "--states"),
     (["plot", "--out", "p.png", "--resolution", "1"], "--resolution"),
     (["plot", "--out", "p.png", "--state-dim", "-1"], "--state-dim"),
+    (["eval", "--seed", "-1"], "--seed"),  # numpy refuses it: used to end in a ValueError traceback
+    (["plot", "--out", "p.png", "--seed", "-1"], "--seed"),
 ])
 def test_counts_out_of_range_are_option_errors(tmp_path, args, option):
     if args[0] != "fit":
