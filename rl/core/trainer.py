@@ -387,9 +387,9 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # TensorBoard is optional; metrics.csv is always written
             return None
-        # Events past the checkpoint (an interrupted run's) are purged; those of its own step were
-        # logged before it was saved and are not logged again, so they stay.
-        return SummaryWriter(str(self.out_dir / "tb"), purge_step=self.start_step + 1 if self.start_step else None)
+        # Events past the checkpoint (an interrupted run's, all of them when there was no checkpoint
+        # to resume) are purged; those of its own step were logged before it was saved and stay.
+        return SummaryWriter(str(self.out_dir / "tb"), purge_step=self.start_step + 1)
 
     def _evaluate(self, step: int, episodes: int, writer: Any) -> EvalResult:
         result = self.run.evaluate(episodes, step)

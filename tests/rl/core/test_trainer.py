@@ -56,6 +56,33 @@ def test_a_resumed_run_keeps_the_tensorboard_rows_of_its_checkpoint_step(env_tra
     assert logged["resumed"] == logged["full"]
 
 
+def test_a_run_restarted_before_its_first_checkpoint_shows_each_tensorboard_row_once(env_transitions, tmp_path):
+    """`rl train --resume` with no checkpoint yet starts over in the same directory; the events the
+    interrupted attempt wrote used to stay beside the new ones (actor_loss at 10, 20, 10, 20, ...)."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = dataclasses.replace(RUN, checkpoint_every=50)
+    interrupted = Run.build("bc", env_transitions, BCConfig(batch_size=32, hidden=(16,)), config)
+    original = interrupted.algorithm.update
+
+    def crash(batch):
+        if interrupted.algorithm.updates == 35:  # after the rows of steps 10-30, before any checkpoint
+            raise KeyboardInterrupt
+        return original(batch)
+
+    interrupted.algorithm.update = crash
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(interrupted, tmp_path / "run", progress=False, echo=lambda _: None).train()
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    restarted = Run.build("bc", env_transitions, BCConfig(batch_size=32, hidden=(16,)), config)
+    Trainer(restarted, tmp_path / "run", resume=True, progress=False, echo=lambda _: None).train()
+    events = EventAccumulator(str(tmp_path / "run" / "tb"))
+    events.Reload()
+    assert [event.step for event in events.Scalars("actor_loss")] == [10, 20, 30, 40, 50, 60]
+    assert [event.step for event in events.Scalars("eval/normalized_score_mean")] == [20, 40, 60]
+
+
 def test_run_directory_contents_and_summary(env_transitions, tmp_path):
     summary = train("bc", env_transitions, tmp_path / "run", BCConfig(batch_size=32, hidden=(16,)), RUN,
                     progress=False, echo=lambda _: None)
