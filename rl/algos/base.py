@@ -40,7 +40,7 @@ class AlgoConfig:
     def __post_init__(self) -> None:
         """Refuse values that would train on nan or crash mid-run, by the fields' naming convention
         (every config here follows it): learning rates ``lr``/``*_lr`` > 0, network widths
-        ``hidden``/``*_hidden`` non-empty and >= 1, ``tau`` in (0, 1], ``gamma`` in [0, 1]."""
+        ``hidden``/``*_hidden`` non-empty and >= 1, ``tau`` in (0, 1], ``gamma`` in [0, 1], ``state_eps`` >= 0."""
         name = type(self).__name__
         problems = [f"{name}.batch_size must be at least 1, got {self.batch_size}"] if self.batch_size < 1 else []
         for field in dataclasses.fields(self):
@@ -54,6 +54,8 @@ class AlgoConfig:
                 problems.append(f"{name}.{field.name} must list layer widths >= 1, got {value!r}")
         if hasattr(self, "tau") and not 0 < self.tau <= 1:
             problems.append(f"{name}.tau must be in (0, 1], got {self.tau}")
+        if not self.state_eps >= 0:
+            problems.append(f"{name}.state_eps must be >= 0, got {self.state_eps}")
         if not 0 <= self.gamma <= 1:
             problems.append(f"{name}.gamma must be in [0, 1], got {self.gamma}")
         if problems:

@@ -109,6 +109,11 @@ class Run:
         inputs = behavior_inputs or open_behavior(algo_cls, algo_config, transitions, behavior, behavior_model, device)
         stats = (transitions.state_stats(algo_config.state_eps) if algo_config.normalize_states
                  else NormalizationStats.identity(transitions.obs_dim))
+        flat = np.flatnonzero(~(stats.std > 0))
+        if len(flat):  # z-scoring would divide by zero: nan observations, nan losses, no error
+            raise ConfigError(f"observation dimension(s) {flat.tolist()} of {transitions.dataset_id} are constant, so "
+                              f"with state_eps={algo_config.state_eps} their std is 0; set state_eps > 0 (default "
+                              "1e-3) or normalize_states=false")
         buffer = DeviceBuffer(transitions, transform_rewards(transitions, reward), stats, device)
         torch.manual_seed(run_config.seed)  # network initialisation
         algorithm = algo_cls(algo_config, transitions.obs_dim, transitions.act_dim, device, inputs).to(device)

@@ -11,7 +11,7 @@ CONFIG_CLASSES = sorted({algorithm_class(name).config_class for name in ALGORITH
 @pytest.mark.parametrize("config_class", CONFIG_CLASSES, ids=lambda cls: cls.__name__)
 def test_learning_rates_widths_batch_tau_and_gamma_out_of_range_are_refused(config_class):
     fields = {field for field in config_class.__dataclass_fields__}
-    bad = {"batch_size": 0, "gamma": 1.5}
+    bad = {"batch_size": 0, "gamma": 1.5, "state_eps": -1e-3}
     bad |= {name: -1e-3 for name in fields if name == "lr" or name.endswith("_lr")}
     bad |= {name: () for name in fields if name == "hidden" or name.endswith("_hidden")}
     if "tau" in fields:

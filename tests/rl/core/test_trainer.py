@@ -474,6 +474,24 @@ def test_a_dataset_whose_action_box_is_not_unit_is_refused(env_transitions):
         Run.build("bc", wide, BCConfig(batch_size=32, hidden=(16,)), RUN)
 
 
+def test_a_constant_observation_dimension_with_state_eps_0_is_refused_not_trained_into_nan(env_transitions):
+    """state_eps=0 z-scored a constant dimension (a fixed goal coordinate) by a std of 0: nan
+    observations and nan losses from the first update, with only numpy's RuntimeWarning."""
+    import numpy as np
+
+    ones = np.ones((len(env_transitions), 1), np.float32)
+    constant = dataclasses.replace(env_transitions, fingerprint="",
+                                   observations=np.concatenate([env_transitions.observations, ones], 1),
+                                   next_observations=np.concatenate([env_transitions.next_observations, ones], 1))
+    with pytest.raises(ConfigError, match=r"dimension\(s\) \[2\] .* are constant.*set state_eps > 0"):
+        Run.build("bc", constant, BCConfig(batch_size=32, hidden=(16,), state_eps=0.0), RUN)
+    for config in (BCConfig(batch_size=32, hidden=(16,)), BCConfig(batch_size=32, hidden=(16,), state_eps=0.0,
+                                                                   normalize_states=False)):
+        run = Run.build("bc", constant, config, RUN)
+        assert torch.isfinite(run.buffer.data).all()
+    Run.build("bc", env_transitions, BCConfig(batch_size=32, hidden=(16,), state_eps=0.0), RUN)  # no constant dim
+
+
 def rebuild_env_dataset(dataset_id: str = "test/mcar-v0", seed: int = 5):
     """The same id written again with other content (another seed's episodes)."""
     from behavior_models.data.minari_io import dataset_path
