@@ -193,6 +193,9 @@ class BehaviorModel(nn.Module, abc.ABC):
             if not value.is_floating_point():
                 raise InputError(f"{label} must be a floating-point tensor, got {value.dtype}; "
                                  f"use {label}.float()")
+            if value.dtype != self.obs_mean.dtype:  # else torch's "mat1 and mat2 must have the same dtype"
+                raise InputError(f"{label} is {value.dtype} but the model's weights are {self.obs_mean.dtype}; "
+                                 f"convert one of them ({label}.to({self.obs_mean.dtype}) or model.to({value.dtype}))")
             if value.ndim != 2 or value.shape[1] != dim:
                 raise InputError(f"{label} must have shape [B, {dim}], got {list(value.shape)}")
             if value.device != self.device:
@@ -307,8 +310,8 @@ class BehaviorModel(nn.Module, abc.ABC):
         """log_prob over a large array in chunks of ``batch_size``; returns a CPU tensor."""
         results = []
         for start in range(0, len(observations), batch_size):
-            obs = torch.as_tensor(observations[start:start + batch_size], dtype=torch.float32, device=self.device)
-            act = torch.as_tensor(actions[start:start + batch_size], dtype=torch.float32, device=self.device)
+            obs = torch.as_tensor(observations[start:start + batch_size], dtype=self.obs_mean.dtype, device=self.device)
+            act = torch.as_tensor(actions[start:start + batch_size], dtype=self.obs_mean.dtype, device=self.device)
             results.append(self.log_prob(obs, act, **options).detach().cpu())
         return torch.cat(results)
 

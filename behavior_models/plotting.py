@@ -96,7 +96,7 @@ def _marginals(plt, model, transitions, split, num_states, dims, num_samples, rn
                                 squeeze=False)
     for row, pick in enumerate(picks):
         state = split.observations[pick]
-        obs = torch.as_tensor(state[None], dtype=torch.float32, device=model.device)
+        obs = torch.as_tensor(state[None], dtype=model.obs_mean.dtype, device=model.device)
         samples = model.sample(obs, num_samples)[0].cpu().numpy()
         # Dataset actions of the 200 dataset states nearest to this one (normalised distance).
         distance = np.linalg.norm((transitions.observations - state) / stats_std, axis=1)

@@ -120,7 +120,7 @@ def evaluate(model: BehaviorModel, transitions: Transitions, *, max_points: int 
 
     samples = []
     for start in range(0, count, batch_size):
-        obs = torch.as_tensor(observations[start:start + batch_size], dtype=torch.float32, device=model.device)
+        obs = torch.as_tensor(observations[start:start + batch_size], dtype=model.obs_mean.dtype, device=model.device)
         samples.append(model.sample(obs, num_samples).cpu())
     samples_np = torch.cat(samples).numpy()  # [N, n, A]
     nearest = np.linalg.norm(samples_np - actions[:, None, :], axis=-1).min(axis=1)

@@ -176,6 +176,12 @@ def test_wrong_inputs_give_clear_errors(fitted):
         model.sample(torch.zeros(4, 5), 2)
     with pytest.raises(InputError, match="floating-point"):
         model.log_prob(obs, torch.zeros(4, 3, dtype=torch.long))
+    # A float64 input to a float32 model: used to be torch's "mat1 and mat2 must have the same dtype"
+    # from inside the network (or, for the Gaussian's action, a silently float64 result).
+    with pytest.raises(InputError, match=r"act is torch.float64 but the model's weights are torch.float32"):
+        model.log_prob(obs, torch.zeros(4, 3, dtype=torch.float64))
+    with pytest.raises(InputError, match=r"obs is torch.float64"):
+        model.sample(obs.double(), 2)
     with pytest.raises(InputError, match="torch.Tensor"):
         model.support_mask(np.zeros((4, 2)), torch.zeros(4, 3))
     with pytest.raises(InputError, match="same batch size"):

@@ -2,7 +2,9 @@
 
 import shutil
 
+import numpy as np
 import pytest
+import torch
 
 import behavior_models
 from behavior_models.base import BehaviorModelConfig
@@ -73,3 +75,9 @@ def test_weights_of_another_shape_give_a_clear_error(tmp_path, monkeypatch):
 def test_values_outside_their_interval_are_refused_before_the_fit(cls, field, value, interval):
     with pytest.raises(ConfigError, match=rf"{cls.__name__}\.{field} must be in {interval}, got {value}"):
         cls(**{field: value})
+
+
+def test_batched_log_prob_feeds_a_float64_model_float64():
+    model = GaussianBehaviorModel(3, 2, GaussianConfig(hidden=(8,))).double()
+    observations, actions = np.zeros((5, 3), np.float32), np.zeros((5, 2), np.float32)
+    assert model.batched_log_prob(observations, actions, batch_size=2).dtype == torch.float64
