@@ -68,6 +68,7 @@ def evaluation_split(model: BehaviorModel, transitions: Transitions) -> tuple[Tr
         _, held_out = transitions.split_episodes(model.config.holdout_fraction, seed=model.config.seed)
         if len(held_out):
             return held_out, "held-out episodes of the fit"
+        return transitions, "whole dataset: the training data (the fit held out nothing, holdout_fraction=0)"
     return transitions, f"whole dataset (the model was fitted on {model.dataset_id or 'another dataset'})"
 
 

@@ -95,7 +95,8 @@ def eval_command(model_dir, dataset, as_json, max_points, num_samples, seed, dev
     Reports the held-out NLL (or the estimate/score the backend has; see log_prob_kind),
     the support-mask rate on held-out dataset actions and on uniform random actions at the
     same states, and sample statistics. On the dataset the model was fitted on, the held-out
-    episodes are exactly those of the fit; on another dataset, the whole dataset is used.
+    episodes are exactly those of the fit (a fit with holdout_fraction=0 has none: then the
+    training data, which the report's "split" says); on another dataset, the whole dataset.
     """
     import behavior_models
     from behavior_models.data import load_transitions

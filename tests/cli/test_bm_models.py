@@ -90,6 +90,16 @@ def test_eval_on_another_dataset_uses_all_of_it(tmp_path):
     assert report["points"] == 100 and report["split"].startswith("whole dataset")
 
 
+def test_eval_of_a_fit_without_held_out_episodes_says_it_reports_on_training_data(tmp_path):
+    # The split used to read "whole dataset (the model was fitted on test/cli-nohold-v0)", as for another dataset.
+    write_conditional_gaussian_dataset("test/cli-nohold-v0", episodes=5, steps=20)
+    config = tmp_path / "nohold.json"
+    config.write_text(json.dumps({"holdout_fraction": 0.0}))
+    out = _fit(tmp_path, "gaussian", "test/cli-nohold-v0", "--config", str(config))
+    result = CliRunner().invoke(bm, ["eval", "--model", str(out), "--dataset", "test/cli-nohold-v0", "--json"])
+    assert json.loads(result.output)["split"].startswith("whole dataset: the training data")
+
+
 def test_eval_and_plot_refuse_a_dataset_of_other_dimensions_naming_both(tmp_path):
     # Used to fail inside log_prob with "obs must have shape [B, 2], got [120, 4]", naming no dataset.
     write_conditional_gaussian_dataset("test/cli-dims-v0", episodes=5, steps=20)
