@@ -43,7 +43,7 @@ from nflows.transforms.permutations import ReversePermutation
 from torch import Tensor
 
 from behavior_models.base import BehaviorModel, BehaviorModelConfig
-from behavior_models.errors import ConfigError
+from behavior_models.errors import ConfigError, require_at_least
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,11 @@ class FlowConfig(BehaviorModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        # 0 transforms, or a spline of tail bound 0 (all of R in its identity tails), is N(0, I) in
+        # atanh space whatever the state; a MADE of width 0 ignores the state too; 0 bins fails in nflows.
+        require_at_least(self, {"num_transforms": 1, "hidden": 1, "num_bins": 1})
+        if not self.tail_bound > 0:
+            raise ConfigError(f"FlowConfig.tail_bound must be > 0, got {self.tail_bound}")
         # clip_grad_norm_ with max_norm 0 zeroes every gradient: the fit would run and learn nothing.
         if not self.grad_clip > 0:
             raise ConfigError(f"FlowConfig.grad_clip must be > 0 (it is the max gradient norm; 0 would zero every "

@@ -66,3 +66,14 @@ def test_a_grad_clip_that_would_zero_every_gradient_is_refused(grad_clip):
     with pytest.raises(ConfigError, match="grad_clip must be > 0"):
         FlowConfig(grad_clip=grad_clip)
     FlowConfig(grad_clip=float("inf"))  # no clipping
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("num_transforms", 0, "num_transforms must be at least 1, got 0"),  # was N(0, I) in atanh space for every state
+    ("hidden", 0, "hidden must be at least 1, got 0"),  # MADE of width 0: state ignored
+    ("num_bins", 0, "num_bins must be at least 1, got 0"),  # was nflows' "negative dimension" RuntimeError
+    ("tail_bound", 0.0, "tail_bound must be > 0, got 0.0"),  # spline all identity tails: as num_transforms=0
+])
+def test_flow_sizes_that_ignore_the_state_are_refused(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        FlowConfig(**{field: value})
