@@ -327,10 +327,35 @@ class Trainer:
         saved = json.loads((self.out_dir / CONFIG_FILE).read_text())
         changes = settings_changes(saved, wanted)
         if changes:
+            derived = self._budget_derived_changes(saved)
+            keep = (f"; {self.run.algorithm_name} derives {', '.join(derived)} from --steps, so to continue this run "
+                    f"with --steps {self.run.run_config.steps} keep the recorded values with "
+                    + " ".join(f"--set {key}={value}" for key, value in derived.items()) if derived else "")
             raise ArtefactMismatchError(
-                f"{self.out_dir} holds a run made with other settings (these differ: {'; '.join(changes)}); resume with the same "
-                "algorithm, dataset and options, or start a new --out")
+                f"{self.out_dir} holds a run made with other settings (these differ: {'; '.join(changes)}){keep}; resume "
+                "with the same algorithm, dataset and options, or start a new --out")
         return read_checkpoint(checkpoints[-1]) | {"_path": str(checkpoints[-1])}
+
+    def _budget_derived_changes(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """The algorithm-config fields that differ from the recorded run only because the step
+        budget did (BEAR's warm start, DASCO's anneal), with their recorded values."""
+        old_steps, new_steps = saved.get("run", {}).get("steps"), self.run.run_config.steps
+        config, dataset_id = self.run.algo_config, self.run.transitions.dataset_id
+        resolve = type(self.run.algorithm).resolve_config
+        if not isinstance(old_steps, int) or old_steps == new_steps:
+            return {}
+        derived = {}
+        for key, old in saved.get("algo", {}).items():
+            if not hasattr(config, key) or getattr(config, key) == old or not isinstance(old, (int, float)):
+                continue
+            try:  # left unset, would it resolve to the recorded value under the recorded budget, and to this one now?
+                unset = dataclasses.replace(config, **{key: None})
+                then, now = resolve(unset, dataset_id, old_steps), resolve(unset, dataset_id, new_steps)
+            except (TypeError, ValueError, ConfigError):  # a field that cannot be unset is not derived
+                continue
+            if getattr(then, key) == old and getattr(now, key) == getattr(config, key):
+                derived[key] = old
+        return derived
 
     def _summary_at_this_budget(self) -> dict[str, Any] | None:
         """The summary of a run that already trained ``steps`` steps, or None.
