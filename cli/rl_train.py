@@ -295,7 +295,7 @@ def eval_command(run_dir: str, episodes: int, sampled: bool, seed: int, acting: 
 
     from behavior_models.io import write_json_atomic
     from rl.algos import algorithm_class
-    from rl.core.trainer import acting_label, checkpoint_paths, load_run, read_run_record
+    from rl.core.trainer import acting_label, load_run, read_run_record
 
     values: dict[str, Any] = {}
     if acting:
@@ -304,7 +304,7 @@ def eval_command(run_dir: str, episodes: int, sampled: bool, seed: int, acting: 
     run = load_run(run_dir, device=device, acting=values)
     result = run.evaluate(episodes, deterministic=not sampled, seed=seed)
     summary = {**result.summary(), "eval_deterministic": not sampled, "seed": seed,
-               "checkpoint": checkpoint_paths(Path(run_dir))[-1].name, "acting": values}
+               "checkpoint": run.checkpoint, "acting": values}
     write_json_atomic(Path(run_dir) / (f"eval[{acting_label(values)}].json" if values else "eval.json"), summary)
     print_summary(summary, Path(run_dir))
 

@@ -90,6 +90,7 @@ class Run:
     algorithm: Algorithm
     behavior: BehaviorInputs
     device: torch.device
+    checkpoint: str | None = None  # the file its weights came from (load_run), by name
 
     @classmethod
     def build(cls, algorithm_name: str, transitions: Transitions, algo_config: AlgoConfig | None = None,
@@ -552,6 +553,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
     run = Run.build(record["algorithm"], transitions, algo_config, config_from_dict(RunConfig, record["run"]),
                     device=device, behavior_inputs=behavior_inputs)
     load_algorithm_state(run.algorithm, read_checkpoint(checkpoints[-1]), str(checkpoints[-1]))
+    run.checkpoint = checkpoints[-1].name  # not the newest by the time it is reported: the run may train on
     if acting:
         run.algorithm.set_acting(**acting)
         run.algo_config = run.algorithm.config

@@ -405,6 +405,23 @@ def test_cli_train_and_eval_print_the_score_last(env_transitions, gaussian_dir, 
     assert result.exit_code == 1 and "unknown field(s) ['nope']" in result.output
 
 
+def test_rl_eval_names_the_checkpoint_it_scored_while_the_run_trains_on(env_transitions, tmp_path, monkeypatch):
+    """`rl eval` on a run still training: a newer checkpoint written during the evaluation used to
+    be the one eval.json named, though the weights scored were the older one's."""
+    train("bc", env_transitions, tmp_path / "bc", BCConfig(hidden=(16,)), RUN, progress=False, echo=lambda _: None)
+    evaluate = Run.evaluate
+
+    def evaluate_while_training(self, *args, **kwargs):
+        checkpoints = tmp_path / "bc" / "checkpoints"  # the training job saves its next checkpoint meanwhile
+        shutil.copy(checkpoints / "step_00000060.pt", checkpoints / "step_00000080.pt")
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(Run, "evaluate", evaluate_while_training)
+    result = CliRunner().invoke(rl_main, ["eval", "--run", str(tmp_path / "bc"), "--episodes", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "bc" / "eval.json").read_text())["checkpoint"] == "step_00000060.pt"
+
+
 def test_cli_arq_on_a_real_sample_cache(env_transitions, gaussian_dir, tmp_path):
     from cli.bm import main as bm_main
 
