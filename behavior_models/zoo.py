@@ -97,7 +97,9 @@ def evaluate(model: BehaviorModel, transitions: Transitions, *, max_points: int 
 
     report: dict[str, Any] = {
         "backend": model.name, "dataset": transitions.dataset_id, "split": split_name, "points": count,
-        "capabilities": model.capabilities(), "support_threshold": float(model.support_threshold),
+        "capabilities": model.capabilities(),
+        # None (JSON null), not nan: `bm eval --json` must stay JSON that strict parsers (jq) read.
+        "support_threshold": None if math.isnan(float(model.support_threshold)) else float(model.support_threshold),
         "threshold_source": model.threshold_source,
     }
     # Backends with several estimators list them, default first (the CVAE: iw, elbo).

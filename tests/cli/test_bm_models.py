@@ -98,6 +98,9 @@ def test_eval_of_a_fit_without_held_out_episodes_says_it_reports_on_training_dat
     out = _fit(tmp_path, "gaussian", "test/cli-nohold-v0", "--config", str(config))
     result = CliRunner().invoke(bm, ["eval", "--model", str(out), "--dataset", "test/cli-nohold-v0", "--json"])
     assert json.loads(result.output)["split"].startswith("whole dataset: the training data")
+    # No threshold either: null, not the NaN that json.dumps writes and strict JSON parsers refuse.
+    report = json.loads(result.output, parse_constant=lambda name: pytest.fail(f"{name} in the --json output"))
+    assert report["support_threshold"] is None and "support_rate_data" not in report
 
 
 def test_eval_and_plot_refuse_a_dataset_of_other_dimensions_naming_both(tmp_path):
