@@ -180,6 +180,8 @@ class GANBehaviorModel(BehaviorModel):
                               f"got {config.instance_noise_schedule!r}")
         if config.mode_seeking_weight < 0:
             raise ConfigError(f"mode_seeking_weight must be >= 0, got {config.mode_seeking_weight}")
+        if not config.uniform_negative_weight >= 0:  # < 0 would train D to accept uniform actions
+            raise ConfigError(f"uniform_negative_weight must be >= 0, got {config.uniform_negative_weight}")
         self.generator = ConditionalGenerator(obs_dim, act_dim, act_dim if config.noise_dim is None else config.noise_dim,
                                               config.hidden)
         self.discriminator = Discriminator(obs_dim, act_dim, config.hidden)

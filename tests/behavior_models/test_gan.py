@@ -80,3 +80,9 @@ def test_noise_dim_zero_is_refused_not_replaced_by_the_action_dimension():
         GANConfig(noise_dim=0)
     assert GANBehaviorModel(2, 3, GANConfig(hidden=(8,))).generator.noise_dim == 3  # None: the action dimension
     assert GANBehaviorModel(2, 3, GANConfig(hidden=(8,), noise_dim=5)).generator.noise_dim == 5
+
+
+def test_a_negative_uniform_negative_weight_is_refused():
+    # A negative weight rewards D(s, u) -> 1 on uniform actions: the support detector inverted, silently.
+    with pytest.raises(ConfigError, match="uniform_negative_weight must be >= 0, got -1.0"):
+        GANBehaviorModel(2, 2, GANConfig(uniform_negative_weight=-1.0))
