@@ -47,6 +47,7 @@ from rl.core.buffer import Batch
 from rl.core.tasks import fill_unset_fields, task_family
 
 DENSITIES = ("auto", "log_prob", "grad_log_prob")
+CVAE_ESTIMATORS = ("elbo", "iw")  # behavior_models.cvae's log_prob estimators
 # SPOT on AntMaze (ALGORITHMS.md "SPOT"): actor lr 1e-4 and raw states, with r - 1 rewards (the
 # reward convention resolves the same way). Other families keep TD3's settings.
 SPOT_MAZE_DEFAULTS = {"actor_lr": 1e-4, "normalize_states": False}
@@ -72,6 +73,8 @@ class SPOTConfig(TD3Config):
     def __post_init__(self) -> None:
         super().__post_init__()
         require_at_least(self, {"cvae_samples": 1})  # else the CVAE refuses it at the first actor step
+        if self.cvae_estimator not in CVAE_ESTIMATORS:  # likewise
+            raise ConfigError(f"SPOTConfig.cvae_estimator must be one of {CVAE_ESTIMATORS}, got {self.cvae_estimator!r}")
 
 
 class SPOT(TD3Family):

@@ -37,6 +37,14 @@ def test_counts_and_widths_that_would_crash_the_first_updates_are_refused(config
         config_class(**{name: COUNTS[name]})
 
 
+def test_an_unknown_cvae_estimator_is_refused_before_training():
+    from rl.algos.spot import SPOTConfig
+
+    with pytest.raises(ConfigError, match="SPOTConfig.cvae_estimator must be one of .*got 'ebo'"):
+        SPOTConfig(cvae_estimator="ebo")
+    SPOTConfig(cvae_estimator="iw")
+
+
 def test_a_negative_gradient_penalty_is_refused():
     from rl.algos.td3bc import TD3BCPlusPlusConfig
 
