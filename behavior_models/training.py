@@ -153,14 +153,16 @@ def fit_model(cls: type[BehaviorModel], transitions: Transitions, config: Behavi
     device = torch.device(device)
     transitions.require_unit_action_box()
     out_dir = Path(out_dir) if out_dir is not None else None
-    checkpoint = _check_out_dir(out_dir, cls, config, transitions, resume, force) if out_dir else None
 
     seed_everything(config.seed)
     flush_denormals()
     train, held_out = transitions.split_episodes(config.holdout_fraction, seed=config.seed)
     stats = (train.state_stats(config.state_eps) if config.normalize_states
              else NormalizationStats.identity(transitions.obs_dim))
+    # Built before out_dir is looked at: a backend refuses some options only here (the CVAE's
+    # estimator, the flow's transform), and --force must not delete a run for a fit that cannot start.
     model = cls(transitions.obs_dim, transitions.act_dim, config)
+    checkpoint = _check_out_dir(out_dir, cls, config, transitions, resume, force) if out_dir else None
     model.set_normalization(stats)
     model.dataset_id, model.dataset_fingerprint = transitions.dataset_id, transitions.fingerprint
     model.to(device).train()

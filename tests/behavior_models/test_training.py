@@ -9,7 +9,7 @@ import torch
 
 import behavior_models
 from behavior_models.data import load_transitions
-from behavior_models.errors import ArtefactMismatchError, DatasetError
+from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError
 from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
 from behavior_models.training import restore_generator
 from tests.helpers import write_conditional_gaussian_dataset
@@ -182,6 +182,19 @@ def test_force_replaces_a_fit_but_not_a_directory_of_other_files(data, tmp_path)
     with pytest.raises(ArtefactMismatchError, match="is not a behavior-model run"):
         GaussianBehaviorModel.fit(data, quick, out_dir=tmp_path / "thesis", force=True, progress=False)
     assert (tmp_path / "thesis" / "notes.txt").read_text() == "precious"
+
+
+def test_force_keeps_the_run_when_the_backend_refuses_the_new_config(data, tmp_path):
+    # The CVAE checks its estimator when the model is built; that used to be after --force had
+    # deleted the previous run, so a typo cost the fitted model.
+    from behavior_models.cvae import CVAEBehaviorModel, CVAEConfig
+
+    CVAEBehaviorModel.fit(data, CVAEConfig(steps=20, hidden=(8,)), out_dir=tmp_path / "run", progress=False)
+    before = sorted(path.name for path in (tmp_path / "run").iterdir())
+    with pytest.raises(ConfigError, match="estimator must be 'iw' or 'elbo', got 'IW'"):
+        CVAEBehaviorModel.fit(data, CVAEConfig(steps=20, hidden=(8,), estimator="IW"), out_dir=tmp_path / "run",
+                              force=True, progress=False)
+    assert sorted(path.name for path in (tmp_path / "run").iterdir()) == before
 
 
 def test_a_fit_killed_while_writing_its_first_checkpoint_can_be_rerun_or_forced(data, tmp_path):
