@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.distributions import Independent, Normal
 
 from behavior_models.base import BehaviorModel, BehaviorModelConfig
+from behavior_models.errors import ConfigError
 from behavior_models.nets import mlp
 
 
@@ -24,6 +25,12 @@ class GaussianConfig(BehaviorModelConfig):
     hidden: tuple[int, ...] = (256, 256)
     log_std_min: float = -5.0  # clamp of the predicted log-std, for a finite density
     log_std_max: float = 2.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # torch.clamp(x, lo, hi) with lo > hi returns hi everywhere: a constant std, without a word.
+        if not self.log_std_min <= self.log_std_max:
+            raise ConfigError(f"GaussianConfig.log_std_min ({self.log_std_min}) must be <= log_std_max ({self.log_std_max})")
 
 
 class GaussianBehaviorModel(BehaviorModel):

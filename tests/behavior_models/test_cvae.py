@@ -89,3 +89,12 @@ def test_counts_below_one_are_refused_by_the_config(field):
     # until decoder_std divided by zero there.
     with pytest.raises(ConfigError, match=f"CVAEConfig.{field} must be at least 1, got 0"):
         CVAEConfig(**{field: 0})
+
+
+def test_clamp_bounds_that_torch_would_collapse_are_refused():
+    # torch.clamp with min > max returns max everywhere: a constant encoder std, or every latent at -0.5.
+    with pytest.raises(ConfigError, match=r"log_std_min \(3.0\) must be <= log_std_max \(-1.0\)"):
+        CVAEConfig(log_std_min=3.0, log_std_max=-1.0)
+    with pytest.raises(ConfigError, match="latent_clip must be >= 0, got -0.5"):
+        CVAEConfig(latent_clip=-0.5)
+    CVAEConfig(latent_clip=0.0)  # the decoder at z = 0: allowed

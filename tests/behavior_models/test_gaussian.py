@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from behavior_models.base import InputError
-from behavior_models.errors import BehaviorModelsError
+from behavior_models.errors import BehaviorModelsError, ConfigError
 from behavior_models.data import load_transitions
 from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
 from tests.helpers import gaussian_log_density, gaussian_mean_std, write_conditional_gaussian_dataset
@@ -112,3 +112,9 @@ def test_support_mask_uses_the_stored_threshold_and_refuses_an_uncalibrated_mode
     finally:
         model.support_threshold.copy_(saved[0])
         model.threshold_source = saved[1]
+
+
+def test_log_std_bounds_in_the_wrong_order_are_refused():
+    # torch.clamp with min > max returns max everywhere: the fit would have a constant std of e^-5.
+    with pytest.raises(ConfigError, match=r"log_std_min \(2.0\) must be <= log_std_max \(-5.0\)"):
+        GaussianConfig(log_std_min=2.0, log_std_max=-5.0)
