@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from behavior_models import __version__
 from behavior_models.data import NormalizationStats, Transitions, load_transitions
-from behavior_models.errors import ArtefactMismatchError, ConfigError, first_lines, require_at_least
+from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError, first_lines, require_at_least
 from behavior_models.io import (atomic_path, config_from_dict, config_to_dict, contents, remove_for_restart,
                                 write_json_atomic)
 from behavior_models.training import flush_denormals, restore_generator
@@ -41,7 +41,7 @@ from rl.algos import algorithm_class
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs
 from rl.core import behavior as behavior_io
 from rl.core.buffer import DeviceBuffer
-from rl.core.evaluation import EvalResult, evaluate
+from rl.core.evaluation import EvalResult, evaluate, flatten_batch, make_eval_env_factory
 from rl.core.metrics_log import MetricsLog
 from rl.core.rewards import resolve_reward_transform, transform_rewards
 
@@ -144,6 +144,20 @@ class Run:
             return self.algorithm.act((raw - mean) / std, raw, deterministic).cpu().numpy()
 
         return act
+
+    def check_evaluation(self) -> None:
+        """Make one evaluation environment and check its observations have the dataset's size: a
+        dataset that cannot be evaluated fails now, not at the first evaluation, eval_every steps
+        into training and before the checkpoint of that step is written."""
+        env = make_eval_env_factory(self.transitions.dataset_id)()
+        try:
+            size = flatten_batch([env.reset(seed=0)[0]]).shape[1]
+        finally:
+            env.close()
+        if size != self.transitions.obs_dim:
+            raise DatasetError(f"the evaluation environment of {self.transitions.dataset_id} observes {size} numbers "
+                               f"per step, its dataset {self.transitions.obs_dim}; the policy cannot act in it. Train "
+                               "with --eval-episodes 0, or rebuild the dataset with its environment")
 
     def evaluate(self, episodes: int, step: int = 0, deterministic: bool | None = None,
                  seed: int | None = None) -> EvalResult:
@@ -306,6 +320,8 @@ class Trainer:
         self.start_step, self.train_seconds = 0, 0.0
         self.generator = torch.Generator(device=run.device)
         self.generator.manual_seed(run.run_config.seed)
+        if run.run_config.eval_episodes:  # before the run directory is made, and before any training
+            run.check_evaluation()
         # Built once: it fingerprints the cache and model directory (a pass over every byte).
         record = run.config_record()
         checkpoint = self._prepare_out_dir(resume, force, record)

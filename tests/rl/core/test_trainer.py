@@ -83,6 +83,31 @@ def test_a_run_restarted_before_its_first_checkpoint_shows_each_tensorboard_row_
     assert [event.step for event in events.Scalars("eval/normalized_score_mean")] == [20, 40, 60]
 
 
+def test_a_dataset_that_cannot_be_evaluated_is_refused_before_training(tmp_path, monkeypatch):
+    """Without an environment spec (or with an environment of other observations) the first evaluation
+    failed eval_every steps into training, before that step's checkpoint: all of it was lost."""
+    import gymnasium as gym
+
+    from rl.algos.bc import BC
+    from tests.helpers import write_flat_dataset
+
+    updates = []
+    update = BC.update
+    monkeypatch.setattr(BC, "update", lambda self, batch: updates.append(1) or update(self, batch))
+    config = RunConfig(steps=40, eval_every=20, checkpoint_every=20, log_every=10)
+    write_flat_dataset("test/no-env-v0", episode_lengths=(20, 20))
+    with pytest.raises(DatasetError, match="stores no environment spec.*--eval-episodes 0"):
+        train("bc", "test/no-env-v0", tmp_path / "no-env", BCConfig(hidden=(8,)), config, progress=False)
+    write_flat_dataset("test/other-env-v0", episode_lengths=(20, 20), obs_dim=3, act_dim=1,
+                       eval_env=gym.make("MountainCarContinuous-v0"))
+    with pytest.raises(DatasetError, match="observes 2 numbers per step, its dataset 3.*--eval-episodes 0"):
+        train("bc", "test/other-env-v0", tmp_path / "other-env", BCConfig(hidden=(8,)), config, progress=False)
+    assert not updates and not (tmp_path / "no-env").exists() and not (tmp_path / "other-env").exists()
+    summary = train("bc", "test/no-env-v0", tmp_path / "no-env", BCConfig(hidden=(8,)),
+                    dataclasses.replace(config, eval_episodes=0), progress=False, echo=lambda _: None)
+    assert summary["steps"] == 40 and summary["normalized_score_mean"] is None
+
+
 def test_run_directory_contents_and_summary(env_transitions, tmp_path):
     summary = train("bc", env_transitions, tmp_path / "run", BCConfig(batch_size=32, hidden=(16,)), RUN,
                     progress=False, echo=lambda _: None)
