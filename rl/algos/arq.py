@@ -311,6 +311,8 @@ class ARQ(Algorithm):
             return model.sample(raw_obs, 1, **self.sampler_options())[:, 0]
         candidates = model.sample(raw_obs, self.config.implicit_samples, **self.sampler_options())  # fresh (Eq. 6)
         q = self.critic(obs.unsqueeze(1).expand(-1, candidates.shape[1], -1), candidates).min(0).values
-        logits = self.config.alpha * (q - q.mean(1, keepdim=True))
-        index = logits.argmax(1) if deterministic else torch.distributions.Categorical(logits=logits).sample()
+        if deterministic:  # the mode: the largest advantage, whatever alpha (alpha = 0 makes the softmax flat)
+            index = q.argmax(1)
+        else:
+            index = torch.distributions.Categorical(logits=self.config.alpha * (q - q.mean(1, keepdim=True))).sample()
         return candidates[torch.arange(len(candidates), device=candidates.device), index]

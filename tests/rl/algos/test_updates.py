@@ -97,12 +97,14 @@ def test_arq_policies_act_in_the_box(env_transitions, gaussian_dir):
                   behavior_inputs=BehaviorInputs(cache=cache))
 
 
-def test_arq_implicit_policy_picks_the_best_advantage_when_deterministic(env_transitions, gaussian_dir):
-    """Eq. 6 with alpha -> argmax: the chosen candidate has the highest Q among the samples."""
+@pytest.mark.parametrize("alpha", [1.0, 0.0])
+def test_arq_implicit_policy_picks_the_best_advantage_when_deterministic(alpha, env_transitions, gaussian_dir):
+    """Eq. 6 with alpha -> argmax: the chosen candidate has the highest Q among the samples, whatever
+    alpha (with alpha = 0 the argmax of the flat logits used to return the first candidate)."""
     from rl.core.behavior import load_model
 
     model = load_model(gaussian_dir, env_transitions, "cpu")
-    run = Run.build("arq", env_transitions, ARQConfig(hidden=(16,), policy="implicit", implicit_samples=6),
+    run = Run.build("arq", env_transitions, ARQConfig(hidden=(16,), policy="implicit", implicit_samples=6, alpha=alpha),
                     RunConfig(seed=0), behavior_inputs=BehaviorInputs(cache=random_cache(env_transitions), model=model))
     obs = torch.as_tensor(env_transitions.observations[:5])
     torch.manual_seed(0)
