@@ -92,6 +92,12 @@ class ARQConfig(AlgoConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         require_at_least(self, {"num_q": 1})  # 0 critics fail the first target's min over Q's
+        # awr_max_weight <= 0 zeroes (or flips) every AWR weight: the explicit policy would never learn, silently;
+        # alpha < 0 would favour the actions of lowest advantage in Eq. 6 and in the AWR weight.
+        if not self.awr_max_weight > 0:
+            raise ConfigError(f"ARQConfig.awr_max_weight must be > 0, got {self.awr_max_weight}")
+        if self.alpha is not None and not self.alpha >= 0:
+            raise ConfigError(f"ARQConfig.alpha must be >= 0 (0: a flat softmax, AWR as plain BC), got {self.alpha}")
 
 
 # Seed 002's per-domain columns (Table A.2: learning rate and K; Table A.3: alpha for ARQ + pi_phi

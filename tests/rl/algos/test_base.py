@@ -37,6 +37,16 @@ def test_counts_and_widths_that_would_crash_the_first_updates_are_refused(config
         config_class(**{name: COUNTS[name]})
 
 
+def test_arq_weights_that_would_stop_or_invert_the_policy_update_are_refused():
+    """awr_max_weight=0 made every AWR weight 0: the explicit policy never moved (effective fraction nan)."""
+    from rl.algos.arq import ARQConfig
+
+    for name, value in (("awr_max_weight", 0.0), ("awr_max_weight", -1.0), ("alpha", -1.0)):
+        with pytest.raises(ConfigError, match=rf"ARQConfig\.{name} must be"):
+            ARQConfig(**{name: value})
+    ARQConfig(alpha=0.0)  # a flat softmax: legal
+
+
 def test_an_unknown_cvae_estimator_is_refused_before_training():
     from rl.algos.spot import SPOTConfig
 
