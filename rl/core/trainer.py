@@ -447,6 +447,15 @@ class Trainer:
                          "eval/return_mean": summary["return_mean"]}, writer)
         return result
 
+    def _periodic_evaluation_due(self, step: int) -> bool:
+        config = self.run.run_config
+        return bool(config.eval_episodes and config.eval_every and 0 < step < config.steps
+                    and step % config.eval_every == 0)
+
+    def _periodic_evaluation(self, step: int, writer: Any) -> None:
+        result = self._evaluate(step, self.run.run_config.eval_episodes, writer)
+        self.echo(f"step {step}: normalized_score {result.scores.mean():.2f} ± {result.scores.std():.2f}")
+
     # -------------------------------------------------------------- the loop
     def train(self) -> dict[str, Any]:
         run, config = self.run, self.run.run_config
@@ -462,6 +471,8 @@ class Trainer:
                   + "".join(f", {key}={value}" for key, value in run.algorithm.describe().items()))
         for warning in run.algorithm.warnings():
             self.echo(f"warning: {warning}")
+        if self._periodic_evaluation_due(self.start_step) and not any(e["step"] == self.start_step for e in self.evals):
+            self._periodic_evaluation(self.start_step, writer)  # resumed from a checkpoint its evaluation did not reach
         bar = tqdm(range(self.start_step, config.steps), initial=self.start_step, total=config.steps,
                    disable=not self.progress, desc=f"train {run.algorithm_name}", dynamic_ncols=True)
         tic = time.perf_counter()
@@ -473,14 +484,16 @@ class Trainer:
                     values = {key: float(value) for key, value in metrics.items()}  # the only host sync
                     self._log(done, values, writer)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in list(values.items())[:4]}, refresh=False)
-                periodic_eval = config.eval_every and done % config.eval_every == 0 and done < config.steps
-                if (periodic_eval and config.eval_episodes) or (done % config.checkpoint_every == 0 and done < config.steps):
+                evaluation_due = self._periodic_evaluation_due(done)
+                checkpoint_due = done % config.checkpoint_every == 0 and done < config.steps
+                if evaluation_due or checkpoint_due:
                     self.train_seconds += time.perf_counter() - tic
-                    if periodic_eval and config.eval_episodes:
-                        result = self._evaluate(done, config.eval_episodes, writer)
-                        self.echo(f"step {done}: normalized_score {result.scores.mean():.2f} ± {result.scores.std():.2f}")
-                    if done % config.checkpoint_every == 0:
+                    if checkpoint_due:  # before evaluating: an evaluation interrupted loses no training
                         self._save_checkpoint(done)
+                    if evaluation_due:
+                        self._periodic_evaluation(done, writer)
+                        if checkpoint_due:
+                            self._save_checkpoint(done)  # again, with the evaluation in its log
                     tic = time.perf_counter()
             self.train_seconds += time.perf_counter() - tic
         finally:

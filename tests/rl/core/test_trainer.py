@@ -38,6 +38,39 @@ def test_resumed_run_equals_uninterrupted_run(name, env_transitions, gaussian_di
     assert full_summary["normalized_score_mean"] == resumed_summary["normalized_score_mean"]
 
 
+def test_a_run_interrupted_while_evaluating_resumes_from_that_step(env_transitions, gaussian_dir, tmp_path):
+    """The evaluation of a step ran before its checkpoint was saved: a run interrupted while evaluating
+    at step 40 resumed from step 20 and trained 20 updates again. It now resumes from 40, evaluates
+    there first, and ends equal to the uninterrupted run (weights, metrics.csv, summary)."""
+    Trainer(build("bc", env_transitions, gaussian_dir), tmp_path / "full", progress=False, echo=lambda _: None).train()
+    interrupted = build("bc", env_transitions, gaussian_dir)
+    evaluate = interrupted.evaluate
+
+    def evaluate_until_interrupted(episodes, step=0, **kwargs):
+        if step == 40:
+            raise KeyboardInterrupt
+        return evaluate(episodes, step, **kwargs)
+
+    interrupted.evaluate = evaluate_until_interrupted
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(interrupted, tmp_path / "resumed", progress=False, echo=lambda _: None).train()
+    resumed = build("bc", env_transitions, gaussian_dir)
+    trainer = Trainer(resumed, tmp_path / "resumed", resume=True, progress=False, echo=lambda _: None)
+    assert trainer.start_step == 40
+    trainer.train()
+    full = build("bc", env_transitions, gaussian_dir)
+    load_algorithm_state(full.algorithm, read_checkpoint(tmp_path / "full" / "checkpoints" / "step_00000060.pt"), "full")
+    assert full.algorithm.updates == resumed.algorithm.updates == 60
+    for key, value in full.algorithm.state_dict().items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, resumed.algorithm.state_dict()[key]), key
+    for name in ("metrics.csv", "summary.json"):
+        full_text, resumed_text = ((tmp_path / run / name).read_text() for run in ("full", "resumed"))
+        if name == "summary.json":  # timings differ
+            full_text, resumed_text = (json.loads(text)["normalized_score_mean"] for text in (full_text, resumed_text))
+        assert full_text == resumed_text, name
+
+
 def test_a_resumed_run_keeps_the_tensorboard_rows_of_its_checkpoint_step(env_transitions, gaussian_dir, tmp_path):
     """The rows of the step a run resumes from were logged before its checkpoint and are not logged
     again; purging TensorBoard's events from that step on (purge_step=start_step) used to drop them.
