@@ -51,6 +51,26 @@ def no_evaluation_reason(run_dir: str | Path) -> str:
     return f"it has not reached its first evaluation (step {run['eval_every']}) yet"
 
 
+def score_axis_label(run_dirs: list[str | Path], warn: Callable[[str], None]) -> str:
+    """The y-axis label, from the ``score_kind`` in each finished run's summary.json: on a dataset
+    without reference scores the "normalized_score" columns hold raw returns. Runs of both kinds
+    on one axis get a warning; unfinished runs (no summary yet) do not count."""
+    kinds = {}
+    for run_dir in run_dirs:
+        try:
+            kinds[run_dir] = json.loads((Path(run_dir) / "summary.json").read_text()).get("score_kind")
+        except (OSError, ValueError):
+            continue
+    raw = [str(run_dir) for run_dir, kind in kinds.items() if kind == "raw_return"]
+    if raw and any(kind == "normalized" for kind in kinds.values()):
+        warn(f"{', '.join(raw)} score raw returns (no reference scores), the other runs normalised scores: "
+             "one axis, two scales")
+        return "normalised score or raw return (mean ± std over episodes)"
+    if raw:
+        return "return, not normalised: no reference scores (mean ± std over episodes)"
+    return "normalised score (mean ± std over episodes)"
+
+
 def curve_labels(run_dirs: list[str | Path]) -> list[str]:
     """Legend labels: the algorithm, and where an algorithm repeats, with the run directory's name
     (``bc (seed0)``); the path as given where even those names repeat."""
@@ -93,7 +113,7 @@ def plot_learning_curves(run_dirs: list[str | Path], out: str | Path, title: str
         axis.fill_between(steps, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
                           color=line.get_color(), alpha=0.2)
     axis.set_xlabel("gradient steps")
-    axis.set_ylabel("normalised score (mean ± std over episodes)")
+    axis.set_ylabel(score_axis_label([run_dir for run_dir, _ in plotted], warn))
     axis.set_title(title)
     axis.grid(alpha=0.3)
     axis.legend()

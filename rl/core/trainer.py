@@ -454,7 +454,8 @@ class Trainer:
 
     def _periodic_evaluation(self, step: int, writer: Any) -> None:
         result = self._evaluate(step, self.run.run_config.eval_episodes, writer)
-        self.echo(f"step {step}: normalized_score {result.scores.mean():.2f} ± {result.scores.std():.2f}")
+        label = "normalized_score" if result.score_kind == "normalized" else "return (no reference scores)"
+        self.echo(f"step {step}: {label} {result.scores.mean():.2f} ± {result.scores.std():.2f}")
 
     # -------------------------------------------------------------- the loop
     def train(self) -> dict[str, Any]:

@@ -115,3 +115,29 @@ def test_rl_plot_warns_and_refuses_in_one_line(tmp_path):
     assert refused.exit_code == 1 and "Traceback" not in refused.output
     assert refused.output.startswith("Error: no evaluation rows in metrics.csv to plot")
     assert len(refused.output.strip().splitlines()) == 1 and not (tmp_path / "q.png").exists()
+
+
+@pytest.mark.parametrize("kinds, label, warned", [
+    (["normalized", None], "normalised score (mean ± std over episodes)", False),
+    (["raw_return"], "return, not normalised: no reference scores (mean ± std over episodes)", False),
+    (["raw_return", "normalized"], "normalised score or raw return (mean ± std over episodes)", True),
+])
+def test_the_axis_says_raw_returns_where_the_runs_scored_them(tmp_path, monkeypatch, kinds, label, warned):
+    """A dataset without reference scores logs raw returns under the normalized_score columns."""
+    runs = []
+    for i, kind in enumerate(kinds):
+        run = make_run(tmp_path / f"seed{i}")
+        if kind is not None:  # None: not finished, no summary.json yet
+            (run / "summary.json").write_text(json.dumps({"score_kind": kind}))
+        runs.append(run)
+    labels, warnings_seen = [], []
+    save = matplotlib.figure.Figure.savefig
+
+    def recording(self, *args, **kwargs):
+        labels.append(self.axes[0].get_ylabel())
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", recording)
+    plot_learning_curves(runs, tmp_path / "curves.png", warn=warnings_seen.append)
+    assert labels == [label]
+    assert bool(warnings_seen) == warned and all("one axis, two scales" in w for w in warnings_seen)

@@ -15,7 +15,7 @@ from rl.algos.bc import BCConfig
 from rl.algos.spot import SPOTConfig
 from rl.core.behavior import check_cache
 from rl.core.trainer import Run, RunConfig, Trainer, load_algorithm_state, load_run, read_checkpoint, train
-from tests.rl.helpers import assert_resume_is_exact, random_cache
+from tests.rl.helpers import assert_resume_is_exact, random_cache, write_env_dataset
 
 RUN = RunConfig(steps=60, seed=3, eval_every=20, eval_episodes=2, log_every=10, checkpoint_every=20)
 
@@ -610,3 +610,14 @@ def test_resume_refuses_a_dataset_rebuilt_since_training(env_transitions, tmp_pa
                                                     f"'{env_transitions.fingerprint}' -> '{rebuilt.fingerprint}'"):
         train("bc", "test/mcar-v0", tmp_path / "run", BCConfig(hidden=(16,)), longer, resume=True, **quiet)
     assert not (tmp_path / "run" / "checkpoints" / "step_00000020.pt").exists()
+
+
+def test_without_reference_scores_the_progress_lines_say_return_not_normalized_score(tmp_path):
+    transitions = write_env_dataset("test/mcar-noref-v0", ref_scores=None)
+    lines = []
+    summary = train("bc", transitions, tmp_path / "run", BCConfig(batch_size=32, hidden=(16,)), RUN,
+                    progress=False, echo=lines.append)
+    assert summary["score_kind"] == "raw_return"
+    periodic = [line for line in lines if line.startswith("step ")]
+    assert periodic and all(line.startswith(("step 20: return (no reference scores) ",
+                                             "step 40: return (no reference scores) ")) for line in periodic)
