@@ -21,7 +21,7 @@ from behavior_models.base import BehaviorModel
 from behavior_models.data.transitions import Transitions
 from behavior_models.errors import ConfigError
 from behavior_models.io import atomic_path
-from behavior_models.zoo import evaluation_split
+from behavior_models.zoo import evaluation_split, seeded
 
 
 def _pyplot():
@@ -41,11 +41,11 @@ def plot_model(model: BehaviorModel, transitions: Transitions, out: str | Path, 
     plt = _pyplot()
     split, split_name = evaluation_split(model, transitions)
     rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
-    if model.act_dim == 1:
-        figure = _heat_map(plt, model, transitions, split, state_dim, resolution, rng)
-    else:
-        figure = _marginals(plt, model, transitions, split, num_states, dims, num_samples, rng)
+    with seeded(seed, model.device):
+        if model.act_dim == 1:
+            figure = _heat_map(plt, model, transitions, split, state_dim, resolution, rng)
+        else:
+            figure = _marginals(plt, model, transitions, split, num_states, dims, num_samples, rng)
     figure.suptitle(f"{model.name} on {transitions.dataset_id} ({split_name}); log_prob: {model.log_prob_kind}",
                     fontsize=9)
     out = Path(out)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -72,7 +73,15 @@ def evaluation_split(model: BehaviorModel, transitions: Transitions) -> tuple[Tr
     return transitions, f"whole dataset (the model was fitted on {model.dataset_id or 'another dataset'})"
 
 
-@torch.no_grad()
+@contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """torch's global RNG seeded with ``seed`` inside the block and restored after it, so a report
+    or a plot draws the same samples every time without changing the caller's random stream."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
 def evaluate(model: BehaviorModel, transitions: Transitions, *, max_points: int = 2000, num_samples: int = 10,
              batch_size: int = 512, seed: int = 0) -> dict[str, Any]:
     """Held-out log-likelihood, support-mask rates and sample statistics of ``model``.
@@ -87,9 +96,14 @@ def evaluate(model: BehaviorModel, transitions: Transitions, *, max_points: int 
       data's, the fraction of sample entries on the box boundary, and the mean distance from each
       data action to the nearest of its state's samples.
     """
+    with seeded(seed, model.device), torch.no_grad():
+        return _evaluate(model, transitions, max_points, num_samples, batch_size, seed)
+
+
+def _evaluate(model: BehaviorModel, transitions: Transitions, max_points: int, num_samples: int, batch_size: int,
+              seed: int) -> dict[str, Any]:
     split, split_name = evaluation_split(model, transitions)
     rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
     count = min(len(split), max_points)
     index = np.sort(rng.choice(len(split), count, replace=False))
     observations, actions = split.observations[index], split.actions[index]
@@ -138,4 +152,5 @@ def evaluate(model: BehaviorModel, transitions: Transitions, *, max_points: int 
         "mean_distance_data_to_nearest_sample": float(nearest.mean()),
     }
     return report
+
 
