@@ -23,6 +23,7 @@ from behavior_models.io import coerce_field, require_known_fields
 from cli.common import DefaultTextOption, device_option, ensure_dataset, refuse_resume_with_force, threads_option
 
 REWARD_CHOICES = ("auto", "none", "minus_one", "return_range")
+DEFAULT_STEPS = 20_000  # --steps of a new run (the benchmark's budget)
 # Command-line options that set a config field, on every algorithm whose config has that field:
 # seed 001's two options for BEAR and TD3+BC (``--set FIELD=VALUE`` reaches any field too).
 FIELD_OPTIONS: dict[str, tuple[str, type, str]] = {
@@ -124,7 +125,9 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
         click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
                      help=f"Set any field of the algorithm's config (repeatable), e.g. --set {set_example(config_cls)}; "
                           "the fields and their defaults are listed above."),
-        click.option("--steps", type=click.IntRange(min=1), default=20_000, show_default=True, help="Gradient steps."),
+        click.option("--steps", type=click.IntRange(min=1), default=None,
+                     help=f"Gradient steps [default: {DEFAULT_STEPS}; with --resume, the run's recorded budget, "
+                          "so an interrupted run continues to the end it was started for]"),
         click.option("--batch-size", type=click.IntRange(min=1), default=None, cls=DefaultTextOption,
                      default_text=lambda: str(config_cls().batch_size), help="Minibatch size (the config's batch_size)."),
         click.option("--reward", type=click.Choice(REWARD_CHOICES), default=None, help=reward_help(algorithm)),
@@ -176,10 +179,13 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
         if reward is not None:
             values["reward_transform"] = reward
         algo_config = config_cls(**values)
+        out_dir = out or default_out(algorithm, dataset, seed)
+        if steps is None:
+            recorded = recorded_steps(Path(out_dir)) if resume else None
+            steps = DEFAULT_STEPS if recorded is None else recorded
         run_config = RunConfig(steps=steps, seed=seed, eval_every=eval_every, eval_episodes=eval_episodes,
                                eval_deterministic=not eval_sampled, checkpoint_every=checkpoint_every,
                                log_every=log_every)
-        out_dir = out or default_out(algorithm, dataset, seed)
         if resume and not checkpoint_paths(Path(out_dir)):
             refuse_existing_run(Path(out_dir), resume, force)  # a directory that is not a run is refused, not reused
             click.echo(f"nothing to resume in {out_dir}; starting a new run", err=True)
@@ -192,6 +198,16 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
     for option in reversed(options):
         command = option(command)
     return click.command(algorithm, help=f"{help_text}\n\n{fields_help(config_cls)}")(command)
+
+
+def recorded_steps(run_dir: Path) -> int | None:
+    """The step budget recorded in ``run_dir``'s config.json, if it holds an `rl train` run."""
+    from rl.core.trainer import is_rl_run, read_run_record
+
+    if not (run_dir / "config.json").is_file() or not is_rl_run(run_dir):
+        return None
+    steps = read_run_record(run_dir).get("run", {}).get("steps")
+    return steps if isinstance(steps, int) else None
 
 
 def refused_option(flag: str, reason: str):

@@ -2,6 +2,7 @@
 --reward's help read from each algorithm. None of these need a dataset: they fail (or pass) first."""
 
 import dataclasses
+import json
 
 import pytest
 from click.testing import CliRunner
@@ -148,3 +149,18 @@ def test_resume_says_when_there_is_nothing_to_resume(tmp_path):
     more = CliRunner().invoke(rl, [*args, "--steps", "6"])
     assert more.exit_code == 0, more.output
     assert "nothing to resume" not in more.stderr and "from step 4" in more.stderr
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_resume_without_steps_continues_to_the_recorded_budget(tmp_path):
+    """--steps used to default to 20,000 on --resume too: resuming a 6-step run without --steps
+    extended it to 20,000 steps instead of continuing to the end it was started for."""
+    write_flat_dataset("test/cli-budget-v0", episode_lengths=(20, 20))
+    out = tmp_path / "seed0"
+    args = ["train", "bc", "--dataset", "test/cli-budget-v0", "--out", str(out), "--eval-episodes", "0",
+            "--set", "hidden=8", "--batch-size", "8", "--no-progress"]
+    assert CliRunner().invoke(rl, [*args, "--steps", "6"]).exit_code == 0
+    resumed = CliRunner().invoke(rl, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((out / "summary.json").read_text())["steps"] == 6
+    assert json.loads((out / "config.json").read_text())["run"]["steps"] == 6
