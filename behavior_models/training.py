@@ -111,6 +111,15 @@ def _check_out_dir(out_dir: Path, cls: type[BehaviorModel], config: BehaviorMode
     return checkpoint
 
 
+def recorded_steps(out_dir: str | Path) -> int | None:
+    """The step budget of the fit whose checkpoint ``out_dir`` holds, or None if it holds none."""
+    path = Path(out_dir) / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    return int(json.loads(checkpoint["config_json"])["steps"])
+
+
 def restore_generator(generator: torch.Generator, state: Tensor, source: str | Path) -> None:
     """Set a checkpoint's minibatch-generator state, refused with a clear message when the
     checkpoint was made on another kind of device: CPU and CUDA generator states are not

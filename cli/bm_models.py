@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
+
 import click
 
 from behavior_models.registry import BACKENDS
@@ -41,7 +45,8 @@ def config_option(flag: str, field: str, kind, help_text: str):
 @click.option("--dataset", required=True, help="Dataset alias or Minari id (recipes are built on first use).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Run directory: weights.pt, config.json, model.json, curve.csv, checkpoint.pt.")
-@config_option("--steps", "steps", click.IntRange(min=1), "Gradient steps (overrides --config).")
+@config_option("--steps", "steps", click.IntRange(min=1),
+               "Gradient steps (overrides --config; with --resume and neither, the fit's recorded budget).")
 @config_option("--batch-size", "batch_size", click.IntRange(min=1), "Minibatch size (overrides --config).")
 @config_option("--lr", "lr", float, "Adam learning rate (overrides --config).")
 @config_option("--seed", "seed", int, "Seed of the fit and of the held-out split (overrides --config).")
@@ -70,6 +75,12 @@ def fit_command(backend, dataset, out_dir, steps, batch_size, lr, seed, device, 
     refuse_resume_with_force(resume, force, "fit")
     set_threads(threads)
     config = build_config(backend, config_file, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    if resume and steps is None and "steps" not in (json.loads(Path(config_file).read_text()) if config_file else {}):
+        from behavior_models.training import recorded_steps
+
+        recorded = recorded_steps(out_dir)  # continue to the budget the fit was started with
+        if recorded is not None:
+            config = dataclasses.replace(config, steps=recorded)
     click.echo(f"bm fit {backend}: {config.steps:,} steps, batch size {config.batch_size}, lr {config.lr:g}, "
                f"seed {config.seed} -> {out_dir}", err=True)
     ensure_dataset(dataset)

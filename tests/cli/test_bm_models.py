@@ -195,3 +195,19 @@ def test_fit_refuses_resume_with_force_before_any_work(tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "Error: --resume continues the fit in --out and --force deletes it; pass one of them, not both." in result.output
     assert "test/absent-v0" not in result.output and not (tmp_path / "x").exists()
+
+
+def test_fit_resume_without_steps_continues_to_the_recorded_budget(tmp_path):
+    """--resume used to take the backend's default budget (the Gaussian's 20,000) when --steps was
+    not repeated, so resuming a finished 40-step fit trained it 19,960 steps more."""
+    write_conditional_gaussian_dataset("test/cli-budget-v0", episodes=10, steps=30)
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({"hidden": [8]}))
+    out = _fit(tmp_path, "gaussian", "test/cli-budget-v0", "--config", str(config))
+    curve = (out / "curve.csv").read_text()
+    resumed = CliRunner().invoke(bm, ["fit", "--model", "gaussian", "--dataset", "test/cli-budget-v0", "--out", str(out),
+                                      "--batch-size", "32", "--config", str(config), "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "bm fit gaussian: 40 steps" in resumed.output
+    assert json.loads((out / "config.json").read_text())["steps"] == 40
+    assert (out / "curve.csv").read_text() == curve  # nothing trained: the fit had reached its budget
