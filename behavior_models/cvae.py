@@ -60,7 +60,7 @@ import torch
 from torch import Tensor, nn
 
 from behavior_models.base import BehaviorModel, BehaviorModelConfig
-from behavior_models.errors import ConfigError, require_at_least
+from behavior_models.errors import ConfigError, require_at_least, require_ordered
 from behavior_models.nets import mlp
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -83,10 +83,8 @@ class CVAEConfig(BehaviorModelConfig):
         # Refused here, not after the fit: the fit calibrates with log_prob(num_samples=eval_samples),
         # and latent_factor=0 divides by zero in decoder_std.
         require_at_least(self, {"latent_factor": 1, "eval_samples": 1, "max_decoder_rows": 1})
-        # torch.clamp(x, lo, hi) with lo > hi returns hi everywhere: a constant encoder std, or every
-        # sampling latent at -|latent_clip|, without a word.
-        if not self.log_std_min <= self.log_std_max:
-            raise ConfigError(f"CVAEConfig.log_std_min ({self.log_std_min}) must be <= log_std_max ({self.log_std_max})")
+        require_ordered(self, "log_std_min", "log_std_max")  # swapped, the encoder's std would be a constant
+        # A negative clip is a swapped clamp(-clip, clip): every sampling latent at -|latent_clip|.
         if not self.latent_clip >= 0:
             raise ConfigError(f"CVAEConfig.latent_clip must be >= 0, got {self.latent_clip}")
 

@@ -40,3 +40,12 @@ def require_at_least(config: object, bounds: dict[str, int]) -> None:
            for name, bound in bounds.items() if getattr(config, name) is not None and getattr(config, name) < bound]
     if low:
         raise ConfigError("; ".join(low))
+
+
+def require_ordered(config: object, lower: str, upper: str) -> None:
+    """Refuse ``config`` if its field ``lower`` exceeds its field ``upper``: torch.clamp(x, lo, hi)
+    with lo > hi returns hi everywhere, so a swapped pair of clamp bounds would act silently as a
+    constant."""
+    low, high = getattr(config, lower), getattr(config, upper)
+    if not low <= high:
+        raise ConfigError(f"{type(config).__name__}.{lower} ({low}) must be <= {upper} ({high})")

@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.distributions import Independent, Normal
 
 from behavior_models.base import BehaviorModel, BehaviorModelConfig
-from behavior_models.errors import ConfigError
+from behavior_models.errors import require_ordered
 from behavior_models.nets import mlp
 
 
@@ -28,9 +28,7 @@ class GaussianConfig(BehaviorModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        # torch.clamp(x, lo, hi) with lo > hi returns hi everywhere: a constant std, without a word.
-        if not self.log_std_min <= self.log_std_max:
-            raise ConfigError(f"GaussianConfig.log_std_min ({self.log_std_min}) must be <= log_std_max ({self.log_std_max})")
+        require_ordered(self, "log_std_min", "log_std_max")  # swapped, the std would be a constant
 
 
 class GaussianBehaviorModel(BehaviorModel):
