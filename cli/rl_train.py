@@ -204,7 +204,7 @@ def recorded_steps(run_dir: Path) -> int | None:
     """The step budget recorded in ``run_dir``'s config.json, if it holds an `rl train` run."""
     from rl.core.trainer import is_rl_run, read_run_record
 
-    if not (run_dir / "config.json").is_file() or not is_rl_run(run_dir):
+    if not is_rl_run(run_dir):  # no config.json, or not a run's
         return None
     steps = read_run_record(run_dir).get("run", {}).get("steps")
     return steps if isinstance(steps, int) else None
