@@ -32,8 +32,8 @@ File format (``.npz``, loads with ``np.load(path, allow_pickle=False)``)
 ``num_transitions``, ``num_states``; ``model_dir`` (absolute path), ``model_fingerprint``
 (:func:`behavior_models.io.fingerprint_directory`), ``backend``, ``log_prob_kind``;
 ``num_samples``; ``threshold`` = {``value``, ``kind`` ("absolute": by default ARQ's
-log eps = -5, :data:`~behavior_models.base.ARQ_LOG_THRESHOLD`; or "calibrated": the model's
-stored threshold), ``source``}; ``likelihood`` ("joint": ``sample_and_log_prob`` in one pass,
+log eps = -5, :data:`~behavior_models.base.ARQ_LOG_THRESHOLD`; "calibrated": the model's
+stored threshold; "none", with value null, for ``likelihood="none"``), ``source``}; ``likelihood`` ("joint": ``sample_and_log_prob`` in one pass,
 e.g. the score model's ODE sampler; "separate": ``sample`` then a ``log_prob`` pass, e.g. after
 PC sampling; "none"); ``sampler_options``, ``log_prob_options``; ``log_probs_scored_after_clipping``
 (true whenever log-probs were computed, see the contract's ``sample_and_log_prob``; false with
@@ -179,8 +179,10 @@ class SampleCache:
         return int(self.candidates.shape[1])
 
     @property
-    def threshold(self) -> float:
-        return float(self.metadata["threshold"]["value"])
+    def threshold(self) -> float | None:
+        """The log-density the mask was cut at; None for a cache built with ``likelihood="none"``."""
+        value = self.metadata["threshold"]["value"]
+        return None if value is None else float(value)
 
     @property
     def dataset_fingerprint(self) -> str:
@@ -246,7 +248,12 @@ def block_seed(seed: int, block: int) -> int:
     return int(np.random.SeedSequence([seed, block]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
-def _parse_threshold(model: BehaviorModel, threshold: float | str | None) -> dict[str, Any]:
+def _parse_threshold(model: BehaviorModel, threshold: float | str | None, likelihood: str) -> dict[str, Any]:
+    if likelihood == "none":
+        if threshold is not None:
+            raise ConfigError(f"threshold {threshold!r} given with likelihood='none', which scores no candidate and "
+                              "keeps them all: drop the threshold, or choose likelihood 'joint' or 'separate'")
+        return {"value": None, "kind": "none", "source": "likelihood='none': no log-probs, every candidate kept"}
     if threshold is None:
         return {"value": ARQ_LOG_THRESHOLD, "kind": "absolute", "source": "ARQ default log(e^-5)"}
     if isinstance(threshold, str) and threshold == "calibrated":
@@ -330,7 +337,7 @@ def build_sample_cache(model_dir: str | os.PathLike, transitions: Transitions, o
     Args:
         model_dir: a fitted behavior-model directory (any backend).
         threshold: a log-density, ``"calibrated"`` (the model's stored threshold) or None for
-            ARQ's default log(e^-5) = -5.
+            ARQ's default log(e^-5) = -5; must be None with ``likelihood="none"``.
         likelihood: "joint" (``sample_and_log_prob``), "separate" (``sample`` then
             ``log_prob(**log_prob_options)``) or "none" (no log-probs; every candidate kept).
         sampler_options: passed to ``sample``/``sample_and_log_prob``, e.g. ``{"sampler": "fast"}``.
@@ -373,7 +380,7 @@ def build_sample_cache(model_dir: str | os.PathLike, transitions: Transitions, o
             "ARQ needs the behaviour model of the dataset it trains on: fit one with `bm fit` on this dataset")
     model.check_options("sample", sampler_options)
     model.check_options("log_prob", log_prob_options)
-    threshold_info = _parse_threshold(model, threshold)
+    threshold_info = _parse_threshold(model, threshold, likelihood)
     states, obs_row, next_obs_row = cache_states(transitions)
     num_states = len(states)
     chunk_states = chunk_states or default_chunk_states(batch_states, num_samples, model.act_dim)

@@ -100,7 +100,7 @@ def _summarise(path: Path, likelihood: str) -> None:
 @click.option("--num-samples", type=click.IntRange(min=1), default=30, show_default=True, help="Candidates N per state (ARQ: 30).")
 @click.option("--threshold", default=None, metavar="X|calibrated",
               help="Support threshold on the log-density: a number, or 'calibrated' for the model's stored "
-                   "threshold. Default: ARQ's log(e^-5) = -5.")
+                   "threshold. Default: ARQ's log(e^-5) = -5. Not with --likelihood none.")
 @click.option("--likelihood", type=click.Choice(["joint", "separate", "none"]), default="joint", show_default=True,
               help="joint: samples and log-probs in one pass (sample_and_log_prob; the score model's ODE/fast "
                    "samplers); separate: sample, then a log_prob pass (e.g. after PC sampling); none: no log-probs, "
@@ -151,6 +151,9 @@ def sample_cache(model_dir: str, dataset: str, out: str, num_samples: int, thres
         nearest = max(batch_states, round(chunk_states / batch_states) * batch_states)
         raise click.BadParameter(f"{chunk_states} is not a multiple of --batch-size ({batch_states}); "
                                  f"use e.g. --chunk-states {nearest}, or leave it out", param_hint="--chunk-states")
+    if threshold is not None and likelihood == "none":
+        raise click.BadParameter("--likelihood none scores no candidate and keeps them all; drop --threshold, "
+                                 "or choose --likelihood joint or separate", param_hint="--threshold")
     check_cache_out(Path(out), overwrite=force)  # before a recipe is built or a dataset loaded
     set_threads(threads)
     sampler_options = _parse_options(sampler_option, "--sampler-option")

@@ -256,6 +256,10 @@ def test_threshold_options_and_float16(setup, tmp_path):
     none = build(setup, tmp_path / "none.npz", likelihood="none")
     assert torch.isnan(none.log_probs).all() and none.in_support.all()
     assert torch.equal(none.candidates, joint.candidates)
+    # Nothing was scored, so no threshold was applied, and the metadata says so.
+    assert none.threshold is None and none.metadata["threshold"]["kind"] == "none"
+    with pytest.raises(ConfigError, match="likelihood='none'"):
+        build(setup, tmp_path / "none-cut.npz", likelihood="none", threshold=-1.5)
 
 
 def test_bad_inputs_are_refused_with_clear_errors(setup, tmp_path):

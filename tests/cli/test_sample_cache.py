@@ -142,6 +142,10 @@ def test_summary_warns_when_many_states_keep_nothing(model_dir, tmp_path):
     assert ("100.0% of candidates in support, 0.0% of states with none in support (--likelihood none: every "
             "candidate kept)") in kept_all.stdout and "warning" not in kept_all.stderr
 
+    # A threshold would be silently ignored with no log-probs: refused before any dataset is loaded.
+    ignored = CliRunner().invoke(bm, command(model_dir, tmp_path / "i.npz", "--likelihood", "none", "--threshold", "-2"))
+    assert ignored.exit_code == 2 and "drop --threshold" in ignored.output and not (tmp_path / "i.npz").exists()
+
 
 def test_the_resolved_sampler_is_printed_at_the_start(model_dir, tmp_path):
     result = CliRunner().invoke(bm, command(model_dir, tmp_path / "r.npz", "--num-samples", "2"))
