@@ -2,11 +2,12 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from rl.core.networks import QEnsemble
-from rl.core.regularizers import gradient_penalty, minmax_weight, mmd
+from rl.core.regularizers import critic_loss, gradient_penalty, minmax_weight, mmd
 
 
 @pytest.mark.parametrize("kernel", ["laplacian", "gaussian"])
@@ -81,3 +82,32 @@ def test_minmax_weight_is_eq10_in_unit_interval_without_gradient():
     weight = minmax_weight(q)
     assert not weight.requires_grad
     assert torch.allclose(weight, torch.tensor([0.0, 1.0, 0.5, 0.25]), atol=1e-6)
+
+
+class LinearEnsemble(torch.nn.Module):
+    """Q_e(s, a) = c_e sum(a) for members c = (0.3, 2.0): ||grad_a Q_e|| = c_e sqrt(A), so Eq. 8 is
+    (0, (2 sqrt(A) - 1)^2) exactly, whatever the random actions."""
+
+    ensemble_size, act_dim = 2, 3
+    slopes = torch.tensor([0.3, 2.0])
+
+    def forward(self, obs, act):
+        return self.slopes[:, None] * act.sum(-1)[None]
+
+    def forward_members(self, obs, act):
+        return self.slopes[:, None] * act.sum(-1)
+
+
+@pytest.mark.parametrize("due", [True, False])
+def test_critic_loss_adds_lambda_gp_times_eq8_when_due(due):
+    """Seed 001, Eq. 8 added to TD3's critic loss: sum_j E[(Q_j - y)^2] + lambda_GP sum_j E[ReLU(||grad_a Q_j|| - k)^2],
+    the penalty only on the updates it is due."""
+    torch.manual_seed(0)
+    obs, actions, target = torch.randn(6, 4), torch.rand(6, 3) * 2 - 1, torch.randn(6)
+    weight = 0.7
+    loss, metrics, q = critic_loss(LinearEnsemble(), obs, actions, target, penalty_weight=weight, penalty_due=due)
+    slopes, a, y = [0.3, 2.0], actions.double().numpy(), target.double().numpy()
+    mse = sum(np.mean((c * a.sum(-1) - y) ** 2) for c in slopes)
+    penalty = sum(max(c * math.sqrt(3) - 1.0, 0.0) ** 2 for c in slopes)  # k = 1
+    assert float(loss) == pytest.approx(mse + weight * penalty if due else mse, rel=1e-5)
+    assert ("gradient_penalty" in metrics) == due
