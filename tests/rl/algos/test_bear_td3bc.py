@@ -13,7 +13,7 @@ from rl.algos.bear import BEAR, BEARConfig, BEARPlusPlus, BEARPlusPlusConfig
 from rl.algos.td3bc import TD3BC, TD3BCConfig, TD3BCPlusPlus, TD3BCPlusPlusConfig
 from rl.core.regularizers import minmax_weight
 from rl.core.trainer import Run, RunConfig
-from tests.rl.algos.test_golden import A, S, fixed_batch, np_ensemble_q, np_mlp
+from tests.rl.algos.test_golden import A, B, S, bear, fixed_batch, np_ensemble_q, np_mlp
 from tests.rl.algos.test_updates import early_late, run_updates
 
 SMALL = {"hidden": (32, 32), "reward_transform": "minus_one"}
@@ -160,3 +160,40 @@ def test_td3bc_plus_plus_weight_uses_the_critic_step_values_when_given():
     weight = (mean_q - mean_q.min()) / (mean_q.max() - mean_q.min())
     expected = -2.5 / np.abs(q1).mean() * q1.mean() + (((pi - act) ** 2).mean(-1) * weight).mean()
     assert float(loss.detach()) == pytest.approx(expected, rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize("epsilon, start, bound", [(-1.0, 10.0 - 1e-4, 10.0), (10.0, -5.0 + 1e-4, -5.0)])
+def test_bear_log_alpha_stays_in_its_clamp(epsilon, start, bound):
+    """ALGORITHMS.md "BEAR": log alpha is clamped to [-5, 10] after each dual step. One Adam step of lr
+    1e-2 moves it about 1e-2, past a bound 1e-4 away (up when MMD > eps always, down when never)."""
+    torch.manual_seed(0)
+    behavior = np.random.default_rng(0).uniform(-1, 1, (B, 4, A))
+    algo = bear(False, behavior, epsilon=epsilon, initial_log_alpha=start, alpha_lr=1e-2, warmup_steps=0)
+    algo.update(fixed_batch(np.random.default_rng(1)))
+    assert float(algo.log_alpha.detach()) == bound
+
+
+def test_td3bc_plus_plus_update_weights_by_the_critic_before_its_step():
+    """In update(), Eq. 10's W comes from the Q(s, a) of the critic step, before that step's gradient (the
+    listing's current_Q, as td3bc.py documents), not from the critic after it. The logged actor loss of
+    update 2 (an actor step) is checked against NumPy with W from the critic as it was before update 2."""
+    torch.manual_seed(0)
+    batch = fixed_batch(np.random.default_rng(2))
+    algo = TD3BC(TD3BCConfig(hidden=(8, 8), alpha=2.5, constraint_relaxation=True, critic_lr=0.05), S, A,
+                 behavior=BehaviorInputs())
+    algo.update(batch)  # update 1: a critic step only (policy_freq = 2)
+    critic_before, actor_before = copy.deepcopy(algo.critic), copy.deepcopy(algo.actor)
+    metrics = algo.update(batch)  # update 2: critic step, then the actor's on the critic after it
+
+    obs, act = batch.observations.double().numpy(), batch.actions.double().numpy()
+    pi = np.tanh(np_mlp(actor_before.net, obs))
+    q1 = np_ensemble_q(algo.critic, obs, pi)[0]
+    bc = ((pi - act) ** 2).mean(-1)
+
+    def loss(q_data):
+        weight = (q_data - q_data.min()) / (q_data.max() - q_data.min() + 1e-6)
+        return -2.5 / np.abs(q1).mean() * q1.mean() + (bc * weight).mean()
+
+    expected = loss(np_ensemble_q(critic_before, obs, act).mean(0))
+    assert abs(expected - loss(np_ensemble_q(algo.critic, obs, act).mean(0))) > 1e-3  # the two critics' W differ
+    assert float(metrics["actor_loss"]) == pytest.approx(expected, rel=1e-5, abs=1e-6)
