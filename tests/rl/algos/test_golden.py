@@ -110,6 +110,38 @@ def test_arq_kth_max_target_equals_numpy_eq5(include_next):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_arq_invalid_dataset_next_action_never_joins_the_candidates():
+    """include_dataset_next_action keeps a' only where it exists: a truncated episode's last step has
+    no a' (the buffer stores zeros there), so y of that row must not depend on the stored value.
+    Transition 2 has none; over a sweep of stored values its target stays Eq. 5's over the cache alone,
+    where counting the value as a candidate would change it."""
+    rng = np.random.default_rng(0)
+    batch = fixed_batch(rng)
+    candidates = rng.uniform(-1, 1, size=(2 * B, N, A)).astype(np.float32)
+    log_probs = rng.normal(size=(2 * B, N)).astype(np.float32)
+    keep = np.ones((2 * B, N), bool)
+    keep[B + 2, [0, 1, 3, 4]] = False  # s' of transition 2 keeps one candidate: K = 3 clips to 1 (or 2 with a')
+    cache = array_cache(FakeTransitions(), candidates, log_probs, keep)
+    torch.manual_seed(0)
+    arq = ARQ(ARQConfig(hidden=(8, 8), k=3, gamma=0.9, include_dataset_next_action=True), S, A,
+              behavior=BehaviorInputs(cache=cache))
+    perturb(arq.critic_target)
+    assert batch.next_action_valid[2] == 0
+    changed = False
+    for value in np.linspace(-1, 1, 9):
+        next_actions = batch.next_actions.clone()
+        next_actions[2] = float(value)
+        swept = dataclasses.replace(batch, next_actions=next_actions)
+        with torch.no_grad():
+            got = arq.critic_target_value(swept).numpy()
+        expected = np_eq5_target(arq.critic_target, swept, candidates, log_probs, keep, 3, 0.9, include_next=True)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+        counted = dataclasses.replace(swept, next_action_valid=torch.ones(B))
+        wrong = np_eq5_target(arq.critic_target, counted, candidates, log_probs, keep, 3, 0.9, include_next=True)
+        changed |= abs(wrong[2] - expected[2]) > 1e-3
+    assert changed  # the sweep reaches values that counting a' would let into the target
+
+
 def np_eq5_target(critic_target, batch, candidates, log_probs, keep, k, gamma, include_next=False):
     """y of Eq. 5 for transition i from the candidates at cache row B + i (its s'), [B]."""
     expected = np.empty(B)
@@ -501,3 +533,15 @@ def test_bear_actor_and_alpha_losses_equal_numpy(warm, relaxation, kernel):
     np.testing.assert_allclose(loss.item(), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(mean_constraint.item(), constraint, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(dual.item(), -alpha * (constraint - epsilon), rtol=1e-5, atol=1e-7)
+
+
+def test_bc_loss_is_the_mean_squared_error_to_the_dataset_actions():
+    """BC: L(phi) = mean over batch and action dims of (tanh(MLP(s)) - a)^2, a the dataset action at s."""
+    from rl.algos.bc import BC, BCConfig
+
+    batch = fixed_batch(np.random.default_rng(12))
+    torch.manual_seed(0)
+    algo = BC(BCConfig(hidden=(8,)), S, A)
+    pi = np.tanh(np_mlp(algo.actor.net, batch.observations.numpy()))
+    expected = ((pi - batch.actions.double().numpy()) ** 2).mean()
+    np.testing.assert_allclose(algo.update(batch)["actor_loss"].item(), expected, rtol=1e-5)  # logged before the step
