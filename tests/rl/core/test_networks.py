@@ -80,3 +80,22 @@ def test_gaussian_actor_std_is_state_independent():
     d1, d2 = actor.distribution(torch.zeros(1, 3)), actor.distribution(torch.ones(1, 3))
     torch.testing.assert_close(d1.base_dist.scale, d2.base_dist.scale)
     assert actor(torch.zeros(4, 3), deterministic=False).abs().max() <= 1
+
+
+def test_deterministic_actions_are_the_policy_means():
+    """Evaluation acts deterministically by default (RunConfig.eval_deterministic): the AWR Gaussian's
+    mean tanh(mu(s)) (seed 002, App. A.2) and the tanh-Gaussian's tanh(mu(s)) (BEAR, DASCO), from the
+    weights in NumPy; a sample would move with the RNG."""
+    from tests.rl.algos.test_golden import np_mlp
+
+    torch.manual_seed(0)
+    obs = torch.randn(6, 3)
+    gaussian, tanh_gaussian = GaussianActor(3, 2, hidden=(8,)), TanhGaussianActor(3, 2, hidden=(8,))
+    with torch.no_grad():
+        gaussian.log_std.fill_(0.5)  # wide, so that a sample is far from the mean
+    expected_mean = np.tanh(np_mlp(gaussian.net, obs.numpy()))
+    expected_tanh_mean = np.tanh(np_mlp(tanh_gaussian.net, obs.numpy())[:, :2])
+    for _ in range(2):
+        np.testing.assert_allclose(gaussian(obs, deterministic=True).detach().numpy(), expected_mean, atol=1e-6)
+        np.testing.assert_allclose(tanh_gaussian(obs, deterministic=True).detach().numpy(), expected_tanh_mean,
+                                   atol=1e-6)
