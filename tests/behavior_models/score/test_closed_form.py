@@ -148,3 +148,13 @@ def test_fast_solver_runs_both_ways_consistently():
     down, delta_down = dpm_solve(SDE, GAUSSIAN.score, up, 1.0, EPS, steps=50, divergence="exact")
     assert (down - x).abs().max() <= 0.01
     assert (delta_up + delta_down).abs().max() <= 0.05
+
+
+def test_pc_sampler_ends_on_the_predictors_mean_without_noise():
+    """Alg. 2's last step returns the Euler-Maruyama mean x + [f - g^2 score] dt, not a noisy draw.
+    One step from t = 1 (dt = -1), no corrector, score(x) = -x: the mean is
+    x - (-1/2 beta(1) x + beta(1) x) = (1 - beta(1) / 2) x = -9 x, by hand (beta(1) = 20)."""
+    x = torch.randn(64, 2, dtype=DT, generator=torch.Generator().manual_seed(0))
+    out = pc_sample(SDE, lambda y, t: -y, x, steps=1, corrector_steps=0, generator=torch.Generator().manual_seed(1))
+    assert SDE.beta_max == 20.0
+    torch.testing.assert_close(out, -9.0 * x, rtol=1e-12, atol=1e-12)
