@@ -98,3 +98,49 @@ def test_clamp_bounds_that_torch_would_collapse_are_refused():
     with pytest.raises(ConfigError, match="latent_clip must be >= 0, got -0.5"):
         CVAEConfig(latent_clip=-0.5)
     CVAEConfig(latent_clip=0.0)  # the decoder at z = 0: allowed
+
+
+def _linear_gaussian_cvae(monkeypatch, encoder):
+    """A CVAE whose decoder mean is c z_1 (no tanh) and whose decoder std is sqrt(beta A / 2Z) = 0.2, so
+    p(a) = int N(a; c z_1, 0.2^2) N(z; 0, I) dz = N(a; 0, c^2 + 0.2^2) in closed form; ``encoder``
+    maps actions [B, 1] to q's (mean, log-std) [B, 2]."""
+    model = CVAEBehaviorModel(1, 1, CVAEConfig(hidden=(4,), kl_weight=0.16, latent_factor=2)).double()
+    monkeypatch.setattr(model, "decode", lambda obs, z: 0.5 * z[:, :1])
+    monkeypatch.setattr(model, "encode", lambda obs, act: encoder(act))
+    return model, 0.5, math.sqrt(0.16 / (2 * 2))
+
+
+def test_estimators_are_exact_with_the_true_posterior_as_proposal(monkeypatch):
+    """With q(z|a) the exact posterior every importance weight equals p(a), so IW (any L) and the
+    ELBO both equal log N(a; 0, c^2 + sigma^2): checks log p(a|z), log p(z), log q(z|a), the decoder
+    std and IW's -log L against the closed form."""
+    def posterior(act):
+        precision = 1 + c**2 / sigma**2
+        mean = torch.cat([c * act / sigma**2 / precision, torch.zeros_like(act)], dim=1)
+        log_std = torch.cat([torch.full_like(act, -0.5 * math.log(precision)), torch.zeros_like(act)], dim=1)
+        return mean, log_std
+
+    model, c, sigma = _linear_gaussian_cvae(monkeypatch, posterior)
+    act = torch.tensor([[-0.7], [0.0], [0.3], [0.9]], dtype=torch.float64)
+    truth = torch.distributions.Normal(0.0, math.sqrt(c**2 + sigma**2)).log_prob(act[:, 0])
+    for estimator, num_samples in [("iw", 7), ("iw", 1), ("elbo", 7)]:
+        log_p = model.log_prob(torch.zeros(4, 1, dtype=torch.float64), act, estimator=estimator, num_samples=num_samples)
+        torch.testing.assert_close(log_p, truth, rtol=0, atol=1e-6)
+
+
+def test_iw_converges_to_the_density_and_the_elbo_to_its_closed_form_under_the_prior_proposal(monkeypatch):
+    """With q = p(z) the ELBO is E_z log N(a; c z_1, sigma^2) = log N(a; 0, sigma^2) - c^2 / (2 sigma^2),
+    well below log p(a), while IW with many draws reaches log p(a): a mean of log-weights reported
+    as IW (or IW reported without its log-mean-exp) fails one of the two."""
+    model, c, sigma = _linear_gaussian_cvae(
+        monkeypatch, lambda act: (torch.zeros(act.shape[0], 2, dtype=act.dtype), torch.zeros(act.shape[0], 2, dtype=act.dtype)))
+    act = torch.tensor([[-0.5], [0.0], [0.4]], dtype=torch.float64)
+    obs = torch.zeros(3, 1, dtype=torch.float64)
+    truth = torch.distributions.Normal(0.0, math.sqrt(c**2 + sigma**2)).log_prob(act[:, 0])
+    elbo_truth = torch.distributions.Normal(0.0, sigma).log_prob(act[:, 0]) - c**2 / (2 * sigma**2)
+    assert (truth - elbo_truth).min() > 1.0  # the two estimators are far apart here
+    torch.manual_seed(0)
+    iw = model.log_prob(obs, act, estimator="iw", num_samples=20_000)
+    elbo = model.log_prob(obs, act, estimator="elbo", num_samples=20_000)
+    torch.testing.assert_close(iw, truth, rtol=0, atol=0.05)
+    torch.testing.assert_close(elbo, elbo_truth, rtol=0, atol=0.15)
