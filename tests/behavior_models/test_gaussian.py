@@ -118,3 +118,18 @@ def test_log_std_bounds_in_the_wrong_order_are_refused():
     # torch.clamp with min > max returns max everywhere: the fit would have a constant std of e^-5.
     with pytest.raises(ConfigError, match=r"log_std_min \(2.0\) must be <= log_std_max \(-5.0\)"):
         GaussianConfig(log_std_min=2.0, log_std_max=-5.0)
+
+
+def test_the_predicted_log_std_is_clamped_to_the_configured_bounds():
+    """A head that predicts log-std -20 and +10 scores like N(mu, e^-5) and N(mu, e^2) (the bounds),
+    computed by hand; without the clamp the density of a fit that collapses a dimension is unbounded."""
+    model = GaussianBehaviorModel(1, 2, GaussianConfig(hidden=(4,), log_std_min=-5.0, log_std_max=2.0))
+    head = model.net[-1]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([0.2, -0.4, -20.0, 10.0]))  # means, then log-stds
+    act = torch.tensor([[0.2 + 3e-3, 0.5]])
+    z = np.array([3e-3 / np.exp(-5.0), 0.9 / np.exp(2.0)])
+    expected = float(np.sum(-0.5 * z**2 - np.array([-5.0, 2.0]) - 0.5 * np.log(2 * np.pi)))
+    log_p = model.log_prob(torch.zeros(1, 1), act).detach()
+    assert float(log_p) == pytest.approx(expected, abs=1e-4)
