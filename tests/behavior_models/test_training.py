@@ -137,8 +137,14 @@ def test_boundary_delta_clips_training_actions(data):
     from behavior_models.training import prepare_tensors
 
     model = GaussianBehaviorModel(data.obs_dim, data.act_dim, GaussianConfig(boundary_delta=0.05))
-    _, act = prepare_tensors(model, data.subset(np.arange(len(data))), torch.device("cpu"))
+    copy = data.subset(np.arange(len(data)))
+    # This data stays inside +-0.95 on its own, so put actions on the box edges: without them the
+    # check passed with the clipping removed.
+    copy.actions[:2] = [[1.0, -1.0, 0.0], [-1.0, 1.0, 0.97]]
+    _, act = prepare_tensors(model, copy, torch.device("cpu"))
     assert float(act.abs().max()) <= 0.95
+    torch.testing.assert_close(act[:2], torch.tensor([[0.95, -0.95, 0.0], [-0.95, 0.95, 0.95]]))
+    torch.testing.assert_close(act[2:], torch.as_tensor(copy.actions[2:]))  # inside the band: untouched
 
 
 def test_update_ema_equals_averaged_models_own_update():
@@ -238,3 +244,27 @@ def test_a_dataset_whose_action_box_is_not_unit_is_refused_before_fitting(data, 
     with pytest.raises(DatasetError, match=r"action box is low \[-3.0.*not \[-1, 1\].*RescaleAction"):
         GaussianBehaviorModel.fit(wide, GaussianConfig(steps=2), out_dir=tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_fit_returns_the_exponential_moving_average_of_the_weights(data, monkeypatch):
+    """With ema_decay d the returned weights are e_K of e_1 = w_1, e_k = d e_(k-1) + (1 - d) w_k over the
+    raw weights w_k after each step, recomputed here by hand: a decay applied the wrong way round
+    (weight d on the new weights) returns nearly the last raw weights and passed every other test."""
+    config = dataclasses.replace(SMALL, steps=20, ema_decay=0.8, holdout_fraction=0.0)
+    original = GaussianBehaviorModel.training_step
+    raw = []
+
+    def record(self, *args):
+        metrics = original(self, *args)
+        raw.append({key: value.detach().clone() for key, value in self.named_parameters()})
+        return metrics
+
+    monkeypatch.setattr(GaussianBehaviorModel, "training_step", record)
+    model = GaussianBehaviorModel.fit(data, config, progress=False)
+    assert len(raw) == 20
+    for key, value in model.named_parameters():
+        average = raw[0][key].double()
+        for weights in raw[1:]:
+            average = 0.8 * average + 0.2 * weights[key].double()
+        torch.testing.assert_close(value.double(), average, rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(value, raw[-1][key])  # the average is not the last iterate
