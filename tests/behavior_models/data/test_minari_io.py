@@ -255,3 +255,19 @@ def test_list_local_datasets_skips_dot_dirs(minari_datasets_path):
     # What a killed build leaves: a staging root holding a complete-looking copy.
     shutil.copytree(minari_datasets_path / "test", minari_datasets_path / ".building-1@host.x1" / "test")
     assert list_local_datasets() == ["test/listed-v0"]
+
+
+def test_state_stats_add_eps_to_the_std_so_a_constant_dimension_normalises_finitely():
+    """std = population std + eps, per dimension: a constant observation (a sensor that never
+    changes) gets std = eps, not 0, and normalises to 0 instead of NaN."""
+    def constant_first_dimension(episodes):
+        for episode in episodes:
+            episode["observations"][:, 0] = 2.5
+
+    write_flat_dataset("test/constant-v0", mutate=constant_first_dimension)
+    data = load_transitions("test/constant-v0")
+    stats = data.state_stats(eps=1e-3)
+    expected = data.observations.astype(np.float64).std(0) + 1e-3
+    np.testing.assert_allclose(stats.std, expected, rtol=1e-6)
+    assert stats.std[0] == pytest.approx(1e-3) and stats.mean[0] == pytest.approx(2.5)
+    assert np.all(stats.normalize(data.observations)[:, 0] == 0.0)
