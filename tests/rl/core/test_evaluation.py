@@ -53,3 +53,41 @@ def test_rollout_reports_every_step_reward_of_each_episode_in_order():
         assert seen[i] == [float(t) for t in range(1, i + 4)]  # episode i: seed 1 + i, so i + 3 steps
     np.testing.assert_allclose(returns, [sum(range(1, i + 4)) for i in range(5)])
     np.testing.assert_array_equal(lengths, [i + 3 for i in range(5)])
+
+
+def test_normalized_score_std_is_taken_over_the_normalised_scores():
+    # References 0..200 halve every return: the std of the scores is half the std of the returns.
+    info = DatasetInfo("x", 2, 1, 1, 1, ref_min_score=0.0, ref_max_score=200.0)
+    summary = score(np.array([0.0, 100.0, 200.0, 300.0]), np.array([5] * 4), info).summary()
+    assert summary["normalized_score_std"] == np.std([0.0, 50.0, 100.0, 150.0])
+    assert summary["return_std"] == np.std([0.0, 100.0, 200.0, 300.0])
+
+
+class RecordingBoxEnv:
+    """Truncates after 50 steps (so that ignoring max_steps fails rather than hangs); records every
+    action it is given; actions live in [-0.5, 2]."""
+
+    action_space = type("Box", (), {"low": np.array([-0.5, -0.5]), "high": np.array([2.0, 2.0])})
+    actions: list = []
+
+    def reset(self, seed):
+        self.t = 0
+        return np.zeros(1), {}
+
+    def step(self, action):
+        self.t += 1
+        RecordingBoxEnv.actions.append(np.array(action))
+        return np.zeros(1), 1.0, False, self.t == 50, {}
+
+    def close(self):
+        pass
+
+
+def test_rollout_clips_actions_to_the_env_box_and_caps_episodes_at_max_steps():
+    RecordingBoxEnv.actions = []
+    policy = lambda obs: np.tile([[-3.0, 5.0]], (len(obs), 1))  # outside the box on both sides
+    returns, lengths = rollout(policy, RecordingBoxEnv, episodes=3, seed=0, parallel=2, max_steps=7)
+    np.testing.assert_array_equal(lengths, [7, 7, 7])
+    np.testing.assert_allclose(returns, [7.0, 7.0, 7.0])
+    assert len(RecordingBoxEnv.actions) == 21
+    np.testing.assert_array_equal(np.stack(RecordingBoxEnv.actions), np.tile([[-0.5, 2.0]], (21, 1)))
