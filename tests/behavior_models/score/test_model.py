@@ -335,3 +335,72 @@ def test_sample_and_log_prob_rescores_samples_in_the_boundary_band(monkeypatch):
     rescored = model.log_prob(obs, actions.reshape(3, 3), solver="fast")
     assert log_probs[1, 0] == 123.0
     torch.testing.assert_close(log_probs[[0, 2], 0], rescored[[0, 2]])
+
+
+def test_grad_log_prob_and_log_prob_see_the_normalised_state():
+    """The model is fed raw states and normalises them with its stored statistics before the
+    network: with the exact noise predictor of the normalised state, grad_log_prob must be the
+    analytic score there (the other exact-noise tests run with identity statistics, so a hook
+    given the raw state passed them)."""
+    model = ScoreBehaviorModel(2, 3, ScoreConfig(width=8, blocks=1))
+    model.networks = torch.nn.ModuleList([ExactNoise(model.sde)])
+    model.obs_mean.copy_(torch.tensor([0.4, -0.3]))
+    model.obs_std.copy_(torch.tensor([2.0, 0.5]))
+    rng = np.random.default_rng(2)
+    normalised = rng.uniform(-1, 1, (32, 2))
+    raw = normalised * np.array([2.0, 0.5]) + np.array([0.4, -0.3])
+    mean, std = gaussian_mean_std(normalised)
+    act = np.clip(mean + 2 * std * rng.normal(size=mean.shape), -0.95, 0.95)
+    t = torch.tensor(model.config.grad_t, dtype=torch.float64)
+    alpha, sigma = float(model.sde.alpha(t)), float(model.sde.sigma(t))
+    truth = -(act - alpha * mean) / (alpha**2 * std**2 + sigma**2)
+    raw_t, act_t = torch.as_tensor(raw, dtype=torch.float32), torch.as_tensor(act, dtype=torch.float32)
+    np.testing.assert_allclose(model.grad_log_prob(raw_t, act_t).double().numpy(), truth, rtol=1e-4, atol=1e-3)
+    log_p = model.log_prob(raw_t[:8], act_t[:8])
+    np.testing.assert_allclose(log_p.double().numpy(), gaussian_log_density(normalised[:8], act[:8]), atol=0.02)
+
+
+class _ScaledNoise(ExactNoise):
+    def forward(self, x, obs, t):
+        return 0.5 * super().forward(x, obs, t)
+
+
+def test_an_ensembles_grad_log_prob_is_the_mean_of_its_members_scores():
+    """grad_log_prob of an ensemble is the average of the members' scores (model.py docstring): members
+    whose scores are the analytic score s and s / 2 give 3 s / 4."""
+    model = ScoreBehaviorModel(2, 3, ScoreConfig(width=8, blocks=1, ensemble=2))
+    model.networks = torch.nn.ModuleList([ExactNoise(model.sde), _ScaledNoise(model.sde)])
+    rng = np.random.default_rng(3)
+    obs = rng.uniform(-1, 1, (16, 2))
+    mean, std = gaussian_mean_std(obs)
+    act = np.clip(mean + 2 * std * rng.normal(size=mean.shape), -0.95, 0.95)
+    t = torch.tensor(model.config.grad_t, dtype=torch.float64)
+    alpha, sigma = float(model.sde.alpha(t)), float(model.sde.sigma(t))
+    truth = -(act - alpha * mean) / (alpha**2 * std**2 + sigma**2)
+    grad = model.grad_log_prob(torch.as_tensor(obs, dtype=torch.float32), torch.as_tensor(act, dtype=torch.float32))
+    np.testing.assert_allclose(grad.double().numpy(), 0.75 * truth, rtol=1e-4, atol=1e-3)
+
+
+class _ShiftedNoise(ExactNoise):
+    """The exact noise predictor of the same Gaussian with its first action mean moved by +0.5."""
+
+    def forward(self, x, obs, t):
+        shift = torch.zeros_like(x)
+        shift[:, 0] = 0.5 * self.sde.alpha(t).to(x.dtype)
+        return super().forward(x - shift, obs, t)
+
+
+def test_an_ensemble_samples_the_uniform_mixture_of_its_members():
+    """Two members whose densities are the helper's Gaussian and the same moved by +0.5 along the
+    first action: about half of the samples must come from each (a sample is drawn from a uniformly
+    chosen member), each half with its own member's mean."""
+    model = ScoreBehaviorModel(2, 3, ScoreConfig(width=8, blocks=1, ensemble=2))
+    model.networks = torch.nn.ModuleList([ExactNoise(model.sde), _ShiftedNoise(model.sde)])
+    obs = np.array([[-1.0, 1.0]])
+    mean, _ = gaussian_mean_std(obs)  # first action's mean -0.4, moved: 0.1; std 0.08
+    samples = model.sample(torch.as_tensor(obs, dtype=torch.float32), 800, sampler="fast",
+                           generator=torch.Generator().manual_seed(0))[0, :, 0].double().numpy()
+    upper = samples > mean[0, 0] + 0.25  # halfway: 3 std from either mean
+    assert abs(upper.mean() - 0.5) <= 0.07  # binomial(800, 1/2): std 0.018
+    assert abs(samples[upper].mean() - (mean[0, 0] + 0.5)) <= 0.02
+    assert abs(samples[~upper].mean() - mean[0, 0]) <= 0.02
