@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -133,3 +135,21 @@ def test_the_predicted_log_std_is_clamped_to_the_configured_bounds():
     expected = float(np.sum(-0.5 * z**2 - np.array([-5.0, 2.0]) - 0.5 * np.log(2 * np.pi)))
     log_p = model.log_prob(torch.zeros(1, 1), act).detach()
     assert float(log_p) == pytest.approx(expected, abs=1e-4)
+
+
+def test_samples_of_each_state_follow_that_states_gaussian():
+    """A linear head (no hidden layer) with known weights: mean(s) = 0.5 s (per action dim) and std
+    e^-2.5, so each state's samples must have that state's mean and std. Checked on states far apart:
+    samples assigned to the wrong rows ([n, B] reshaped rather than transposed) passed the
+    shape-only checks."""
+    model = GaussianBehaviorModel(1, 2, GaussianConfig(hidden=()))
+    with torch.no_grad():
+        model.net[-1].weight.copy_(torch.tensor([[0.5], [-0.5], [0.0], [0.0]]))
+        model.net[-1].bias.copy_(torch.tensor([0.0, 0.0, -2.5, -2.5]))
+    obs = torch.tensor([[-1.2], [0.0], [1.2]])
+    torch.manual_seed(0)
+    samples = model.sample(obs, 4000).detach().double()
+    expected_mean = torch.tensor([[-0.6, 0.6], [0.0, 0.0], [0.6, -0.6]], dtype=torch.float64)
+    std = math.exp(-2.5)
+    torch.testing.assert_close(samples.mean(1), expected_mean, rtol=0, atol=4 * std / math.sqrt(4000))
+    torch.testing.assert_close(samples.std(1), torch.full((3, 2), std, dtype=torch.float64), rtol=0.05, atol=0)
