@@ -7,11 +7,13 @@ import stat
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import pytest
 
 from behavior_models.errors import ArtefactMismatchError, ConfigError
 from behavior_models.io import (
-    atomic_path, coerce_field, config_from_dict, config_to_dict, remove_for_restart, write_text_atomic,
+    atomic_path, coerce_field, config_from_dict, config_to_dict, fingerprint_arrays, remove_for_restart,
+    write_text_atomic,
 )
 from behavior_models.registry import BACKENDS, backend_class
 
@@ -127,3 +129,14 @@ def test_remove_for_restart_deletes_only_a_run_or_an_empty_directory(tmp_path):
     with pytest.raises(ArtefactMismatchError, match="project is not a run; --force"):  # known names, not recognised
         remove_for_restart(project, entries, is_run, "a run")
     assert (project / "config.json").is_file()
+
+
+def test_fingerprints_tell_apart_arrays_of_the_same_bytes_in_another_shape_or_dtype():
+    """fingerprint_arrays hashes dtype and shape with the bytes: the same bytes read as [2, 3] or
+    [3, 2], as float32 or int32, or split differently between two arrays are different contents."""
+    values = np.arange(6, dtype=np.float32)
+    prints = {fingerprint_arrays(values.reshape(2, 3)), fingerprint_arrays(values.reshape(3, 2)),
+              fingerprint_arrays(values.view(np.int32)), fingerprint_arrays(values[:2], values[2:]),
+              fingerprint_arrays(values[:4], values[4:])}
+    assert len(prints) == 5
+    assert fingerprint_arrays(values.reshape(2, 3)) == fingerprint_arrays(values.copy().reshape(2, 3))
