@@ -164,12 +164,13 @@ def test_empty_dataset_is_refused():
 
 def test_actions_outside_the_box_are_clipped_with_a_warning():
     def push_out(episodes):
-        episodes[0]["actions"][0] = [1.5, -3.0]
+        episodes[0]["actions"][1] = [1.5, -3.0]
 
     write_flat_dataset("test/outside-v0", mutate=push_out)
     with pytest.warns(UserWarning, match="2 action entries lie outside"):
         data = load_transitions("test/outside-v0")
-    np.testing.assert_array_equal(data.actions[0], [1.0, -1.0])
+    np.testing.assert_array_equal(data.actions[1], [1.0, -1.0])
+    np.testing.assert_array_equal(data.next_actions[0], [1.0, -1.0])  # a' of step 0: clipped like the action
     assert data.info.clipped_action_entries == 2
 
 
