@@ -129,7 +129,9 @@ def test_save_load_round_trip_gives_identical_outputs(fitted, gauss_data):
     act = torch.as_tensor(gauss_data.actions[:64])
     torch.testing.assert_close(_seeded(loaded.log_prob, obs, act), _seeded(model.log_prob, obs, act), rtol=0, atol=0)
     torch.testing.assert_close(_seeded(loaded.sample, obs, 5), _seeded(model.sample, obs, 5), rtol=0, atol=0)
-    torch.testing.assert_close(loaded.support_mask(obs, act), model.support_mask(obs, act))
+    # Seeded like the two checks above: the CVAE's log_prob is a random estimate, so two unseeded
+    # masks can differ at points near the threshold (seen with a noisier estimator).
+    torch.testing.assert_close(_seeded(loaded.support_mask, obs, act), _seeded(model.support_mask, obs, act))
 
 
 def test_support_mask_separates_data_from_far_actions(fitted, gauss_data):
