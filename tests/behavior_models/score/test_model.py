@@ -164,6 +164,13 @@ class ExactNoise(torch.nn.Module):
         return sigma * (x - alpha * mean) / (alpha ** 2 * std ** 2 + sigma ** 2)
 
 
+def _analytic_score_at_grad_t(model, mean, std, act):
+    """The score at t = grad_t of N(mean, std^2) diffused by the VP-SDE: N(alpha mean, alpha^2 std^2 + sigma^2)."""
+    t = torch.tensor(model.config.grad_t, dtype=torch.float64)
+    alpha, sigma = float(model.sde.alpha(t)), float(model.sde.sigma(t))
+    return -(act - alpha * mean) / (alpha**2 * std**2 + sigma**2)
+
+
 def test_likelihood_and_sampler_recover_a_known_density_given_its_exact_score():
     """The SDE, the probability-flow likelihood and the sampler checked against the analytic
     density in seconds: a fitted network would add its own error (the slow test below measures
@@ -192,9 +199,7 @@ def test_grad_log_prob_is_the_analytic_score_at_grad_t_given_the_exact_noise():
     obs = rng.uniform(-1, 1, (32, 2))
     mean, std = gaussian_mean_std(obs)
     act = np.clip(mean + 2 * std * rng.normal(size=mean.shape), -0.95, 0.95)
-    t = torch.tensor(model.config.grad_t, dtype=torch.float64)
-    alpha, sigma = float(model.sde.alpha(t)), float(model.sde.sigma(t))
-    truth = -(act - alpha * mean) / (alpha**2 * std**2 + sigma**2)
+    truth = _analytic_score_at_grad_t(model, mean, std, act)
     obs_t = torch.as_tensor(obs, dtype=torch.float32)
     grad = model.grad_log_prob(obs_t, torch.as_tensor(act, dtype=torch.float32)).double().numpy()
     np.testing.assert_allclose(grad, truth, rtol=1e-4, atol=1e-3)
@@ -351,9 +356,7 @@ def test_grad_log_prob_and_log_prob_see_the_normalised_state():
     raw = normalised * np.array([2.0, 0.5]) + np.array([0.4, -0.3])
     mean, std = gaussian_mean_std(normalised)
     act = np.clip(mean + 2 * std * rng.normal(size=mean.shape), -0.95, 0.95)
-    t = torch.tensor(model.config.grad_t, dtype=torch.float64)
-    alpha, sigma = float(model.sde.alpha(t)), float(model.sde.sigma(t))
-    truth = -(act - alpha * mean) / (alpha**2 * std**2 + sigma**2)
+    truth = _analytic_score_at_grad_t(model, mean, std, act)
     raw_t, act_t = torch.as_tensor(raw, dtype=torch.float32), torch.as_tensor(act, dtype=torch.float32)
     np.testing.assert_allclose(model.grad_log_prob(raw_t, act_t).double().numpy(), truth, rtol=1e-4, atol=1e-3)
     log_p = model.log_prob(raw_t[:8], act_t[:8])
@@ -374,9 +377,7 @@ def test_an_ensembles_grad_log_prob_is_the_mean_of_its_members_scores():
     obs = rng.uniform(-1, 1, (16, 2))
     mean, std = gaussian_mean_std(obs)
     act = np.clip(mean + 2 * std * rng.normal(size=mean.shape), -0.95, 0.95)
-    t = torch.tensor(model.config.grad_t, dtype=torch.float64)
-    alpha, sigma = float(model.sde.alpha(t)), float(model.sde.sigma(t))
-    truth = -(act - alpha * mean) / (alpha**2 * std**2 + sigma**2)
+    truth = _analytic_score_at_grad_t(model, mean, std, act)
     grad = model.grad_log_prob(torch.as_tensor(obs, dtype=torch.float32), torch.as_tensor(act, dtype=torch.float32))
     np.testing.assert_allclose(grad.double().numpy(), 0.75 * truth, rtol=1e-4, atol=1e-3)
 
