@@ -79,8 +79,7 @@ def value_and_divergence(fn: Callable[[Tensor], Tensor], x: Tensor, divergence: 
 
 def flow_drift(sde: VPSDE, score_fn: ScoreFn, t: Tensor) -> Callable[[Tensor], Tensor]:
     """x -> f(x, t) = -1/2 beta(t) (x + score(x, t)), the probability-flow drift at time t."""
-    beta = sde.beta(t)
-    return lambda x: -0.5 * beta * (x + score_fn(x, t))
+    return lambda x: sde.probability_flow_drift(x, t, score_fn(x, t))
 
 
 def per_sample_norm(state: tuple[Tensor, Tensor]) -> Tensor:

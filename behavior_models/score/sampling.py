@@ -90,11 +90,9 @@ def pc_sample(sde: VPSDE, score_fn: ScoreFn, x: Tensor, *, steps: int = 500, snr
             step_size = 2.0 * alpha_at[i] * ratio**2
             x = x + step_size * grad + torch.sqrt(2.0 * step_size) * noise
         # Euler-Maruyama on the reverse SDE dx = [f - g^2 score] dt + g dW-bar, with dt < 0.
-        beta = sde.beta(t)
-        reverse_drift = -0.5 * beta * x - beta * score_fn(x, t)
-        x_mean = x + reverse_drift * dt
+        x_mean = x + sde.reverse_drift(x, t, score_fn(x, t)) * dt
         noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
-        x = x_mean + torch.sqrt(beta * -dt) * noise
+        x = x_mean + torch.sqrt(sde.beta(t) * -dt) * noise  # g(t) sqrt(|dt|)
     return x_mean
 
 

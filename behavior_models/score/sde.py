@@ -3,7 +3,9 @@
 Only the SDE's math lives here: no networks, no solvers. With the linear schedule
 beta(t) = beta_min + t (beta_max - beta_min) on t in [0, 1]:
 
-* forward SDE:            dx = -1/2 beta(t) x dt + sqrt(beta(t)) dW
+* forward SDE:            dx = f dt + g dW with f = -1/2 beta(t) x and g = sqrt(beta(t))
+* reverse SDE:            dx = [f - g^2 score] dt + g dW-bar (:meth:`VPSDE.reverse_drift`)
+* probability-flow ODE:   dx/dt = f - 1/2 g^2 score (:meth:`VPSDE.probability_flow_drift`)
 * marginal p_t(x | x_0):  N(alpha(t) x_0, sigma(t)^2 I), with
   log alpha(t) = -1/4 t^2 (beta_max - beta_min) - 1/2 t beta_min and sigma(t)^2 = 1 - alpha(t)^2
 * prior:                  N(0, I) (the marginal at t = 1 is N(alpha(1) x_0, sigma(1)^2 I), close to it)
@@ -53,13 +55,16 @@ class VPSDE:
         # t = (-b + sqrt(b^2 + 4 a c)) / (2 a) with a = d/4, b = beta_min/2, c = -log alpha, rationalised.
         return 2.0 * minus_log_alpha / (0.5 * self.beta_min + torch.sqrt(0.25 * self.beta_min**2 + d * minus_log_alpha))
 
-    def drift(self, x: Tensor, t: Tensor) -> Tensor:
-        """f(x, t) = -1/2 beta(t) x."""
-        return -0.5 * self.beta(t) * x
+    def reverse_drift(self, x: Tensor, t: Tensor, score: Tensor) -> Tensor:
+        """f - g^2 score = -1/2 beta(t) x - beta(t) score: the drift of the reverse-time SDE
+        (Song et al. 2021, Eq. 6), whose diffusion is the forward one, g(t) = sqrt(beta(t))."""
+        beta = self.beta(t)
+        return -0.5 * beta * x - beta * score
 
-    def diffusion(self, t: Tensor) -> Tensor:
-        """g(t) = sqrt(beta(t))."""
-        return torch.sqrt(self.beta(t))
+    def probability_flow_drift(self, x: Tensor, t: Tensor, score: Tensor) -> Tensor:
+        """f - 1/2 g^2 score = -1/2 beta(t) (x + score): the probability-flow ODE (Song et al.
+        2021, Eq. 13), which shares the SDE's marginals p_t."""
+        return -0.5 * self.beta(t) * (x + score)
 
     def marginal(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
         """A draw of x_t given x_0: alpha(t) x_0 + sigma(t) z."""
