@@ -33,10 +33,11 @@ File format (``.npz``, loads with ``np.load(path, allow_pickle=False)``)
 (:func:`behavior_models.io.fingerprint_directory`), ``backend``, ``log_prob_kind``;
 ``num_samples``; ``threshold`` = {``value``, ``kind`` ("absolute": by default ARQ's
 log eps = -5, :data:`~behavior_models.base.ARQ_LOG_THRESHOLD`; "calibrated": the model's
-stored threshold; "none", with value null, for ``likelihood="none"``), ``source``}; ``likelihood`` ("joint": ``sample_and_log_prob`` in one pass,
-e.g. the score model's ODE sampler; "separate": ``sample`` then a ``log_prob`` pass, e.g. after
-PC sampling; "none"); ``sampler_options``, ``log_prob_options``; ``log_probs_scored_after_clipping``
-(true whenever log-probs were computed, see the contract's ``sample_and_log_prob``; false with
+stored threshold; "none", with value null, for ``likelihood="none"``), ``source``};
+``likelihood`` ("joint": ``sample_and_log_prob`` in one pass, e.g. the score model's ODE
+sampler; "separate": ``sample`` then a ``log_prob`` pass, e.g. after PC sampling; "none");
+``sampler_options``, ``log_prob_options``; ``log_probs_scored_after_clipping`` (true
+whenever log-probs were computed, see the contract's ``sample_and_log_prob``; false with
 ``likelihood="none"``, which scores nothing) and ``boundary_samples`` (how many
 candidates touch the box edge, i.e. were most likely clipped); ``seed``, ``batch_states``,
 ``rng``; ``device_type``; ``dtype``; ``library_version``; ``created_utc``; ``world_size``; ``elapsed_seconds``.
