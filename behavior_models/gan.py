@@ -164,6 +164,13 @@ class GANConfig(BehaviorModelConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         require_at_least(self, {"noise_dim": 1})  # None passes: the action dimension
+        if self.instance_noise_schedule not in NOISE_SCHEDULES:
+            raise ConfigError(f"instance_noise_schedule must be one of {NOISE_SCHEDULES}, "
+                              f"got {self.instance_noise_schedule!r}")
+        if self.mode_seeking_weight < 0:
+            raise ConfigError(f"mode_seeking_weight must be >= 0, got {self.mode_seeking_weight}")
+        if not self.uniform_negative_weight >= 0:  # < 0 would train D to accept uniform actions
+            raise ConfigError(f"uniform_negative_weight must be >= 0, got {self.uniform_negative_weight}")
 
 
 class GANBehaviorModel(BehaviorModel):
@@ -175,13 +182,6 @@ class GANBehaviorModel(BehaviorModel):
 
     def __init__(self, obs_dim: int, act_dim: int, config: GANConfig) -> None:
         super().__init__(obs_dim, act_dim, config)
-        if config.instance_noise_schedule not in NOISE_SCHEDULES:
-            raise ConfigError(f"instance_noise_schedule must be one of {NOISE_SCHEDULES}, "
-                              f"got {config.instance_noise_schedule!r}")
-        if config.mode_seeking_weight < 0:
-            raise ConfigError(f"mode_seeking_weight must be >= 0, got {config.mode_seeking_weight}")
-        if not config.uniform_negative_weight >= 0:  # < 0 would train D to accept uniform actions
-            raise ConfigError(f"uniform_negative_weight must be >= 0, got {config.uniform_negative_weight}")
         self.generator = ConditionalGenerator(obs_dim, act_dim, act_dim if config.noise_dim is None else config.noise_dim,
                                               config.hidden)
         self.discriminator = Discriminator(obs_dim, act_dim, config.hidden)
