@@ -25,14 +25,16 @@ from behavior_models.io import config_from_dict, config_to_dict
 from behavior_models.registry import backend_class
 
 
-def build_config(name: str, config_file: str | Path | None = None, **overrides: Any) -> BehaviorModelConfig:
-    """The config of backend ``name``: defaults, then the JSON file's fields, then ``overrides``.
+def build_config(name: str, config_file: str | Path | None = None, *, base: dict[str, Any] | None = None,
+                 **overrides: Any) -> BehaviorModelConfig:
+    """The config of backend ``name``: defaults, then ``base`` (e.g. a resumed run's recorded
+    budget), then the JSON file's fields, then ``overrides``.
 
     Overrides that are ``None`` are ignored (an option the user did not give). Unknown fields,
     in the file or the overrides, are refused with the list of valid ones.
     """
     cls = backend_class(name).config_class
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = dict(base or {})
     if config_file is not None:
         path = Path(config_file)
         try:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from pathlib import Path
-
 import click
 
 from behavior_models.registry import BACKENDS
@@ -70,17 +66,15 @@ def fit_command(backend, dataset, out_dir, steps, batch_size, lr, seed, device, 
       bm fit --model flow --dataset pointmaze-umaze-expert --out runs/flow --steps 20000
     """
     from behavior_models.data import load_transitions
+    from behavior_models.training import recorded_steps
     from behavior_models.zoo import build_config, fit_backend
 
     refuse_resume_with_force(resume, force, "fit")
     set_threads(threads)
-    config = build_config(backend, config_file, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
-    if resume and steps is None and "steps" not in (json.loads(Path(config_file).read_text()) if config_file else {}):
-        from behavior_models.training import recorded_steps
-
-        recorded = recorded_steps(out_dir)  # continue to the budget the fit was started with
-        if recorded is not None:
-            config = dataclasses.replace(config, steps=recorded)
+    # A resumed fit continues to the budget it was started with, unless --config or --steps gives one.
+    recorded = recorded_steps(out_dir) if resume and steps is None else None
+    config = build_config(backend, config_file, base={"steps": recorded} if recorded is not None else None,
+                          steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     click.echo(f"bm fit {backend}: {config.steps:,} steps, batch size {config.batch_size}, lr {config.lr:g}, "
                f"seed {config.seed} -> {out_dir}", err=True)
     ensure_dataset(dataset)

@@ -211,3 +211,11 @@ def test_fit_resume_without_steps_continues_to_the_recorded_budget(tmp_path):
     assert "bm fit gaussian: 40 steps" in resumed.output
     assert json.loads((out / "config.json").read_text())["steps"] == 40
     assert (out / "curve.csv").read_text() == curve  # nothing trained: the fit had reached its budget
+
+    # A budget in --config still takes precedence over the recorded one.
+    config.write_text(json.dumps({"hidden": [8], "steps": 50}))
+    extended = CliRunner().invoke(bm, ["fit", "--model", "gaussian", "--dataset", "test/cli-budget-v0", "--out", str(out),
+                                       "--batch-size", "32", "--config", str(config), "--resume"])
+    assert extended.exit_code == 0, extended.output
+    assert "bm fit gaussian: 50 steps" in extended.output
+    assert json.loads((out / "config.json").read_text())["steps"] == 50
