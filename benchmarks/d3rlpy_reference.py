@@ -43,7 +43,8 @@ def main() -> None:
                                         rng.normal(size=size).astype(np.float32), terminals, timeouts)
     configs = {"bc": d3rlpy.algos.BCConfig(), "td3bc": d3rlpy.algos.TD3PlusBCConfig(),
                "bear": d3rlpy.algos.BEARConfig()}  # issue 8: BEAR at its defaults (VAE 256x256, 4 MMD / 10 target samples)
-    print(f"# d3rlpy {d3rlpy.__version__}, {args.threads} thread(s), load average {os.getloadavg()[0]:.1f}")
+    print(f"# d3rlpy {d3rlpy.__version__}, {args.threads} thread(s), load average {os.getloadavg()[0]:.1f}; "
+          f"torch {torch.__version__} kernels for {torch.backends.cpu.get_cpu_capability()}")
     for name in args.algos.split(","):
         algo = configs[name].create(device="cpu:0")
         algo.fit(dataset, n_steps=20, n_steps_per_epoch=20, show_progress=False, logger_adapter=NoopAdapterFactory(),

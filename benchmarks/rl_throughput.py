@@ -117,6 +117,19 @@ def measure(label: str, run: Run, batch_size: int, roofline_shape: tuple[int, in
             "achieved_gflops": achieved, "roofline_gflops": roofline, "fraction": achieved / roofline}
 
 
+def cpu_model() -> str:
+    """The CPU's model name: the fractions depend on it, since the fixed per-update overhead weighs
+    more beside a faster matmul (README, "Update throughput")."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -133,6 +146,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"# hopper-like shapes obs {OBS}, act {ACT}; {args.threads} torch thread(s); load average {load:.1f} on "
           f"{os.cpu_count()} cores{' (shared: other jobs were running)' if load > 1.5 else ''}")
+    print(f"# CPU: {cpu_model()}, torch {torch.__version__} kernels for {torch.backends.cpu.get_cpu_capability()}")
     if "bc-d3rlpy" in wanted:
         run = Run.build("bc", transitions, BCConfig(batch_size=100, lr=1e-3), run_config)
         rows.append(measure("BC (d3rlpy BCConfig: batch 100)", run, 100, (100, 256, 256), args.seconds))
