@@ -13,13 +13,17 @@ echo "== 2. load it through the Minari code path and describe it"
 bm datasets info "$DATASET"
 
 # ---- the main job: score model -> sample cache -> ARQ, against BC (issue 7) ----
-# Sized for about 15 minutes here: 12 min 51 s measured, with one torch thread (fit 2 min 10 s,
-# cache 1 min 22 s, ARQ 8 min 34 s at ~23 steps/s, BC 25 s, evaluations and plot 10 s), plus the
-# .venv on a fresh clone. Every size is an environment variable.
-# Each stage skips work already done (rerun `make demo` after an interruption to continue).
-# One torch thread per process: these networks are small, and on a shared CPU a second OpenMP
-# thread spin-waits (measured here: 10x slower with 2 threads under load).
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# Sized for about 15 minutes on a 2-core machine of its own. Measured on two CPUs of this project's
+# machines: one (single-thread matmul roofline ~160 GFLOP/s) did it in 12 min 51 s on one torch
+# thread (ARQ 8 min 34 s at ~23 steps/s); an AVX2 AMD EPYC (~70 GFLOP/s) took 26 min 42 s on one
+# thread (fit 3 min 23 s, cache 3 min 23 s, ARQ 16 min 5 s at 12.3 steps/s, BC 48 s).
+# Every size is an environment variable. Each stage skips work already done (rerun `make demo`
+# after an interruption to continue).
+# Torch threads per command: the demo assumes the CPU to itself, where ARQ's and the score
+# model's 512-row batches run 1.6-1.9x faster on 2 threads than on 1. On a shared CPU, set
+# DEMO_THREADS=1: there a second OpenMP thread spin-waits (measured here: 10x slower under load).
+THREADS=${DEMO_THREADS:-2}
+export OMP_NUM_THREADS=$THREADS
 FIT_STEPS=${DEMO_FIT_STEPS:-5000}          # score-model gradient steps (the paper: 1M; the benchmark table: 5,000)
 CACHE_N=${DEMO_CACHE_N:-10}                # candidates per state (the paper: 30)
 CACHE_STEPS=${DEMO_CACHE_STEPS:-10}        # DPM-Solver steps of the fast sampler
@@ -33,12 +37,12 @@ echo "== 3. fit the VP-SDE score model beta(a|s) of seed 002 ($FIT_STEPS steps)"
 if [ ! -f "$OUT/score/model.json" ]; then
   RESUME=""; [ -d "$OUT/score" ] && RESUME="--resume"
   echo '{"calibration_points": 512}' > "$OUT/score_config.json"
-  bm fit --model score --dataset "$DATASET" --out "$OUT/score" --steps "$FIT_STEPS" \
+  bm fit --model score --dataset "$DATASET" --out "$OUT/score" --steps "$FIT_STEPS" --threads "$THREADS" \
       --config "$OUT/score_config.json" $RESUME
 fi
 echo "== 4. draw $CACHE_N candidates at every dataset state once (fast sampler, likelihood: $LIKELIHOOD)"
 if [ ! -f "$OUT/cache.npz" ]; then
-  bm sample-cache --model "$OUT/score" --dataset "$DATASET" --out "$OUT/cache.npz" --num-samples "$CACHE_N" \
+  bm sample-cache --model "$OUT/score" --dataset "$DATASET" --out "$OUT/cache.npz" --num-samples "$CACHE_N" --threads "$THREADS" \
       --sampler fast --sampler-option "steps=$CACHE_STEPS" --likelihood "$LIKELIHOOD"
 fi
 train() {  # train ALGO [options...]: skipped when finished, resumed when interrupted
@@ -46,7 +50,7 @@ train() {  # train ALGO [options...]: skipped when finished, resumed when interr
   local dir="$OUT/$algo"
   if [ -f "$dir/summary.json" ]; then return; fi
   local resume=""; [ -d "$dir/checkpoints" ] && resume="--resume"
-  rl train "$algo" --dataset "$DATASET" --steps "$RL_STEPS" --eval-every $((RL_STEPS / 4)) \
+  rl train "$algo" --dataset "$DATASET" --steps "$RL_STEPS" --threads "$THREADS" --eval-every $((RL_STEPS / 4)) \
       --eval-episodes "$EPISODES" --out "$dir" $resume "$@"
 }
 echo "== 5. ARQ: K-th-max Q-learning over the cached in-support candidates (Eq. 5), AWR policy ($RL_STEPS steps)"
@@ -54,8 +58,8 @@ train arq --behavior "$OUT/cache.npz"
 echo "== 6. BC on the same data and step budget: the floor"
 train bc
 echo "== 7. evaluate both on fresh episodes and draw the learning curves"
-ARQ_SCORE=$(rl eval --run "$OUT/arq" --episodes "$EPISODES" --seed 1000 | tail -n 1)
-BC_SCORE=$(rl eval --run "$OUT/bc" --episodes "$EPISODES" --seed 1000 | tail -n 1)
+ARQ_SCORE=$(rl eval --run "$OUT/arq" --episodes "$EPISODES" --seed 1000 --threads "$THREADS" | tail -n 1)
+BC_SCORE=$(rl eval --run "$OUT/bc" --episodes "$EPISODES" --seed 1000 --threads "$THREADS" | tail -n 1)
 rl plot --run "$OUT/arq" --run "$OUT/bc" --out "$OUT/learning_curves.png" --title "$DATASET"
 echo "ARQ ${ARQ_SCORE}"
 echo "BC  ${BC_SCORE}"
