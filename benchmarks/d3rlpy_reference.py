@@ -9,7 +9,8 @@ d3rlpy is not a dependency of this library: run this with an interpreter that ha
 It times ``algo.fit`` on a synthetic 100,000-transition dataset (obs 17, act 6) with logging
 and checkpoints off, i.e. d3rlpy's own minibatch sampling plus its update, as our steps/s
 also includes ours. Default configs: BCConfig (batch 100, deterministic policy, 256x256),
-TD3PlusBCConfig (batch 256).
+TD3PlusBCConfig (batch 256), BEARConfig (batch 256; ``--bear-warmup-steps 0`` to time its
+update after the warm start, the work that ``rl_throughput.py``'s BEAR rows time).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--algos", default="bc,td3bc",
                         help="comma-separated, of bc, td3bc, bear (d3rlpy's default configs)")
+    parser.add_argument("--bear-warmup-steps", type=int, default=None,
+                        help="BEARConfig.warmup_steps; d3rlpy's default (40,000) times only the warm start, "
+                             "whose actor skips the Q term. 0 times the full update, as rl_throughput's BEAR rows do")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import d3rlpy
@@ -41,8 +45,10 @@ def main() -> None:
     dataset = d3rlpy.dataset.MDPDataset(rng.normal(size=(size, obs_dim)).astype(np.float32),
                                         rng.uniform(-1, 1, (size, act_dim)).astype(np.float32),
                                         rng.normal(size=size).astype(np.float32), terminals, timeouts)
+    bear_options = {} if args.bear_warmup_steps is None else {"warmup_steps": args.bear_warmup_steps}
+    # BEAR at its defaults otherwise: VAE 256x256, 4 MMD and 10 target samples, its VAE trained in the update.
     configs = {"bc": d3rlpy.algos.BCConfig(), "td3bc": d3rlpy.algos.TD3PlusBCConfig(),
-               "bear": d3rlpy.algos.BEARConfig()}  # issue 8: BEAR at its defaults (VAE 256x256, 4 MMD / 10 target samples)
+               "bear": d3rlpy.algos.BEARConfig(**bear_options)}
     print(f"# d3rlpy {d3rlpy.__version__}, {args.threads} thread(s), load average {os.getloadavg()[0]:.1f}; "
           f"torch {torch.__version__} kernels for {torch.backends.cpu.get_cpu_capability()}")
     for name in args.algos.split(","):
