@@ -45,8 +45,8 @@ if [ ! -f "$OUT/score/model.json" ]; then
 fi
 echo "== 4. draw $CACHE_N candidates at every dataset state once (fast sampler, likelihood: $LIKELIHOOD)"
 if [ ! -f "$OUT/cache.npz" ]; then
-  bm sample-cache --model "$OUT/score" --dataset "$DATASET" --out "$OUT/cache.npz" --num-samples "$CACHE_N" --threads "$THREADS" \
-      --sampler fast --sampler-option "steps=$CACHE_STEPS" --likelihood "$LIKELIHOOD"
+  bm sample-cache --model "$OUT/score" --dataset "$DATASET" --out "$OUT/cache.npz" --num-samples "$CACHE_N" \
+      --threads "$THREADS" --sampler fast --sampler-option "steps=$CACHE_STEPS" --likelihood "$LIKELIHOOD"
 fi
 train() {  # train ALGO [options...]: skipped when finished, resumed when interrupted
   local algo=$1; shift

@@ -111,9 +111,9 @@ def test_grad_log_prob_matches_finite_differences(fitted, gauss_data):
     try:
         grad = _seeded(model.grad_log_prob, obs, act)
         # The networks are piecewise linear (ReLU): a stencil that straddles a kink gives the mean of two
-        # slopes, not the derivative. The chance of that grows with eps; at 1e-6 the CVAE fitted on an
-        # AVX2 machine put one of its 48 stencils across a kink (off by 1.8e-3). In double precision,
-        # 1e-7 keeps the rounding error near 1e-8 * |log p|.
+        # slopes, not the derivative. The chance of that grows with eps: at 1e-6, one of the 16 points of
+        # the CVAE fitted on an AVX2 machine lay that close to a kink (its stencils off by up to 2.6e-3).
+        # In double precision, 1e-7 keeps the rounding error near 1e-8 * |log p|.
         eps = 1e-7
         for dim in range(act.shape[1]):
             shift = torch.zeros_like(act)
