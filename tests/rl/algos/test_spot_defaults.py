@@ -2,7 +2,9 @@
 
 import pytest
 
-from rl.algos.spot import SPOT, SPOTConfig
+from behavior_models import BACKENDS, backend_class
+from behavior_models.errors import ConfigError
+from rl.algos.spot import SPOT, SPOTConfig, resolve_density
 
 
 @pytest.mark.parametrize("dataset_id, expected", [
@@ -25,12 +27,6 @@ def test_auto_density_takes_the_native_score_where_there_is_one():
     """spot.py / ALGORITHMS.md "SPOT": density=auto uses the score model's native score (its log_prob is an
     ODE solve without autograd), autograd through log_prob for the other density backends, and refuses the
     GAN's unnormalised log-ratio."""
-    import pytest
-
-    from behavior_models import BACKENDS, backend_class
-    from behavior_models.errors import ConfigError
-    from rl.algos.spot import resolve_density
-
     for name in BACKENDS:
         capabilities = backend_class(name).capabilities()
         if capabilities["log_prob_kind"] == "unnormalized":
