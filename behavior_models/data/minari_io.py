@@ -30,8 +30,17 @@ PRIORITY_KEYS = ("observation", "achieved_goal", "desired_goal")
 
 
 def datasets_root() -> Path:
-    """Where Minari looks for datasets: ``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets``."""
-    return Path(os.environ.get("MINARI_DATASETS_PATH") or Path.home() / ".minari" / "datasets")
+    """Where Minari looks for datasets: ``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets``.
+
+    A variable that is set but empty is refused: Minari takes it as the path "" and fails inside
+    ``os.makedirs`` with a bare FileNotFoundError, while a reader of the environment would expect
+    the default directory.
+    """
+    configured = os.environ.get("MINARI_DATASETS_PATH")
+    if configured is not None and not configured.strip():
+        raise DatasetError("MINARI_DATASETS_PATH is set but empty: unset it (`unset MINARI_DATASETS_PATH`) to use "
+                           "~/.minari/datasets, or set it to the directory that holds the datasets")
+    return Path(configured) if configured is not None else Path.home() / ".minari" / "datasets"
 
 
 def dataset_path(dataset_id: str) -> Path:

@@ -40,6 +40,14 @@ def test_missing_dataset_exits_nonzero_fast_without_traceback():
     assert "Traceback" not in process.stderr
 
 
+
+def test_an_empty_minari_datasets_path_is_an_error_not_a_traceback(monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", "")
+    for args in (["datasets"], ["datasets", "info", "kitchen-mixed"]):
+        result = CliRunner().invoke(bm, args)
+        assert result.exit_code == 1, result.output
+        assert "MINARI_DATASETS_PATH is set but empty" in result.output
+
 def test_datasets_make_refuses_counts_below_one():
     for option in ("--episodes", "--episode-steps", "--reference-episodes"):
         result = CliRunner().invoke(bm, ["datasets", "make", "pointmaze-umaze-expert", option, "0"])

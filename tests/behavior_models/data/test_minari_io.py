@@ -118,6 +118,13 @@ def test_missing_dataset_fails_fast_with_instructions(minari_datasets_path):
     assert "minari download D4RL/kitchen/mixed-v2" in message and "MINARI_DATASETS_PATH" in message
 
 
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_minari_datasets_path_is_refused_naming_the_fix(monkeypatch, value):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", value)
+    with pytest.raises(DatasetError, match="MINARI_DATASETS_PATH is set but empty: unset it"):
+        load_transitions("kitchen-mixed")
+
 def test_a_name_with_stray_spaces_resolves_as_a_recipe_too():
     # resolve_dataset_id strips the name; recipe_for must agree, or a recipe (which cannot be
     # downloaded) is neither built on first use nor named as a recipe in the error.
