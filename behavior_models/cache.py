@@ -33,7 +33,9 @@ File format (``.npz``, loads with ``np.load(path, allow_pickle=False)``)
 (:func:`behavior_models.io.fingerprint_directory`), ``backend``, ``log_prob_kind``;
 ``num_samples``; ``threshold`` = {``value``, ``kind`` ("absolute": by default ARQ's
 log eps = -5, :data:`~behavior_models.base.ARQ_LOG_THRESHOLD`; "calibrated": the model's
-stored threshold; "none", with value null, for ``likelihood="none"``), ``source``};
+stored threshold, also the default for an unnormalised ``log_prob`` such as the GAN's
+discriminator logit, which e^-5 as a density does not apply to; "none", with value null,
+for ``likelihood="none"``), ``source``};
 ``likelihood`` ("joint": ``sample_and_log_prob`` in one pass, e.g. the score model's ODE
 sampler; "separate": ``sample`` then a ``log_prob`` pass, e.g. after PC sampling; "none");
 ``sampler_options``, ``log_prob_options``; ``log_probs_scored_after_clipping`` (true
@@ -255,6 +257,11 @@ def _parse_threshold(model: BehaviorModel, threshold: float | str | None, likeli
             raise ConfigError(f"threshold {threshold!r} given with likelihood='none', which scores no candidate and "
                               "keeps them all: drop the threshold, or choose likelihood 'joint' or 'separate'")
         return {"value": None, "kind": "none", "source": "likelihood='none': no log-probs, every candidate kept"}
+    if threshold is None and model.log_prob_kind == "unnormalized":
+        # ARQ's e^-5 is a density; this log_prob (the GAN's discriminator logit) is not one.
+        return {"value": model.resolve_threshold(None), "kind": "calibrated",
+                "source": f"{model.threshold_source} (the default for an unnormalised log_prob, such as the "
+                          f"{model.name}'s: ARQ's log(e^-5) is a log-density)"}
     if threshold is None:
         return {"value": ARQ_LOG_THRESHOLD, "kind": "absolute", "source": "ARQ default log(e^-5)"}
     if isinstance(threshold, str) and threshold == "calibrated":
@@ -337,8 +344,10 @@ def build_sample_cache(model_dir: str | os.PathLike, transitions: Transitions, o
 
     Args:
         model_dir: a fitted behavior-model directory (any backend).
-        threshold: a log-density, ``"calibrated"`` (the model's stored threshold) or None for
-            ARQ's default log(e^-5) = -5; must be None with ``likelihood="none"``.
+        threshold: a log-density (in the units of the model's ``log_prob``), ``"calibrated"`` (the
+            model's stored threshold) or None for ARQ's default log(e^-5) = -5, or for the
+            calibrated one when ``log_prob`` is unnormalised (the GAN); must be None with
+            ``likelihood="none"``.
         likelihood: "joint" (``sample_and_log_prob``), "separate" (``sample`` then
             ``log_prob(**log_prob_options)``) or "none" (no log-probs; every candidate kept).
         sampler_options: passed to ``sample``/``sample_and_log_prob``, e.g. ``{"sampler": "fast"}``.

@@ -100,7 +100,8 @@ def _summarise(path: Path, likelihood: str) -> None:
 @click.option("--num-samples", type=click.IntRange(min=1), default=30, show_default=True, help="Candidates N per state (ARQ: 30).")
 @click.option("--threshold", default=None, metavar="X|calibrated",
               help="Support threshold on the log-density: a number, or 'calibrated' for the model's stored "
-                   "threshold. Default: ARQ's log(e^-5) = -5. Not with --likelihood none.")
+                   "threshold. Default: ARQ's log(e^-5) = -5; 'calibrated' for the gan, whose log_prob is a "
+                   "discriminator logit, not a log-density. Not with --likelihood none.")
 @click.option("--likelihood", type=click.Choice(["joint", "separate", "none"]), default="joint", show_default=True,
               help="joint: samples and log-probs in one pass (sample_and_log_prob; the score model's ODE/fast "
                    "samplers); separate: sample, then a log_prob pass (e.g. after PC sampling); none: no log-probs, "

@@ -11,6 +11,7 @@ from behavior_models.base import ARQ_LOG_THRESHOLD
 from behavior_models.cache import SampleCache, build_sample_cache, cache_states
 from behavior_models.data import load_transitions
 from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError
+from behavior_models.gan import GANBehaviorModel, GANConfig
 from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
 from behavior_models.io import load_npz
 from tests.helpers import assert_same_cache, write_flat_dataset
@@ -261,6 +262,24 @@ def test_threshold_options_and_float16(setup, tmp_path):
     with pytest.raises(ConfigError, match="likelihood='none'"):
         build(setup, tmp_path / "none-cut.npz", likelihood="none", threshold=-1.5)
 
+
+
+def test_an_unnormalised_model_defaults_to_its_calibrated_threshold_not_arqs_density(setup, tmp_path):
+    # The GAN's log_prob is a discriminator logit: ARQ's log(e^-5) would read as D >= 0.0067.
+    root, data, _ = setup
+    config = GANConfig(steps=20, batch_size=16, hidden=(16,), holdout_fraction=0.25, checkpoint_every=10_000)
+    GANBehaviorModel.fit(data, config, out_dir=tmp_path / "gan", progress=False)
+    calibrated = behavior_models.load(tmp_path / "gan").resolve_threshold()
+    assert calibrated != ARQ_LOG_THRESHOLD
+    cache = SampleCache.load(build_sample_cache(tmp_path / "gan", data, tmp_path / "gan.npz", num_samples=6,
+                                                batch_states=4, seed=3, progress=False))
+    assert cache.metadata["log_prob_kind"] == "unnormalized"
+    assert cache.metadata["threshold"]["kind"] == "calibrated" and "unnormalised" in cache.metadata["threshold"]["source"]
+    assert cache.threshold == pytest.approx(calibrated)
+    assert torch.equal(cache.in_support, cache.log_probs >= calibrated)
+    explicit = SampleCache.load(build_sample_cache(tmp_path / "gan", data, tmp_path / "gan-0.npz", num_samples=6,
+                                                   batch_states=4, seed=3, threshold=0.0, progress=False))
+    assert explicit.metadata["threshold"] == {"value": 0.0, "kind": "absolute", "source": "user"}
 
 def test_bad_inputs_are_refused_with_clear_errors(setup, tmp_path):
     root, data, _ = setup
