@@ -5,7 +5,7 @@ any device and batched (no Python loop over samples):
 
 * ``log_prob(obs [B,S], act [B,A]) -> [B]`` in nats per sample; :attr:`log_prob_kind` says
   whether it is exact, a bound/estimate, or an unnormalised score;
-* ``grad_log_prob(obs, act) -> [B,A]`` = d/da log beta(a|s), by autograd or natively;
+* ``grad_log_prob(obs, act, **log_prob_options) -> [B,A]`` = d/da log beta(a|s), by autograd or natively;
 * ``sample(obs [B,S], n) -> [B,n,A]``, clipped to the action box [-1, 1];
 * ``support_mask(obs, act, threshold=None) -> bool [B]``: log_prob >= threshold;
 * ``calibrate(transitions, quantile=..., absolute=...)`` stores the support threshold;
@@ -226,17 +226,22 @@ class BehaviorModel(nn.Module, abc.ABC):
         self.check_options("log_prob", options)
         return self._log_prob(self.normalize(obs), act, **options)
 
-    def grad_log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
-        """d/da log beta(a|s), [B, A]: natively where the backend has it, else by autograd."""
+    def grad_log_prob(self, obs: Tensor, act: Tensor, **log_prob_options: Any) -> Tensor:
+        """d/da log beta(a|s), [B, A]: natively where the backend has it, else by autograd of
+        ``log_prob(obs, act, **log_prob_options)`` (e.g. the CVAE's estimator and its L)."""
         self._check(obs, act)
         if self.native_grad_log_prob:
+            if log_prob_options:
+                raise ConfigError(f"the {self.name} backend's grad_log_prob is native and takes no options; got "
+                                  f"{', '.join(map(repr, sorted(log_prob_options)))}")
             return self._grad_log_prob(self.normalize(obs), act)
         if not self.differentiable_log_prob:
             raise BehaviorModelsError(f"the {self.name} backend's log_prob is not differentiable in the action; "
                                       "check model.capabilities()['grad_log_prob'] before calling grad_log_prob")
+        self.check_options("log_prob", log_prob_options)
         with torch.enable_grad():
             act = act.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(self._log_prob(self.normalize(obs), act).sum(), act)
+            (grad,) = torch.autograd.grad(self._log_prob(self.normalize(obs), act, **log_prob_options).sum(), act)
         return grad
 
     def sample(self, obs: Tensor, n: int = 1, **options: Any) -> Tensor:

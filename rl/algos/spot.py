@@ -118,7 +118,7 @@ class SPOT(TD3Family):
         if self.density == "log_prob":
             neg_log_beta = -model.log_prob(raw_obs, actions, **self.density_options)
             return neg_log_beta, {"neg_log_beta": neg_log_beta.detach().mean()}
-        score = model.grad_log_prob(raw_obs, actions.detach()).detach()
+        score = model.grad_log_prob(raw_obs, actions.detach(), **self.density_options).detach()
         return -(score * actions).sum(-1), {"score_norm": score.norm(dim=-1).mean()}
 
     def actor_loss(self, batch: Batch, data_q: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:

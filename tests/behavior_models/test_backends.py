@@ -93,6 +93,23 @@ def _held_out_points(n=2000, seed=123):
     return obs, act, gaussian_log_density(obs, act)
 
 
+
+def test_grad_log_prob_differentiates_log_prob_with_the_options_given(fit_once, gauss_data):
+    # SPOT's density=grad_log_prob on a CVAE passes its estimator and L: the gradient must be that
+    # of the one-sample ELBO it asks for, not of the default 100-sample IW estimate.
+    _, model, _ = fit_once("cvae")
+    obs = torch.as_tensor(gauss_data.observations[:32])
+    act = torch.as_tensor(gauss_data.actions[:32])
+    options = {"estimator": "elbo", "num_samples": 1}
+    with torch.enable_grad():
+        leaf = act.clone().requires_grad_(True)
+        torch.manual_seed(7)
+        (expected,) = torch.autograd.grad(model.log_prob(obs, leaf, **options).sum(), leaf)
+    torch.testing.assert_close(_seeded(model.grad_log_prob, obs, act, **options), expected)
+    assert not torch.allclose(_seeded(model.grad_log_prob, obs, act), expected, atol=1e-3)
+    with pytest.raises(ConfigError, match="the cvae backend refused an option: its log_prob takes no 'solver'"):
+        model.grad_log_prob(obs, act, solver="fast")
+
 @pytest.mark.parametrize("name", sorted(MAE_TOLERANCE))  # the GAN is exempt: it has no density (test_gan.py)
 def test_log_prob_matches_the_analytic_density(name, fit_once):
     _, model, _ = fit_once(name)

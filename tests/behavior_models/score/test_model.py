@@ -122,6 +122,9 @@ def test_grad_log_prob_points_uphill(small, data):
     # The 40-step fast solver: both sides share its (small, smooth) discretisation error.
     gain = small.log_prob(obs, act + step, solver="fast", steps=40) - small.log_prob(obs, act, solver="fast", steps=40)
     assert (gain > 0).float().mean() >= 0.9
+    # The native score takes no log_prob options: one given is refused, not silently ignored.
+    with pytest.raises(ConfigError, match="grad_log_prob is native and takes no options; got 'solver'"):
+        small.grad_log_prob(obs, act, solver="fast")
 
 
 def test_saved_model_reloads_identically(small, data, tmp_path):
