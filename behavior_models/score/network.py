@@ -26,7 +26,9 @@ from torch.nn.functional import silu
 
 def sinusoidal_embedding(t: Tensor, dim: int, scale: float = 1000.0) -> Tensor:
     """DDPM's sinusoidal embedding of ``scale * t``: [..., dim] for t of shape [...] (an odd
-    ``dim`` gets a zero last entry, as DDPM pads it)."""
+    ``dim`` gets a zero last entry, as DDPM pads it). The frequencies are 10000^(-k/half),
+    k < half; DDPM divides by half - 1, so its lowest is exactly 1/10000. Kept, since fitted
+    models depend on it."""
     half = dim // 2
     freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=t.device, dtype=t.dtype) / half)
     angles = (scale * t)[..., None] * freqs
