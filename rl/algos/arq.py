@@ -289,7 +289,9 @@ class ARQ(Algorithm):
         """A(s,a) = Q(s,a) - mean of Q over the kept cached candidates at s (Eq. 6), [B].
 
         Both terms come from one call of the current critic (the dataset action appended as an
-        extra candidate column), so they are the same Q_theta, as Eq. 6 writes it."""
+        extra candidate column), so they are the same Q_theta, as Eq. 6 writes it. Eq. 6 has one
+        Q_theta; with the two Q's of Eq. 5 this takes their minimum, the value the target uses.
+        The implicit policy ranks its candidates by the same minimum."""
         candidates, keep = self.candidates_at(rows)
         candidates = torch.cat([candidates, actions.unsqueeze(1)], dim=1)
         q = self.critic(obs.unsqueeze(1).expand(-1, candidates.shape[1], -1), candidates).min(0).values
