@@ -24,7 +24,6 @@ from __future__ import annotations
 import abc
 import functools
 import inspect
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -336,8 +335,14 @@ class BehaviorModel(nn.Module, abc.ABC):
         }
 
     def save(self, directory: str | Path) -> Path:
-        """Write weights (``weights.pt``), ``config.json`` and ``model.json`` into ``directory``."""
-        from behavior_models.io import atomic_path
+        """Write weights (``weights.pt``), ``config.json`` and ``model.json`` into ``directory``.
+
+        Each file is written atomically, and ``model.json`` last, holding the SHA-256 of
+        ``weights.pt``: a save interrupted between the files (say, ``bm fit --resume --steps``
+        over a finished model) leaves new weights beside the old ``model.json``, which
+        :meth:`from_directory` then refuses instead of pairing them with a stale threshold.
+        """
+        from behavior_models.io import atomic_path, file_sha256
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -345,18 +350,32 @@ class BehaviorModel(nn.Module, abc.ABC):
         with atomic_path(directory / WEIGHTS_FILE) as tmp:
             torch.save(state, tmp)
         save_config(directory / CONFIG_FILE, self.config)
-        write_json_atomic(directory / MODEL_FILE, self.metadata())
+        write_json_atomic(directory / MODEL_FILE, {**self.metadata(), "weights_sha256": file_sha256(directory / WEIGHTS_FILE)})
         return directory
 
     @classmethod
     def from_directory(cls, directory: str | Path, device: str | torch.device = "cpu") -> "BehaviorModel":
+        from behavior_models.io import file_sha256, load_torch_artefact, read_json_artefact
+
         directory = Path(directory)
-        meta = json.loads((directory / MODEL_FILE).read_text())
+        fix = (f"refit with `bm fit --model {cls.name} --dataset DATASET --out {directory} --force`, or copy all of "
+               "a run's files together")
+        meta = read_json_artefact(directory / MODEL_FILE, fix)
+        missing = [key for key in ("backend", "obs_dim", "act_dim") if key not in meta]
+        if missing:
+            raise ArtefactMismatchError(f"{directory / MODEL_FILE} lacks {', '.join(missing)}: it is not a behavior "
+                                        f"model's record; {fix}")
         if meta["backend"] != cls.name:
             raise ArtefactMismatchError(f"{directory} holds a {meta['backend']} model, not {cls.name}")
-        config = config_from_dict(cls.config_class, json.loads((directory / CONFIG_FILE).read_text()))
+        config = config_from_dict(cls.config_class, read_json_artefact(directory / CONFIG_FILE, fix))
         model = cls(meta["obs_dim"], meta["act_dim"], config)
-        state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        if "weights_sha256" in meta and (directory / WEIGHTS_FILE).is_file() \
+                and file_sha256(directory / WEIGHTS_FILE) != meta["weights_sha256"]:
+            raise ArtefactMismatchError(
+                f"{directory / WEIGHTS_FILE} is not the weights its {MODEL_FILE} was written with (a save "
+                f"interrupted between the two files, or files of different fits); rerun the same `bm fit ... --out "
+                f"{directory} --resume` to finish the save, or {fix}")
+        state = load_torch_artefact(directory / WEIGHTS_FILE, fix)
         try:
             model.load_state_dict(state)
         except RuntimeError as error:  # missing/unexpected keys or size mismatches

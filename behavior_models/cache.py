@@ -103,11 +103,13 @@ from tqdm.auto import tqdm
 from behavior_models import __version__
 from behavior_models.base import ARQ_LOG_THRESHOLD, BehaviorModel
 from behavior_models.data.transitions import Transitions
-from behavior_models.errors import ArtefactMismatchError, BehaviorModelsError, ConfigError
+from behavior_models.errors import ArtefactMismatchError, BehaviorModelsError, ConfigError, first_lines
 from behavior_models.io import fingerprint_directory, load_npz, save_npz_atomic, write_json_atomic
 
 FORMAT_VERSION = 1
 ARRAYS = ("candidates", "log_probs", "in_support", "obs_row", "next_obs_row", "metadata_json")
+# The metadata the library reads back (consumers' checks, ARQ's model lookup); see the format above.
+REQUIRED_METADATA = ("dataset_id", "dataset_fingerprint", "model_dir", "model_fingerprint", "backend", "threshold")
 DTYPES = {"float32": np.float32, "float16": np.float16}
 LIKELIHOODS = ("joint", "separate", "none")
 MANIFEST_FILE = "manifest.json"
@@ -166,10 +168,19 @@ class SampleCache:
         missing = [key for key in ARRAYS if key not in arrays]
         if missing:
             raise ArtefactMismatchError(f"{path} is not a sample cache: it lacks {missing}")
-        metadata = json.loads(str(arrays["metadata_json"]))
-        if metadata.get("format_version") != FORMAT_VERSION:
-            raise ArtefactMismatchError(f"{path} has cache format {metadata.get('format_version')}, this library "
-                                        f"reads {FORMAT_VERSION}; rebuild it with `bm sample-cache`")
+        try:
+            metadata = json.loads(str(arrays["metadata_json"]))
+        except ValueError as error:
+            raise ArtefactMismatchError(f"{path} is damaged: its metadata_json is not JSON ({first_lines(error)}); "
+                                        "rebuild it with `bm sample-cache`") from None
+        if not isinstance(metadata, dict) or metadata.get("format_version") != FORMAT_VERSION:
+            version = metadata.get("format_version") if isinstance(metadata, dict) else None
+            raise ArtefactMismatchError(f"{path} has cache format {version}, this library reads {FORMAT_VERSION}; "
+                                        "rebuild it with `bm sample-cache`")
+        missing = [key for key in REQUIRED_METADATA if key not in metadata]
+        if missing:
+            raise ArtefactMismatchError(f"{path} is damaged: its metadata lacks {', '.join(missing)}; rebuild it with "
+                                        "`bm sample-cache`")
         tensors = {key: torch.as_tensor(arrays[key], device=device) for key in ARRAYS[:-1]}
         return cls(**tensors, metadata=metadata, path=path)
 

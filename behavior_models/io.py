@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, TypeVar, Union, g
 
 import numpy as np
 
-from behavior_models.errors import ArtefactMismatchError, ConfigError
+from behavior_models.errors import ArtefactMismatchError, ConfigError, first_lines
 
 T = TypeVar("T")
 
@@ -109,6 +109,44 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Load every array of an ``.npz`` file eagerly, refusing pickled objects."""
     with np.load(path, allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
+
+
+def read_json_artefact(path: str | os.PathLike, fix: str) -> Any:
+    """The JSON of an artefact file, or an :class:`ArtefactMismatchError` that names the file,
+    what is wrong with it (missing, not JSON) and ``fix``, instead of a bare traceback."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ArtefactMismatchError(f"{path} is missing; {fix}") from None
+    except (ValueError, OSError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ArtefactMismatchError(f"{path} is damaged (not readable JSON: {first_lines(error)}); {fix}") from None
+
+
+def load_torch_artefact(path: str | os.PathLike, fix: str) -> Any:
+    """``torch.load(path, weights_only=True)`` onto the CPU, with a damaged or missing file reported
+    as an :class:`ArtefactMismatchError` naming it and ``fix`` (a truncated file is torch's
+    "failed finding central directory" RuntimeError; a foreign one an UnpicklingError)."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ArtefactMismatchError(f"{path} is missing; {fix}") from None
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as error:
+        raise ArtefactMismatchError(f"{path} is damaged or not a checkpoint of this library ({first_lines(error)}); "
+                                    f"{fix}") from None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _json_default(value: Any) -> Any:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
-
 
 from behavior_models.errors import ArtefactMismatchError, ConfigError
 
@@ -37,11 +35,15 @@ def backend_class(name: str):
 def load(directory: str | Path, device="cpu"):
     """Load a fitted behavior model from ``directory``, whatever its backend."""
     from behavior_models.base import MODEL_FILE
+    from behavior_models.io import read_json_artefact
 
     directory = Path(directory)
     meta_path = directory / MODEL_FILE
     if not meta_path.is_file():
         raise ArtefactMismatchError(f"{directory} is not a behavior-model directory: {MODEL_FILE} is missing "
                                     "(fit one with `bm fit --model ... --out DIR`)")
-    backend = json.loads(meta_path.read_text())["backend"]
-    return backend_class(backend).from_directory(directory, device=device)
+    meta = read_json_artefact(meta_path, "refit with `bm fit --model BACKEND --dataset DATASET --out DIR --force`")
+    if not isinstance(meta, dict) or "backend" not in meta:
+        raise ArtefactMismatchError(f"{meta_path} names no backend: it is not a behavior model's record (refit with "
+                                    "`bm fit`)")
+    return backend_class(meta["backend"]).from_directory(directory, device=device)

@@ -32,7 +32,8 @@ from behavior_models.base import (
 )
 from behavior_models.data.transitions import NormalizationStats, Transitions
 from behavior_models.errors import ArtefactMismatchError
-from behavior_models.io import atomic_path, config_to_dict, contents, remove_for_restart, write_text_atomic
+from behavior_models.io import (atomic_path, config_to_dict, contents, load_torch_artefact, remove_for_restart,
+                                write_text_atomic)
 
 
 def seed_everything(seed: int) -> None:
@@ -86,7 +87,7 @@ def _check_out_dir(out_dir: Path, cls: type[BehaviorModel], config: BehaviorMode
     if not resume:
         raise ArtefactMismatchError(f"{out_dir} holds an interrupted fit; pass --resume to continue it or "
                                     "--force to start over")
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    checkpoint = load_torch_artefact(checkpoint_path, "pass --force to start the fit over")
     saved = json.loads(checkpoint["config_json"])
     wanted = config_to_dict(config)
     # The step budget may grow on resume (checked below); anything else must match.
@@ -116,7 +117,7 @@ def recorded_steps(out_dir: str | Path) -> int | None:
     path = Path(out_dir) / CHECKPOINT_FILE
     if not path.is_file():
         return None
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_torch_artefact(path, "pass --force to start the fit over")
     return int(json.loads(checkpoint["config_json"])["steps"])
 
 

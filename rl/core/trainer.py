@@ -34,8 +34,8 @@ from tqdm.auto import tqdm
 from behavior_models import __version__
 from behavior_models.data import NormalizationStats, Transitions, load_transitions
 from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError, first_lines, require_at_least
-from behavior_models.io import (atomic_path, config_from_dict, config_to_dict, contents, remove_for_restart,
-                                write_json_atomic)
+from behavior_models.io import (atomic_path, config_from_dict, config_to_dict, contents, load_torch_artefact,
+                                read_json_artefact, remove_for_restart, write_json_atomic)
 from behavior_models.training import flush_denormals, restore_generator
 from rl.algos import algorithm_class
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs
@@ -276,6 +276,13 @@ def is_rl_run(directory: Path) -> bool:
         return False
 
 
+def damaged_run_record_error(directory: Path) -> None:
+    """Raise the damaged-file error if ``directory``'s config.json exists but is not readable JSON: such a
+    directory is neither called another kind of run nor wiped by --force (``remove_for_restart``)."""
+    if (directory / CONFIG_FILE).is_file():
+        read_json_artefact(directory / CONFIG_FILE, f"restore it, or delete {directory} yourself to start over")
+
+
 def refuse_existing_run(out_dir: Path, resume: bool, force: bool) -> None:
     """Refuse an ``out_dir`` that already holds a run, unless resuming or starting over, and one
     that holds anything else (``--force`` refuses it too, see ``remove_for_restart``). Cheap:
@@ -283,6 +290,7 @@ def refuse_existing_run(out_dir: Path, resume: bool, force: bool) -> None:
     if force or not out_dir.is_dir() or not contents(out_dir):
         return
     if not is_rl_run(out_dir):
+        damaged_run_record_error(out_dir)
         what = " (it is a `bm fit` model directory)" if (out_dir / "model.json").exists() else ""
         raise ArtefactMismatchError(f"{out_dir} is not an `rl train` run{what}; choose another --out")
     if resume:
@@ -306,7 +314,8 @@ def load_algorithm_state(algorithm: Algorithm, state: dict[str, Any], source: st
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_torch_artefact(path, f"delete it to fall back on the run's previous checkpoint (if {path.parent} "
+                                     "holds one), or pass --force to start the run over")
 
 
 class Trainer:
@@ -537,6 +546,7 @@ def read_run_record(run_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ArtefactMismatchError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing (make one with `rl train`)")
     if not is_rl_run(Path(run_dir)):
+        damaged_run_record_error(Path(run_dir))
         raise ArtefactMismatchError(f"{run_dir} is not an `rl train` run directory (its {CONFIG_FILE} is not a run "
                                     "record; a `bm fit` model directory?)")
     return json.loads(path.read_text())

@@ -1,5 +1,6 @@
 """BehaviorModelConfig refuses counts and ranges that mean nothing; saved weights must fit their config."""
 
+import json
 import shutil
 
 import numpy as np
@@ -60,8 +61,48 @@ def test_weights_of_another_shape_give_a_clear_error(tmp_path, monkeypatch):
         config = GaussianConfig(steps=2, batch_size=8, hidden=(width,), holdout_fraction=0.0)
         GaussianBehaviorModel.fit(data, config, out_dir=tmp_path / f"w{width}", progress=False)
     shutil.copy(tmp_path / "w8" / "weights.pt", tmp_path / "w16" / "weights.pt")
+    # model.json records the SHA-256 of the weights it was saved with: caught before any loading.
+    with pytest.raises(ArtefactMismatchError, match=r"w16/weights.pt is not the weights its model.json was written with"):
+        behavior_models.load(tmp_path / "w16")
+    # A model.json without the digest (saved before it existed): the shapes are still checked.
+    meta_path = tmp_path / "w16" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["weights_sha256"]
+    meta_path.write_text(json.dumps(meta))
     with pytest.raises(ArtefactMismatchError, match=r"w16/weights.pt does not fit the gaussian model .*`bm fit --model gaussian"):
         behavior_models.load(tmp_path / "w16")
+
+
+def test_an_interrupted_save_and_damaged_files_are_refused_naming_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    write_flat_dataset("test/base-v0", episode_lengths=(20, 20), obs_dim=3, act_dim=2, seed=0)
+    data = load_transitions("test/base-v0")
+    config = GaussianConfig(steps=2, batch_size=8, hidden=(8,), holdout_fraction=0.0)
+    model = GaussianBehaviorModel.fit(data, config, out_dir=tmp_path / "m", progress=False)
+    old_meta = (tmp_path / "m" / "model.json").read_text()
+    # The weights of a longer fit renamed into place, then the process killed before model.json.
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    model.save(tmp_path / "m")
+    (tmp_path / "m" / "model.json").write_text(old_meta)
+    with pytest.raises(ArtefactMismatchError, match=r"a save interrupted between the two files.*--resume"):
+        behavior_models.load(tmp_path / "m")
+    model.save(tmp_path / "m")
+    assert torch.equal(next(behavior_models.load(tmp_path / "m").parameters()), next(model.parameters()))
+
+    weights = tmp_path / "m" / "weights.pt"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    del meta["weights_sha256"]
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtefactMismatchError, match=r"m/weights.pt is damaged or not a checkpoint of this library"):
+        behavior_models.load(tmp_path / "m")
+    (tmp_path / "m" / "config.json").unlink()
+    with pytest.raises(ArtefactMismatchError, match=r"m/config.json is missing; refit"):
+        behavior_models.load(tmp_path / "m")
+    (tmp_path / "m" / "model.json").write_text('{"backend": "gauss')
+    with pytest.raises(ArtefactMismatchError, match=r"m/model.json is damaged \(not readable JSON"):
+        behavior_models.load(tmp_path / "m")
 
 
 @pytest.mark.parametrize("cls", [BehaviorModelConfig, GaussianConfig, ScoreConfig])

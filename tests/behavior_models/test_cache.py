@@ -281,6 +281,19 @@ def test_an_unnormalised_model_defaults_to_its_calibrated_threshold_not_arqs_den
                                                    batch_states=4, seed=3, threshold=0.0, progress=False))
     assert explicit.metadata["threshold"] == {"value": 0.0, "kind": "absolute", "source": "user"}
 
+
+def test_damaged_cache_metadata_is_refused_naming_the_fix(setup, tmp_path):
+    path = build_sample_cache(setup[0] / "model", setup[1], tmp_path / "cache.npz", num_samples=2, batch_states=4,
+                              progress=False)
+    arrays = load_npz(path)
+    metadata = json.loads(str(arrays["metadata_json"]))
+    del metadata["dataset_fingerprint"]
+    for text, message in ((json.dumps(metadata), "its metadata lacks dataset_fingerprint"),
+                          ('{"format_version": 1,', "its metadata_json is not JSON")):
+        np.savez(tmp_path / "damaged.npz", **{**arrays, "metadata_json": np.array(text)})
+        with pytest.raises(ArtefactMismatchError, match=rf"damaged.npz is damaged: {message}.*`bm sample-cache`"):
+            SampleCache.load(tmp_path / "damaged.npz")
+
 def test_bad_inputs_are_refused_with_clear_errors(setup, tmp_path):
     root, data, _ = setup
     build(setup, tmp_path / "c.npz")

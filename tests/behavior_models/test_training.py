@@ -111,6 +111,17 @@ def test_resume_refuses_another_dataset(data, tmp_path):
         GaussianBehaviorModel.fit(other, SMALL, out_dir=tmp_path / "run", resume=True, progress=False)
 
 
+
+def test_a_damaged_checkpoint_is_refused_naming_the_file_and_the_fix(data, tmp_path):
+    run = tmp_path / "run"
+    GaussianBehaviorModel.fit(data, SMALL, out_dir=run, progress=False)
+    for name in ("model.json", "weights.pt"):  # leave an interrupted fit: its checkpoint only
+        (run / name).unlink()
+    checkpoint = run / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:200])
+    with pytest.raises(ArtefactMismatchError, match=r"checkpoint.pt is damaged or not a checkpoint of this library.*--force"):
+        GaussianBehaviorModel.fit(data, SMALL, out_dir=run, resume=True, progress=False)
+
 def test_load_round_trip_gives_identical_outputs(data, tmp_path):
     model = GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "run", progress=False)
     loaded = behavior_models.load(tmp_path / "run")

@@ -410,6 +410,21 @@ def test_checkpoint_of_another_shape_is_refused(env_transitions, tmp_path):
         load_algorithm_state(other, checkpoint, "ckpt.pt")
 
 
+
+def test_a_damaged_checkpoint_or_run_record_is_refused_naming_the_file(env_transitions, tmp_path):
+    short = RunConfig(steps=10, eval_episodes=0, checkpoint_every=10, log_every=10)
+    run = tmp_path / "run"
+    train("bc", env_transitions, run, BCConfig(hidden=(16,)), short, progress=False, echo=lambda _: None)
+    checkpoint = next((run / "checkpoints").glob("*.pt"))
+    checkpoint.write_bytes(checkpoint.read_bytes()[:200])
+    with pytest.raises(ArtefactMismatchError, match=rf"{checkpoint.name} is damaged.*delete it to fall back"):
+        load_run(run)
+    (run / "config.json").write_text('{"algorithm": "bc", ')
+    for call in (lambda: load_run(run),
+                 lambda: train("bc", env_transitions, run, BCConfig(hidden=(16,)), short, resume=True, progress=False)):
+        with pytest.raises(ArtefactMismatchError, match=r"run/config.json is damaged \(not readable JSON"):
+            call()
+
 def test_cache_of_another_dataset_or_size_is_refused(env_transitions):
     cache = random_cache(env_transitions)
     check_cache(cache, env_transitions)  # the right one passes
