@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import warnings
 from pathlib import Path
@@ -21,12 +22,15 @@ def read_curve(run_dir: str | Path) -> tuple[list[int], list[float], list[float]
     if not path.is_file():
         raise ArtefactMismatchError(f"{run_dir} has no metrics.csv: is it a run directory made by `rl train`?")
     steps, means, stds = [], [], []
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            if row.get(SCORE):
-                steps.append(int(float(row["step"])))
-                means.append(float(row[SCORE]))
-                stds.append(float(row.get(SCORE_STD) or 0.0))
+    text = path.read_text()
+    # A run still training appends rows; one cut mid-append (read now, or left by a crash) ends
+    # without its newline and may hold a truncated number: leave it out.
+    complete = text if text.endswith("\n") else text[:text.rfind("\n") + 1]
+    for row in csv.DictReader(io.StringIO(complete, newline="")):
+        if row.get(SCORE):
+            steps.append(int(float(row["step"])))
+            means.append(float(row[SCORE]))
+            stds.append(float(row.get(SCORE_STD) or 0.0))
     return steps, means, stds
 
 

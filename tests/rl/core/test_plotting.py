@@ -30,6 +30,13 @@ def test_read_curve_keeps_evaluation_rows_and_closes_the_file(run_dir):
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
 
 
+
+def test_read_curve_leaves_out_a_row_cut_mid_append(run_dir):
+    # A running (or crashed) run's last row may be half written: "40,0.2,2" of "40,0.2,25.0,2.5".
+    with (run_dir / "metrics.csv").open("a") as file:
+        file.write("40,0.2,2")
+    assert read_curve(run_dir) == ([20, 30], [12.5, 20.0], [1.5, 2.0])
+
 def test_plot_is_written_atomically(run_dir, tmp_path, monkeypatch):
     out = tmp_path / "plots" / "curves.png"
     assert plot_learning_curves([run_dir], out).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
