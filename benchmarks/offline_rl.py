@@ -516,8 +516,13 @@ def main() -> None:
     if args.final_episodes:
         runs = list(finished_runs(root, algos, datasets, seeds, args, overrides))
         text += "\n\n" + final_table(runs, algos, datasets, seeds, args)
-    (root / "table.md").write_text(text + "\n")
-    print(f"\n{text}\n\n(wall time {time.perf_counter() - tic:.0f} s; table in {root / 'table.md'})")
+    from behavior_models.io import write_json_atomic, write_text_atomic
+
+    # The command's settings beside the table they produced (the runs' own configs are in runs/).
+    write_json_atomic(root / "table_args.json", {**vars(args), "out": str(root)})
+    write_text_atomic(root / "table.md", text + "\n")
+    print(f"\n{text}\n\n(wall time {time.perf_counter() - tic:.0f} s; table in {root / 'table.md'}, "
+          f"its settings in {root / 'table_args.json'})")
 
 
 if __name__ == "__main__":
