@@ -42,9 +42,25 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
+        _fsync_directory(target.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename durable: after a power loss the new directory entry survives only once the
+    directory itself is synced, and callers delete older files (checkpoints) right after."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:  # a platform that cannot open directories (Windows): the rename is what it is
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:  # some filesystems refuse fsync on a directory
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def _create_file_beside(target: Path, suffix: str) -> Path:

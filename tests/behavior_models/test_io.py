@@ -101,6 +101,17 @@ def test_a_failed_block_leaves_neither_target_nor_temporary(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+
+def test_an_atomic_write_syncs_the_file_and_then_its_directory(tmp_path, monkeypatch):
+    # The rename is durable only once the directory is synced; checkpoint rotation deletes older
+    # files right after a write, so a power loss must not leave neither.
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(stat.S_ISDIR(os.fstat(fd).st_mode)), real_fsync(fd)))
+    with atomic_path(tmp_path / "checkpoint.pt") as tmp:
+        tmp.write_bytes(b"weights")
+    assert synced == [False, True] and (tmp_path / "checkpoint.pt").read_bytes() == b"weights"
+
 def test_remove_for_restart_deletes_only_a_run_or_an_empty_directory(tmp_path):
     entries = ("config.json", "checkpoints", "final_eval*.json")
 
