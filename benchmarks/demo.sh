@@ -19,7 +19,9 @@ bm datasets info "$DATASET"
 # thread (fit 3 min 23 s, cache 3 min 23 s, ARQ 16 min 5 s at 12.3 steps/s, BC 48 s) and
 # 16 min 18 s on two (fit 2 min 23 s, cache 1 min 39 s, ARQ 9 min 18 s at 21.5 steps/s, BC 31 s),
 # both from a fresh clone with its venv (the first also built the dataset, 20 s), and both
-# printing ARQ 74.10 and BC 93.96.
+# printing ARQ 74.10 and BC 93.96. Since the fast sampler's third-order step was corrected
+# (d86f20c) the cache differs slightly and it prints ARQ 77.12, BC 93.96 (fresh clone, 16 min 16 s
+# with other work on the CPU for its first half).
 # Every size is an environment variable. Each stage skips work already done (rerun `make demo`
 # after an interruption to continue).
 # Torch threads per command: the demo assumes the CPU to itself, where ARQ's and the score
