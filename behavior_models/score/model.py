@@ -196,10 +196,12 @@ class ScoreBehaviorModel(BehaviorModel):
             else:
                 per_member.append(log_likelihood(self.sde, score, act, eps=cfg.likelihood_eps, solver=solver,
                                                  divergence=divergence, rtol=rtol, atol=atol, probe=probe))
+        # Average each member's probes before the mixture's logsumexp: the probe average is what is
+        # unbiased, and the convex logsumexp of single-probe estimates would be biased upward.
+        per_member = [member.reshape(-1, probes).mean(1) for member in per_member]
         log_p = per_member[0] if len(per_member) == 1 else (
             torch.logsumexp(torch.stack(per_member), 0) - math.log(len(per_member)))
-        log_p = log_p.to(out_dtype)
-        return log_p.reshape(-1, probes).mean(1) if probes > 1 else log_p
+        return log_p.to(out_dtype)
 
     def _ode_dtype(self, like: Tensor) -> torch.dtype:
         return torch.float64 if self.config.ode_float64 else like.dtype

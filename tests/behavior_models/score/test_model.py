@@ -385,6 +385,28 @@ def test_an_ensembles_grad_log_prob_is_the_mean_of_its_members_scores():
     np.testing.assert_allclose(grad.double().numpy(), 0.75 * truth, rtol=1e-4, atol=1e-3)
 
 
+
+def test_an_ensemble_averages_each_members_probes_before_the_mixture():
+    """With Hutchinson probes, log_prob of an ensemble is log mean_j exp(mean over probes of member j's
+    estimate): averaging each member's (unbiased) probe estimates first, then the convex logsumexp.
+    Each member is scored alone with the same probes (same generator seed) for the expected value."""
+    # Two randomly initialised members: their Jacobians are not diagonal, so single probes err (a
+    # Gaussian's exact predictor has a diagonal one, which Rademacher probes trace exactly).
+    torch.manual_seed(4)
+    model = ScoreBehaviorModel(2, 3, ScoreConfig(width=8, blocks=1, ensemble=2))
+    rng = np.random.default_rng(4)
+    obs = torch.as_tensor(rng.uniform(-1, 1, (6, 2)), dtype=torch.float32)
+    act = torch.as_tensor(rng.uniform(-0.5, 0.5, (6, 3)), dtype=torch.float32)
+    options = {"divergence": "hutchinson", "probes": 8, "rtol": 1e-4, "atol": 1e-4}
+    members = []
+    for network in model.networks:
+        single = ScoreBehaviorModel(2, 3, ScoreConfig(width=8, blocks=1))
+        single.networks = torch.nn.ModuleList([network])
+        members.append(single.log_prob(obs, act, generator=torch.Generator().manual_seed(5), **options).double())
+    expected = torch.logsumexp(torch.stack(members), 0) - math.log(2)
+    ensemble = model.log_prob(obs, act, generator=torch.Generator().manual_seed(5), **options)
+    torch.testing.assert_close(ensemble.double(), expected, rtol=0, atol=1e-5)
+
 class _ShiftedNoise(ExactNoise):
     """The exact noise predictor of the same Gaussian with its first action mean moved by +0.5."""
 
