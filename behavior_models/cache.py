@@ -430,7 +430,9 @@ def build_sample_cache(model_dir: str | os.PathLike, transitions: Transitions, o
             if index % ranks.world_size == ranks.rank and not _chunk_path(work, start, stop).is_file()]
     bar = tqdm(total=sum(stop - start for start, stop in mine) * num_samples, unit="sample", unit_scale=True,
                desc=f"sample-cache {model.name}", disable=not progress or ranks.rank != 0, dynamic_ncols=True)
-    fork_devices = [device.index or 0] if device.type == "cuda" else []
+    # The GPU the draws run on: a bare "cuda" is the current device, not necessarily GPU 0.
+    fork_devices = ([device.index if device.index is not None else torch.cuda.current_device()]
+                    if device.type == "cuda" else [])
     for start, stop in mine:
         parts = []
         for begin in range(start, stop, batch_states):
