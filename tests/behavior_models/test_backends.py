@@ -37,8 +37,11 @@ CONFIGS = {
                  num_transforms=2, box_bijection="none"),
     "gan": dict(steps=2000, hidden=(128,), lr=1e-3),
 }
-# Mean absolute error of log_prob vs the analytic log-density on held-out points (issue 4).
-MAE_TOLERANCE = {"cvae": 0.3, "flow": 0.1}
+# Mean absolute error of log_prob vs the analytic log-density on held-out points (issue 4), and a
+# bound on its mean (a constant offset is a density whose mass is wrong by that factor).
+# Measured on these fits (AMD EPYC): CVAE (IW, L = 500) MAE 0.066, mean -0.004; flow MAE 0.059, mean -0.002.
+MAE_TOLERANCE = {"cvae": 0.12, "flow": 0.1}
+BIAS_TOLERANCE = 0.05
 # Median over states of sample std / true std; (0.85, 1.15) unless listed. Measured (seeds 0-2,
 # 200 states x 50 samples): flow 0.97-0.99, as an exact sampler.
 # * CVAE 0.36-0.37: its sampler (BCQ) decodes the mean at z clipped to [-0.5, 0.5], without
@@ -117,7 +120,9 @@ def test_log_prob_matches_the_analytic_density(name, fit_once):
     options = {"estimator": "iw", "num_samples": 500} if name == "cvae" else {}
     torch.manual_seed(0)
     ours = model.batched_log_prob(obs, act, batch_size=250, **options).numpy()
+    print(f"{name}: log_prob MAE {np.mean(np.abs(ours - truth)):.3f}, mean error {np.mean(ours - truth):+.3f}")
     assert np.mean(np.abs(ours - truth)) <= MAE_TOLERANCE[name]
+    assert abs(np.mean(ours - truth)) <= BIAS_TOLERANCE
 
 
 def test_grad_log_prob_matches_finite_differences(fitted, gauss_data):

@@ -22,6 +22,9 @@ def test_instance_noise_starts_at_0_3_is_annealed_and_clamped(schedule):
     stds = [instance_noise_std(step, 100, 0.3, 0.0, schedule) for step in range(0, 101, 10)]
     assert stds[0] == pytest.approx(0.3)
     assert all(a >= b for a, b in zip(stds, stds[1:])) and stds[-1] < 0.01
+    # A quarter of the way, by hand: 0.3 - 0.075; 0.15 (1 + cos(pi/4)); 0.3 (1e-3)^(1/4) (floor 1e-3 x initial).
+    quarter = {"linear": 0.225, "cosine": 0.15 * (1 + math.sqrt(0.5)), "exponential": 0.3 * 1e-3 ** 0.25}[schedule]
+    assert instance_noise_std(25, 100, 0.3, 0.0, schedule) == pytest.approx(quarter)
     assert instance_noise_std(0, 100, initial=0.8, clamp=0.3) == 0.3
     assert instance_noise_std(50, 100, schedule="constant") == 0.3
     with pytest.raises(ConfigError, match="schedule"):

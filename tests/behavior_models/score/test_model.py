@@ -186,10 +186,11 @@ def test_likelihood_and_sampler_recover_a_known_density_given_its_exact_score():
     act = mean + std * rng.normal(size=mean.shape)
     log_p = model.log_prob(torch.as_tensor(obs, dtype=torch.float32), torch.as_tensor(act, dtype=torch.float32))
     np.testing.assert_allclose(log_p.double().numpy(), gaussian_log_density(obs, act), atol=0.02)
-    samples = model.sample(torch.as_tensor(obs[:4], dtype=torch.float32), 400, sampler="fast",
-                           generator=torch.Generator().manual_seed(0)).double().numpy()
-    assert np.abs(samples.mean(1) - mean[:4]).max() <= 4 * std.max() / math.sqrt(400) + 0.01
-    assert np.abs(samples.std(1) / std[:4] - 1).max() <= 0.15
+    for sampler in ("fast", "pc"):  # pc: the default sampler, 500 predictor-corrector steps
+        samples = model.sample(torch.as_tensor(obs[:4], dtype=torch.float32), 400, sampler=sampler,
+                               generator=torch.Generator().manual_seed(0)).double().numpy()
+        assert np.abs(samples.mean(1) - mean[:4]).max() <= 4 * std.max() / math.sqrt(400) + 0.01, sampler
+        assert np.abs(samples.std(1) / std[:4] - 1).max() <= 0.15, sampler
 
 
 def test_grad_log_prob_is_the_analytic_score_at_grad_t_given_the_exact_noise():

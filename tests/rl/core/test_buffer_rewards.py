@@ -55,6 +55,17 @@ def test_reward_transforms(transitions):
 
 
 
+
+def test_minibatches_are_uniform_over_every_row(transitions):
+    # 16 rows, 32,000 draws: each row expects 2,000 (std 43); a sampler confined to part of the data,
+    # or favouring some rows, fails the chi-square bound (99.9th percentile of chi2(15): 37.7).
+    buffer = DeviceBuffer(transitions, transitions.rewards, transitions.state_stats())
+    generator = torch.Generator().manual_seed(0)
+    counts = np.bincount(np.concatenate([buffer.sample(256, generator).indices.numpy() for _ in range(125)]),
+                         minlength=len(transitions))
+    expected = 32_000 / len(transitions)
+    assert len(counts) == len(transitions) and ((counts - expected) ** 2 / expected).sum() < 37.7
+
 @pytest.mark.parametrize("algorithm, expected", [
     ("arq", "return_range"), ("dasco", "return_range"),  # their papers scale locomotion rewards
     ("td3bc", "none"), ("td3bc++", "none"), ("bear", "none"), ("bear++", "none"), ("spot", "none"), ("bc", "none"),

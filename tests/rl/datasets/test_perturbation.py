@@ -30,13 +30,15 @@ def test_perturbation_has_the_listed_noise_and_subtracted_bias(with_bias):
     rng = np.random.default_rng(0)
     centres = [-1.2, -0.8, -0.5, -0.1, 0.1, 0.5, 0.8, 1.2]  # one x per bucket
     n = 4000
+    expert = np.array([0.3, -0.2])  # not zero: a perturbation that dropped the expert's action would show
     for k, x in enumerate(centres):
-        samples = np.stack([perturb(np.zeros(2), x, rng) for _ in range(n)])
+        samples = np.stack([perturb(expert, x, rng) for _ in range(n)])
         bias = LISTING_BIASES[k] if with_bias else 0.0
-        # The analytic moments account for the clipping to [-1, 1].
-        mean, var = clipped_normal_moments(np.array(-bias), LISTING_NOISES[k])
-        assert abs(samples.mean() - mean) < 5 * np.sqrt(var / samples.size) + 1e-12
-        assert abs(samples.std() - np.sqrt(var)) < 0.05 * np.sqrt(var) + 1e-12
+        for dim in range(2):  # the analytic moments account for the clipping to [-1, 1]
+            mean, var = clipped_normal_moments(np.array(expert[dim] - bias), LISTING_NOISES[k])
+            column = samples[:, dim]
+            assert abs(column.mean() - mean) < 5 * np.sqrt(var / n) + 1e-12
+            assert abs(column.std() - np.sqrt(var)) < 0.05 * np.sqrt(var) + 1e-12
 
 
 def test_clipped_normal_moments_against_monte_carlo():
