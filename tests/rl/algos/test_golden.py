@@ -67,13 +67,19 @@ def np_mlp(sequential, x):
     return x
 
 
+def raw_of(normalised):
+    """The stored observations behind normalised ones (another affine map, as the buffer's z-score
+    undone), so a network fed raw states, or a behavior model fed normalised ones, is caught."""
+    return 2.0 * normalised + 0.5
+
+
 def fixed_batch(rng):
     obs, next_obs = rng.normal(size=(B, S)), rng.normal(size=(B, S))
     t = lambda x: torch.as_tensor(x, dtype=torch.float32)  # noqa: E731
     return Batch(observations=t(obs), actions=t(rng.uniform(-1, 1, (B, A))), rewards=t(rng.normal(size=B)),
                  next_observations=t(next_obs), next_actions=t(rng.uniform(-1, 1, (B, A))),
-                 next_action_valid=t([1, 1, 0, 1]), dones=t([0, 1, 0, 0]), raw_observations=t(obs),
-                 raw_next_observations=t(next_obs), indices=torch.arange(B))
+                 next_action_valid=t([1, 1, 0, 1]), dones=t([0, 1, 0, 0]), raw_observations=t(raw_of(obs)),
+                 raw_next_observations=t(raw_of(next_obs)), indices=torch.arange(B))
 
 
 class FakeTransitions:
@@ -449,13 +455,17 @@ def test_td3_actor_and_targets_change_only_on_every_second_update():
 
 # ---------------------------------------------------------------------------------- BEAR and BEAR++
 class FixedBehavior:
-    """A behavior model whose samples are given: the behaviour side of the MMD, shared by both sides."""
+    """A behavior model whose samples are given: the behaviour side of the MMD, shared by both sides.
+    It must be asked at the batch's raw (stored) states, as any zoo model is."""
 
     def __init__(self, samples):
         self.samples = samples
+        self.expected_raw_obs = None  # set by the test to the batch's raw_observations
 
     def sample(self, raw_obs, n):
         assert raw_obs.shape[0] == self.samples.shape[0] and n == self.samples.shape[1]
+        if self.expected_raw_obs is not None:
+            assert torch.equal(raw_obs, self.expected_raw_obs), "the behavior model was not given the raw states"
         return self.samples.clone()
 
 

@@ -145,3 +145,34 @@ def test_arq_implicit_policy_samples_the_softmax_of_alpha_times_the_advantage(en
     frequency = np.stack([np.bincount(row, minlength=5) / draws for row in index])
     standard_error = np.sqrt(expected * (1 - expected) / draws)
     assert (np.abs(frequency - expected) < 4 * standard_error + 1e-9).all(), (frequency, expected)
+
+
+def test_behavior_models_are_asked_at_the_raw_states(env_transitions, gaussian_dir, monkeypatch):
+    """Networks see normalised states, behavior models the stored ones (they normalise their own):
+    ARQ's implicit and behaviour policies sample, BEAR's update samples and SPOT's penalty scores the
+    model at raw states. A spy records what the model was given."""
+    from rl.algos.bear import BEARConfig
+    from rl.core.behavior import load_model
+
+    model = load_model(gaussian_dir, env_transitions, "cpu")
+    seen = []
+    for method in ("sample", "log_prob"):
+        real = getattr(model, method)
+        monkeypatch.setattr(model, method, lambda obs, *args, _real=real, **kwargs: (seen.append(obs),
+                                                                                   _real(obs, *args, **kwargs))[1])
+    raw = torch.as_tensor(env_transitions.observations[:7])
+    for policy in ("implicit", "behavior"):
+        run = Run.build("arq", env_transitions, ARQConfig(hidden=(16,), policy=policy, implicit_samples=5),
+                        RunConfig(seed=0), behavior_inputs=BehaviorInputs(cache=random_cache(env_transitions), model=model))
+        seen.clear()
+        run.algorithm.act(3.0 * raw - 1.0, raw, deterministic=True)
+        assert seen and all(torch.equal(obs, raw) for obs in seen), policy
+    for name, config in (("bear", BEARConfig(hidden=(16,), mmd_samples=3, target_samples=3)),
+                         ("spot", SPOTConfig(hidden=(16,)))):
+        run = Run.build(name, env_transitions, config, RunConfig(seed=0), behavior_inputs=BehaviorInputs(model=model))
+        batch = run.buffer.sample(8, torch.Generator().manual_seed(0))
+        assert not torch.equal(batch.observations, batch.raw_observations)  # states are normalised here
+        seen.clear()
+        for _ in range(2):  # SPOT's actor (and its penalty) steps every second update
+            run.algorithm.update(batch)
+        assert seen and all(torch.equal(obs, batch.raw_observations) for obs in seen), name
