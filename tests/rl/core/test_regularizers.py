@@ -51,6 +51,29 @@ def test_gradient_penalty_of_a_linear_q_is_analytic(c):
     assert torch.allclose(penalty, torch.full((2,), expected), atol=1e-6)
 
 
+
+class QuadraticQ(torch.nn.Module):
+    """Q_e(s, a) = c_e ||a||^2: ||grad_a Q_e|| = 2 c_e ||a||, so the penalty depends on where the actions are."""
+
+    ensemble_size, act_dim = 2, 3
+    c = torch.tensor([0.5, 2.0])
+
+    def forward_members(self, obs, act):
+        return self.c[:, None] * act.pow(2).sum(-1)
+
+
+def test_gradient_penalty_averages_over_uniform_actions_with_its_threshold_k():
+    # Seed 001, Eq. 8 with k = 0.8: E_{a ~ U[-1,1]^3}[ReLU(2 c ||a|| - k)^2], by Monte Carlo in NumPy.
+    # Actions drawn from another box, or k ignored, move it by many standard errors.
+    k, n_actions, batch = 0.8, 2048, 16
+    torch.manual_seed(0)
+    penalty = gradient_penalty(QuadraticQ(), torch.zeros(batch, 5), n_actions=n_actions, k=k).detach().numpy()
+    norms = np.linalg.norm(np.random.default_rng(0).uniform(-1, 1, (1_000_000, 3)), axis=1)
+    for member, c in enumerate(QuadraticQ.c.tolist()):
+        values = np.maximum(2 * c * norms - k, 0.0) ** 2
+        stderr = values.std() / math.sqrt(n_actions * batch)
+        assert abs(penalty[member] - values.mean()) <= 4 * stderr + 1e-4, (member, penalty[member], values.mean())
+
 def test_gradient_penalty_reaches_each_critics_weights():
     torch.manual_seed(0)
     critic = QEnsemble(3, 2, (16, 16), 2)
