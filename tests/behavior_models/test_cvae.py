@@ -144,3 +144,46 @@ def test_iw_converges_to_the_density_and_the_elbo_to_its_closed_form_under_the_p
     elbo = model.log_prob(obs, act, estimator="elbo", num_samples=20_000)
     torch.testing.assert_close(iw, truth, rtol=0, atol=0.05)
     torch.testing.assert_close(elbo, elbo_truth, rtol=0, atol=0.15)
+
+
+def _np_mlp(sequential, x):
+    import numpy as np
+
+    linears = [m for m in sequential if isinstance(m, torch.nn.Linear)]
+    for i, layer in enumerate(linears):
+        x = x @ layer.weight.detach().double().numpy().T + layer.bias.detach().double().numpy()
+        x = np.maximum(x, 0.0) if i < len(linears) - 1 else x
+    return x
+
+
+def test_the_elbo_of_the_real_networks_equals_a_numpy_transcription():
+    """log_prob(estimator="elbo", L=1) = log N(a; tanh(dec(s_n, z)), sigma^2 I) + log N(z; 0, I) - log q(z|s_n, a),
+    z = mu + exp(clamp(log std)) eps, [mu, log std] = enc(s_n, a), s_n = (s - mean) / std the model's own
+    normalisation: the wiring (normalised state, input order, clamp, latent size) through the real networks,
+    which the closed-form tests replace by stubs. SPOT's default penalty is minus this."""
+    import numpy as np
+
+    torch.manual_seed(3)
+    config = CVAEConfig(hidden=(16, 16))
+    model = CVAEBehaviorModel(3, 2, config).double()
+    with torch.no_grad():
+        model.obs_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        model.obs_std.copy_(torch.tensor([2.0, 0.5, 1.5]))
+        model.encoder[-1].bias[model.latent_dim:].fill_(-6.0)  # some log stds below the clamp (-4)
+    rng = np.random.default_rng(0)
+    obs, act = rng.normal(size=(6, 3)) * 2, rng.uniform(-0.9, 0.9, (6, 2))
+    torch.manual_seed(11)
+    ours = model.log_prob(torch.as_tensor(obs), torch.as_tensor(act), estimator="elbo", num_samples=1).detach().numpy()
+    torch.manual_seed(11)
+    eps = torch.randn(6, 1, model.latent_dim, dtype=torch.float64).numpy()[:, 0]  # the code's one draw
+
+    s = (obs - np.array([0.5, -1.0, 2.0])) / np.array([2.0, 0.5, 1.5])
+    mean, log_std = np.split(_np_mlp(model.encoder, np.concatenate([s, act], 1)), 2, axis=1)
+    log_std = np.clip(log_std, config.log_std_min, config.log_std_max)
+    assert (log_std == config.log_std_min).any()
+    z = mean + np.exp(log_std) * eps
+    sigma = math.sqrt(config.kl_weight / (2 * config.latent_factor))
+    recon = np.tanh(_np_mlp(model.decoder, np.concatenate([s, z], 1)))
+    gauss = lambda x, m, sd: (-0.5 * ((x - m) / sd) ** 2 - np.log(sd) - 0.5 * math.log(2 * math.pi)).sum(1)  # noqa: E731
+    expected = gauss(act, recon, sigma) + gauss(z, 0.0, 1.0) - gauss(z, mean, np.exp(log_std))
+    np.testing.assert_allclose(ours, expected, rtol=1e-10, atol=1e-10)
