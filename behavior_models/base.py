@@ -350,7 +350,8 @@ class BehaviorModel(nn.Module, abc.ABC):
         with atomic_path(directory / WEIGHTS_FILE) as tmp:
             torch.save(state, tmp)
         save_config(directory / CONFIG_FILE, self.config)
-        write_json_atomic(directory / MODEL_FILE, {**self.metadata(), "weights_sha256": file_sha256(directory / WEIGHTS_FILE)})
+        weights_sha256 = file_sha256(directory / WEIGHTS_FILE)
+        write_json_atomic(directory / MODEL_FILE, {**self.metadata(), "weights_sha256": weights_sha256})
         return directory
 
     @classmethod
