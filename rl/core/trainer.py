@@ -276,8 +276,8 @@ def is_rl_run(directory: Path) -> bool:
         return False
 
 
-def damaged_run_record_error(directory: Path) -> None:
-    """Raise the damaged-file error if ``directory``'s config.json exists but is not readable JSON: such a
+def refuse_a_damaged_run_record(directory: Path) -> None:
+    """Refuse ``directory`` with the damaged-file error if its config.json exists but is not readable JSON: such a
     directory is neither called another kind of run nor wiped by --force (``remove_for_restart``)."""
     if (directory / CONFIG_FILE).is_file():
         read_json_artefact(directory / CONFIG_FILE, f"restore it, or delete {directory} yourself to start over")
@@ -290,7 +290,7 @@ def refuse_existing_run(out_dir: Path, resume: bool, force: bool) -> None:
     if force or not out_dir.is_dir() or not contents(out_dir):
         return
     if not is_rl_run(out_dir):
-        damaged_run_record_error(out_dir)
+        refuse_a_damaged_run_record(out_dir)
         what = " (it is a `bm fit` model directory)" if (out_dir / "model.json").exists() else ""
         raise ArtefactMismatchError(f"{out_dir} is not an `rl train` run{what}; choose another --out")
     if resume:
@@ -546,7 +546,7 @@ def read_run_record(run_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ArtefactMismatchError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing (make one with `rl train`)")
     if not is_rl_run(Path(run_dir)):
-        damaged_run_record_error(Path(run_dir))
+        refuse_a_damaged_run_record(Path(run_dir))
         raise ArtefactMismatchError(f"{run_dir} is not an `rl train` run directory (its {CONFIG_FILE} is not a run "
                                     "record; a `bm fit` model directory?)")
     return json.loads(path.read_text())
