@@ -29,16 +29,22 @@ def _box_mass(model, obs, points):
     return float(integrand) + float((samples.abs() > bound).any(1).double().mean())
 
 
-@pytest.mark.parametrize("transform", ["affine", "spline"])
-def test_density_integrates_to_one_over_the_box(transform):
-    # Untrained flows with random weights: the change of variables alone must make it exact.
-    torch.manual_seed(0)
+def _untrained_flow(transform: str, seed: int) -> FlowBehaviorModel:
+    """A 1-D flow on 2-D states with random weights (std 0.1), in float64: what these tests check
+    (the change of variables, the sampler against the density) needs no fit."""
+    torch.manual_seed(seed)
     model = FlowBehaviorModel(2, 1, FlowConfig(transform=transform, hidden=16, num_transforms=2)).double()
     for parameter in model.parameters():
         torch.nn.init.normal_(parameter, std=0.1)
+    return model
+
+
+@pytest.mark.parametrize("transform", ["affine", "spline"])
+def test_density_integrates_to_one_over_the_box(transform):
+    # Untrained flows with random weights: the change of variables alone must make it exact.
+    model = _untrained_flow(transform, seed=0)
     for obs in ([0.0, 0.0], [1.5, -2.0]):
         assert _box_mass(model, obs, 4001) == pytest.approx(1.0, abs=1e-2)
-
 
 
 @pytest.mark.parametrize("transform", ["affine", "spline"])
@@ -48,10 +54,7 @@ def test_samples_follow_the_density_in_one_dimension(transform):
     # integral test above sees the sampler only through the mass beyond the edge; this sees a
     # sampler that disagrees with the density anywhere (critical distance at n = 20,000, level
     # 0.001: 0.014).
-    torch.manual_seed(2)
-    model = FlowBehaviorModel(2, 1, FlowConfig(transform=transform, hidden=16, num_transforms=2)).double()
-    for parameter in model.parameters():
-        torch.nn.init.normal_(parameter, std=0.1)
+    model = _untrained_flow(transform, seed=2)
     obs = torch.tensor([[0.5, -1.0]], dtype=torch.float64)
     bound = 1.0 - model.config.boundary_delta
     edge = float(torch.atanh(torch.tensor(bound, dtype=torch.float64)))
