@@ -20,8 +20,9 @@ bm datasets info "$DATASET"
 # 16 min 18 s on two (fit 2 min 23 s, cache 1 min 39 s, ARQ 9 min 18 s at 21.5 steps/s, BC 31 s),
 # both from a fresh clone with its venv (the first also built the dataset, 20 s), and both
 # printing ARQ 74.10 and BC 93.96. Since the fast sampler's third-order step was corrected
-# (d86f20c) the cache differs slightly and it prints ARQ 77.12, BC 93.96 (fresh clone, 16 min 16 s
-# with other work on the CPU for its first half).
+# (d86f20c) the cache differs slightly and it prints ARQ 77.12, BC 93.96: a fresh clone at
+# 12b0092 took 15 min 15 s on two threads, idle (fit 2 min 25 s, cache 1 min 42 s, ARQ 9 min 14 s,
+# BC 33 s; the venv was built by its `make test` just before).
 # Every size is an environment variable. Each stage skips work already done (rerun `make demo`
 # after an interruption to continue).
 # Torch threads per command: the demo assumes the CPU to itself, where ARQ's and the score
