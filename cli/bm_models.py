@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from behavior_models.registry import BACKENDS
 from cli.common import (DefaultTextOption, device_option, echo_json, ensure_dataset, refuse_resume_with_force,
-                        set_threads, threads_option)
+                        set_threads, threads_option, write_figure_record)
 
 
 def backend_defaults(field: str) -> str:
@@ -144,6 +146,7 @@ def plot_command(model_dir, dataset, out, state_dim, num_states, dims, resolutio
     """
     import behavior_models
     from behavior_models.data import load_transitions
+    from behavior_models.io import fingerprint_directory
     from behavior_models.plotting import plot_model
 
     try:
@@ -159,9 +162,14 @@ def plot_command(model_dir, dataset, out, state_dim, num_states, dims, resolutio
     if dim_list and not all(0 <= d < model.act_dim for d in dim_list):
         raise click.BadParameter(f"action dimensions must be in [0, {model.act_dim}), got {dim_list}",
                                  param_hint="--dims")
-    path = plot_model(model, load_transitions(dataset), out, state_dim=state_dim, num_states=num_states,
+    transitions = load_transitions(dataset)
+    path = plot_model(model, transitions, out, state_dim=state_dim, num_states=num_states,
                       dims=dim_list, resolution=resolution, seed=seed)
-    click.echo(f"wrote {path}")
+    record = write_figure_record(
+        path, "bm plot", model_dir=str(Path(model_dir).resolve()), model_fingerprint=fingerprint_directory(model_dir),
+        dataset_id=transitions.dataset_id, dataset_fingerprint=transitions.fingerprint, state_dim=state_dim,
+        states=num_states, dims=dim_list, resolution=resolution, seed=seed)
+    click.echo(f"wrote {path} (and {record.name})")
 
 
 def _fmt(value) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -120,3 +121,17 @@ def ensure_dataset(name: str) -> None:
 
     click.echo(f"{name} is a built-in recipe that is not on disk yet: building it now.", err=True)
     make_dataset(recipe_for(name).name)
+
+
+def write_figure_record(figure: Path, command: str, **inputs: Any) -> Path:
+    """``<figure>.json`` beside a figure a command drew: the command, what it was drawn from and with
+    which options, and the library version, so that a PNG found later says what it shows."""
+    from datetime import datetime, timezone
+
+    from behavior_models.io import write_json_atomic
+
+    record = Path(f"{figure}.json")
+    write_json_atomic(record, {"command": command, "figure": str(Path(figure).resolve()), **inputs,
+                               "library_version": __version__,
+                               "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    return record

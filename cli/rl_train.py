@@ -20,7 +20,8 @@ import click
 
 from behavior_models.errors import ConfigError
 from behavior_models.io import coerce_field, require_known_fields
-from cli.common import DefaultTextOption, device_option, ensure_dataset, refuse_resume_with_force, threads_option
+from cli.common import (DefaultTextOption, device_option, ensure_dataset, refuse_resume_with_force, threads_option,
+                        write_figure_record)
 
 REWARD_CHOICES = ("auto", "none", "minus_one", "return_range")
 DEFAULT_STEPS = 20_000  # --steps of a new run (the benchmark's budget)
@@ -339,4 +340,5 @@ def plot_command(run_dirs: tuple[str, ...], out: str, title: str) -> None:
     from rl.core.plotting import plot_learning_curves
 
     path = plot_learning_curves(list(run_dirs), out, title, warn=lambda message: click.echo(f"warning: {message}", err=True))
-    click.echo(f"wrote {path}")
+    record = write_figure_record(path, "rl plot", runs=[str(Path(run).resolve()) for run in run_dirs], title=title)
+    click.echo(f"wrote {path} (and {record.name})")

@@ -125,6 +125,9 @@ def test_plot_draws_a_heat_map_for_1d_actions_and_marginals_otherwise(tmp_path):
                                          "--resolution", "30", "--states", "2"])
         assert result.exit_code == 0, result.output
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        record = json.loads(png.with_name(png.name + ".json").read_text())  # what the figure shows
+        assert record["command"] == "bm plot" and record["model_dir"] == str(out.resolve())
+        assert record["dataset_id"] == dataset and (record["resolution"], record["states"]) == (30, 2)
     one_dim = CliRunner().invoke(bm, ["plot", "--model", str(tmp_path / "cli-3d-v0" / "gaussian"), "--dataset", "test/cli-3d-v0",
                                       "--out", str(tmp_path / "one.png"), "--dims", "2"])
     assert one_dim.exit_code == 2 and "give at least two" in one_dim.output  # not a silent plot of dims 0 and 1

@@ -118,6 +118,8 @@ def test_rl_plot_warns_and_refuses_in_one_line(tmp_path):
     result = CliRunner().invoke(rl, ["plot", "--run", str(good), "--run", str(silent), "--out", str(tmp_path / "p.png")])
     assert result.exit_code == 0, result.output
     assert result.stderr.startswith(f"warning: {silent} has no evaluation rows") and "wrote" in result.stdout
+    record = json.loads((tmp_path / "p.png.json").read_text())  # what the figure shows
+    assert record["command"] == "rl plot" and record["runs"] == [str(good.resolve()), str(silent.resolve())]
     refused = CliRunner().invoke(rl, ["plot", "--run", str(silent), "--out", str(tmp_path / "q.png")])
     assert refused.exit_code == 1 and "Traceback" not in refused.output
     assert refused.output.startswith("Error: no evaluation rows in metrics.csv to plot")
