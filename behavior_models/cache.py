@@ -270,6 +270,11 @@ def _parse_threshold(model: BehaviorModel, threshold: float | str | None, likeli
         return {"value": None, "kind": "none", "source": "likelihood='none': no log-probs, every candidate kept"}
     if threshold is None and model.log_prob_kind == "unnormalized":
         # ARQ's e^-5 is a density; this log_prob (the GAN's discriminator logit) is not one.
+        if model.threshold_source == "none":
+            raise ConfigError(f"the {model.name}'s log_prob is unnormalised (a discriminator logit), so ARQ's "
+                              "log-density threshold does not apply, and this model has no calibrated one (fitted "
+                              "with holdout_fraction=0): pass a threshold in its units (threshold=0 keeps D >= 0.5), "
+                              "refit with holdout_fraction > 0, or use likelihood='none'")
         return {"value": model.resolve_threshold(None), "kind": "calibrated",
                 "source": f"{model.threshold_source} (the default for an unnormalised log_prob, such as the "
                           f"{model.name}'s: ARQ's log(e^-5) is a log-density)"}

@@ -280,6 +280,11 @@ def test_an_unnormalised_model_defaults_to_its_calibrated_threshold_not_arqs_den
     explicit = SampleCache.load(build_sample_cache(tmp_path / "gan", data, tmp_path / "gan-0.npz", num_samples=6,
                                                    batch_states=4, seed=3, threshold=0.0, progress=False))
     assert explicit.metadata["threshold"] == {"value": 0.0, "kind": "absolute", "source": "user"}
+    GANBehaviorModel.fit(data, dataclasses.replace(config, holdout_fraction=0.0), out_dir=tmp_path / "gan-all",
+                         progress=False)
+    with pytest.raises(ConfigError, match="no calibrated one .*threshold=0 keeps D >= 0.5"):
+        build_sample_cache(tmp_path / "gan-all", data, tmp_path / "gan-all.npz", num_samples=2, progress=False)
+    assert not (tmp_path / "gan-all.npz.work").exists()  # refused before anything was written
 
 
 def test_damaged_cache_metadata_is_refused_naming_the_fix(setup, tmp_path):
