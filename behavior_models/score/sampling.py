@@ -38,7 +38,7 @@ and :func:`dpm_solve`.
   std 0.018 / 0.014 / 0.003 / 0.014 / 0.047 / 0.099. In absolute terms the samples stay about
   0.02 from the mode. The ODE and fast samplers, whose exponential or adaptive steps do not
   have this limit, gave 0.003 / 0.005 / 0.010 / 0.020 / 0.049 / 0.098 (ode) and
-  0.003 / 0.005 / 0.010 / 0.019 / 0.048 / 0.097 (fast, 15 steps). So for near-deterministic
+  0.003 / 0.005 / 0.010 / 0.020 / 0.049 / 0.097 (fast, 15 steps). So for near-deterministic
   (expert) actions, prefer ``sampler="fast"`` or ``"ode"``. (``benchmarks/pc_resolution.py``.)
 * :func:`ode_sample`: the probability-flow ODE from a prior draw x_1 down to eps with dopri5
   (``likelihood.integrate_flow``). With a divergence it also integrates
