@@ -157,11 +157,16 @@ def load_torch_artefact(path: str | os.PathLike, fix: str) -> Any:
                                     f"{fix}") from None
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
+def _hash_file_into(digest: Any, path: str | os.PathLike) -> None:
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (64 hex characters), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    _hash_file_into(digest, path)
     return digest.hexdigest()
 
 
@@ -329,7 +334,5 @@ def fingerprint_directory(directory: str | os.PathLike, pattern: str = "*") -> s
     directory = Path(directory)
     for path in sorted(p for p in directory.glob(pattern) if p.is_file() and not p.name.startswith(".")):
         digest.update(path.name.encode())
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        _hash_file_into(digest, path)
     return digest.hexdigest()[:16]

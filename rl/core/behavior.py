@@ -7,7 +7,6 @@ checked against the dataset it is used with (the dataset fingerprint it records)
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import torch
 from behavior_models.base import MODEL_FILE
 from behavior_models.data import Transitions
 from behavior_models.errors import ArtefactMismatchError, ConfigError
-from behavior_models.io import fingerprint_directory
+from behavior_models.io import file_sha256, fingerprint_directory
 
 
 def artefact_kind(path: str | Path) -> str:
@@ -34,11 +33,7 @@ def artefact_kind(path: str | Path) -> str:
 
 
 def file_fingerprint(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def load_cache(path: str | Path, transitions: Transitions, device: str | torch.device) -> Any:
