@@ -13,6 +13,8 @@ final next observation s_T. Within an episode s_{t+1} is the next transition's o
 it is not sampled twice. M = (number of transitions) + (number of episodes) rows, in dataset
 order. The states are not stored: :func:`cache_states` rebuilds them from the dataset, and
 ``obs_row`` / ``next_obs_row`` map every transition to its rows (``next_obs_row = obs_row + 1``).
+A cache of the ``relabel`` goal-switch view (:mod:`behavior_models.data.goals`) also has a row
+for each relabelled next observation, which no transition starts from.
 
 File format (``.npz``, loads with ``np.load(path, allow_pickle=False)``)
 ----------------------------------------------------------------------------
@@ -29,7 +31,8 @@ File format (``.npz``, loads with ``np.load(path, allow_pickle=False)``)
 ==================  ===============  ==========================================================
 
 ``metadata_json`` holds: ``format_version``; ``dataset_id``, ``dataset_fingerprint``,
-``num_transitions``, ``num_states``; ``model_dir`` (absolute path), ``model_fingerprint``
+``goal_switch`` (the view of the transitions, ``info.goal_switch``; a cache without it is of
+``keep``), ``num_transitions``, ``num_states``; ``model_dir`` (absolute path), ``model_fingerprint``
 (:func:`behavior_models.io.fingerprint_directory`), ``backend``, ``log_prob_kind``;
 ``num_samples``; ``threshold`` = {``value``, ``kind`` ("absolute": by default ARQ's
 log eps = -5, :data:`~behavior_models.base.ARQ_LOG_THRESHOLD`; "calibrated": the model's
@@ -202,13 +205,28 @@ class SampleCache:
     def dataset_fingerprint(self) -> str:
         return self.metadata["dataset_fingerprint"]
 
+    @property
+    def goal_switch(self) -> str:
+        return self.metadata.get("goal_switch", "keep")
+
     def matches(self, transitions: Transitions) -> bool:
-        """True when the cache was built on exactly this dataset (same content fingerprint)."""
+        """True when the cache was built on exactly this dataset (same content fingerprint) and
+        view of its goal switches."""
         return (transitions.fingerprint == self.dataset_fingerprint
-                and len(transitions) == int(self.obs_row.shape[0]))
+                and len(transitions) == int(self.obs_row.shape[0])
+                and transitions.info.goal_switch == self.goal_switch)
 
     def check(self, transitions: Transitions) -> None:
         """Raise :class:`ArtefactMismatchError` unless the cache was built on ``transitions``."""
+        same_data = (transitions.fingerprint == self.dataset_fingerprint
+                     and len(transitions) == int(self.obs_row.shape[0]))
+        if same_data and not self.matches(transitions):
+            raise ArtefactMismatchError(
+                f"sample cache {self.path or ''} was built on the {self.goal_switch!r} view of "
+                f"{transitions.dataset_id}'s goal switches, and these transitions are its "
+                f"{transitions.info.goal_switch!r} view "
+                "(behavior_models.data.goals); rebuild the cache with `bm sample-cache --goal-switch "
+                f"{transitions.info.goal_switch}`, or train with --set goal_switch={self.goal_switch}")
         if not self.matches(transitions):
             raise ArtefactMismatchError(
                 f"sample cache {self.path or ''} was built on dataset {self.metadata['dataset_id']} "
@@ -415,8 +433,9 @@ def build_sample_cache(model_dir: str | os.PathLike, transitions: Transitions, o
 
     manifest = {
         "format_version": FORMAT_VERSION, "dataset_id": transitions.dataset_id,
-        "dataset_fingerprint": transitions.fingerprint, "num_transitions": len(transitions),
-        "num_states": num_states, "model_dir": str(model_dir), "model_fingerprint": fingerprint_directory(model_dir),
+        "dataset_fingerprint": transitions.fingerprint, "goal_switch": transitions.info.goal_switch,
+        "num_transitions": len(transitions), "num_states": num_states, "model_dir": str(model_dir),
+        "model_fingerprint": fingerprint_directory(model_dir),
         "backend": model.name, "log_prob_kind": model.log_prob_kind, "num_samples": int(num_samples),
         "threshold": threshold_info, "likelihood": likelihood, "sampler_options": sampler_options,
         "log_prob_options": log_prob_options, "seed": int(seed), "batch_states": int(batch_states),

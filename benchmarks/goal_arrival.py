@@ -4,9 +4,12 @@ Run by hand (not by the tests):
 
     .venv/bin/python benchmarks/goal_arrival.py benchmark_output/offline_rl/runs/bc/pointmaze-medium-biased/seed0 ...
 
-The PointMaze recipes re-sample the goal on arrival (D4RL maze2d style), so no transition shows
-a policy holding position on its goal; the evaluation env keeps one goal per episode and pays
-the sparse reward on every step spent within reach of it. For each run's final checkpoint this
+The PointMaze recipes re-sample the goal on arrival (D4RL maze2d style): the one recorded step
+per arrival that starts on the goal already carries the next goal and its reward (0), so as
+recorded no transition shows that holding position on the goal pays (``goal_switch=relabel``,
+the default on maze ids, gives those steps back their goal: behavior_models.data.goals). The
+evaluation env keeps one goal per episode and pays the sparse reward on every step spent within
+reach of it. For each run's final checkpoint this
 rolls out deterministic episodes (reset seeds ``--seed`` + i, the benchmark's ``--final-seed``
 by default) and prints how many reached the goal, the median first-arrival step, and the mean
 share of the steps from first arrival on that are spent on the goal (rewarded).

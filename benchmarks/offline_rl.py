@@ -16,12 +16,13 @@ checkpoint); sample caches are built once under OUT/caches/ (``build_sample_cach
 from its work directory); a run whose ``summary.json`` exists with the requested step count is
 skipped, and one with checkpoints resumes bit for bit. A model, cache or finished run is reused
 only if it was made with this invocation's settings (the model's fit steps; the cache's model,
-likelihood and sampler options; the run's recorded config, dataset and behaviour fingerprints,
-compared as a resume compares them): training refuses one made otherwise, and ``--report``
-leaves such runs out of its tables and names them. ``--report`` prints the table of what
-has finished under ``--out`` and trains nothing (so several invocations, e.g. one per CPU core,
-can fill one output directory and be tabulated together); ``--report --curves`` adds each
-method's mean learning curve (the periodic evaluations in every finished run's metrics.csv).
+likelihood, sampler options and goal-switch view, the one ARQ trains on; the run's recorded
+config, dataset and behaviour fingerprints, compared as a resume compares them): training
+refuses one made otherwise, and ``--report`` leaves such runs out of its tables and names them.
+``--report`` prints the table of what has finished under ``--out`` and trains nothing (so
+several invocations, e.g. one per CPU core, can fill one output directory and be tabulated
+together); ``--report --curves`` adds each method's mean learning curve (the periodic
+evaluations in every finished run's metrics.csv).
 
 Ten evaluation episodes per seed leave the table's per-seed scores with a standard error of
 several points on the mazes. ``--final-episodes N`` scores every finished run's final
@@ -35,7 +36,8 @@ an algorithm's config for a diagnostic beside the table (give it its own ``--out
 
 Defaults are fixed before comparing and are the same on every dataset (no per-dataset tuning):
 each algorithm's config defaults (``rl/algos/*.py``), ``--eval-episodes`` evaluation episodes at
-the end, ``reward_transform=auto`` (r - 1 on the maze datasets). ARQ's cache comes from
+the end, ``reward_transform=auto`` (r - 1 on the maze datasets), ``goal_switch=auto`` (goal
+switches relabelled on the maze datasets, rl.core.rewards). ARQ's cache comes from
 ``--arq-behavior`` (the paper's score model by default, sampled with ``--cache-sampler``) with
 ``--cache-samples`` candidates and the absolute threshold log(e^-5) = -5; SPOT's density from
 ``--spot-behavior`` (the CVAE by default, its one-sample ELBO). The table prints, per
@@ -79,16 +81,28 @@ def model_path(root: Path, dataset: str, backend: str) -> Path:
     return root / "models" / dataset / backend
 
 
-def cache_path(root: Path, dataset: str, model_dir: Path, samples: int) -> Path:
-    return root / "caches" / f"{dataset}-{model_dir.name}-N{samples}.npz"
+def cache_path(root: Path, dataset: str, model_dir: Path, samples: int, goal_switch: str) -> Path:
+    """The cache's file; one of the ``relabel`` goal-switch view is marked so (caches of ``keep``
+    keep the name they had before the view existed)."""
+    view = "-relabel" if goal_switch == "relabel" else ""
+    return root / "caches" / f"{dataset}-{model_dir.name}-N{samples}{view}.npz"
 
 
-def behavior_paths(algo: str, dataset: str, root: Path, args: argparse.Namespace) -> tuple[Path | None, Path | None]:
-    """(sample cache, behavior model) that ``algo`` is given on ``dataset``: paths only, nothing built."""
+def cache_goal_switch(dataset: str, overrides: dict[str, Any]) -> str:
+    """The goal-switch view the cache-based algorithm trains on, so its cache is built on it too."""
+    from rl.core.rewards import resolve_goal_switch
+
+    return resolve_goal_switch(overrides.get("goal_switch", "auto"), dataset_identity(dataset)[0])
+
+
+def behavior_paths(algo: str, dataset: str, root: Path, args: argparse.Namespace,
+                   overrides: dict[str, Any]) -> tuple[Path | None, Path | None]:
+    """(sample cache, behavior model) that ``algo`` (with its --set ``overrides``) is given on
+    ``dataset``: paths only, nothing built."""
     kind = BEHAVIOR_ALGOS.get(algo)
     if kind == "cache":
         model = model_path(root, dataset, args.arq_behavior)
-        return cache_path(root, dataset, model, args.cache_samples), model
+        return cache_path(root, dataset, model, args.cache_samples, cache_goal_switch(dataset, overrides)), model
     if kind == "model":
         return None, model_path(root, dataset, args.spot_behavior)
     return None, None
@@ -113,17 +127,18 @@ def ensure_model(dataset: str, backend: str, root: Path, fit_steps: int, seed: i
 
 
 def ensure_cache(dataset: str, model_dir: Path, root: Path, samples: int, sampler_options: dict[str, Any],
-                 likelihood: str, device: str) -> Path:
+                 likelihood: str, device: str, goal_switch: str, progress: bool = True) -> Path:
     from behavior_models.cache import build_sample_cache
     from behavior_models.data import load_transitions
+    from rl.core.rewards import goal_switch_view
 
-    out = cache_path(root, dataset, model_dir, samples)
+    out = cache_path(root, dataset, model_dir, samples, goal_switch)
     if out.is_file():
-        check_cache(out, model_dir, likelihood, sampler_options)
+        check_cache(out, model_dir, likelihood, sampler_options, goal_switch)
         return out
-    print(f"[cache] {model_dir} x {samples} samples -> {out}", flush=True)
-    build_sample_cache(model_dir, load_transitions(dataset), out, num_samples=samples, likelihood=likelihood,
-                       sampler_options=sampler_options, device=device)
+    print(f"[cache] {model_dir} x {samples} samples, goal switches {goal_switch} -> {out}", flush=True)
+    build_sample_cache(model_dir, goal_switch_view(load_transitions(dataset), goal_switch), out, num_samples=samples,
+                       likelihood=likelihood, sampler_options=sampler_options, device=device, progress=progress)
     return out
 
 
@@ -137,18 +152,22 @@ def check_model(model_dir: Path, fit_steps: int, seed: int) -> None:
                          f"{fit_steps} (seed {seed}); give other fit settings their own --out")
 
 
-def check_cache(path: Path, model_dir: Path, likelihood: str, sampler_options: dict[str, Any]) -> None:
-    """Refuse a sample cache drawn from another model, or with other --cache-likelihood/-sampler/-option."""
+def check_cache(path: Path, model_dir: Path, likelihood: str, sampler_options: dict[str, Any],
+                goal_switch: str) -> None:
+    """Refuse a sample cache drawn from another model, with other --cache-likelihood/-sampler/-option,
+    or on another view of the goal switches."""
     from behavior_models.io import fingerprint_directory
 
     with np.load(path, allow_pickle=False) as arrays:
         metadata = json.loads(str(arrays["metadata_json"]))
-    recorded = (metadata["likelihood"], metadata["sampler_options"], metadata["model_fingerprint"])
-    wanted = (likelihood, json.loads(json.dumps(sampler_options)), fingerprint_directory(model_dir))
+    recorded = (metadata["likelihood"], metadata["sampler_options"], metadata["model_fingerprint"],
+                metadata.get("goal_switch", "keep"))
+    wanted = (likelihood, json.loads(json.dumps(sampler_options)), fingerprint_directory(model_dir), goal_switch)
     if recorded != wanted:
         raise SystemExit(f"{path} holds a cache of likelihood {recorded[0]!r}, sampler options {recorded[1]}, model "
-                         f"fingerprint {recorded[2]}; asked for {wanted[0]!r}, {wanted[1]}, {wanted[2]} ({model_dir}). "
-                         "Give other cache settings their own --out")
+                         f"fingerprint {recorded[2]}, goal switches {recorded[3]!r}; asked for {wanted[0]!r}, "
+                         f"{wanted[1]}, {wanted[2]} ({model_dir}), {wanted[3]!r}. Give other cache settings their "
+                         "own --out")
 
 
 def run_dir(root: Path, algo: str, dataset: str, seed: int) -> Path:
@@ -241,7 +260,7 @@ def recorded_changes(out: Path, algo: str, dataset: str, seed: int, args: argpar
     saved = json.loads((out / "config.json").read_text())
     dataset_id, fingerprint, _ = dataset_identity(dataset)
     algo_config = resolve_algo_config(algo, algorithm_class(algo).config_class(**overrides), dataset_id, args.steps)
-    cache, model = behavior_paths(algo, dataset, Path(args.out), args)
+    cache, model = behavior_paths(algo, dataset, Path(args.out), args, overrides)
     if cache is not None:  # a cache-based run records a model only if it acts with one (found via the cache)
         recorded_model = (saved.get("behavior") or {}).get("model_dir")
         model = Path(recorded_model["path"]) if recorded_model else None
@@ -474,11 +493,12 @@ def main() -> None:
     if args.report:
         for algo in algos:  # the behaviour artefacts the runs were trained on must be the ones asked for
             for dataset in datasets:
-                cache, model = behavior_paths(algo, dataset, root, args)
+                cache, model = behavior_paths(algo, dataset, root, args, overrides.get(algo, {}))
                 if model is not None and model.is_dir():
                     check_model(model, args.fit_steps, 0)
                 if cache is not None and cache.is_file():
-                    check_cache(cache, model, args.cache_likelihood, sampler_options)
+                    check_cache(cache, model, args.cache_likelihood, sampler_options,
+                                cache_goal_switch(dataset, overrides.get(algo, {})))
         runs = list(finished_runs(root, algos, datasets, seeds, args, overrides))
         for algo, dataset, _, summary in runs:
             results.setdefault((algo, dataset), []).append(summary)
@@ -498,7 +518,8 @@ def main() -> None:
                 model_dir = ensure_model(dataset, args.arq_behavior, root, args.fit_steps, 0, args.device,
                                          not args.no_progress)
                 behavior = str(ensure_cache(dataset, model_dir, root, args.cache_samples, sampler_options,
-                                            args.cache_likelihood, args.device))
+                                            args.cache_likelihood, args.device,
+                                            cache_goal_switch(dataset, overrides.get(algo, {})), not args.no_progress))
             elif BEHAVIOR_ALGOS.get(algo) == "model":
                 behavior = str(ensure_model(dataset, args.spot_behavior, root, args.fit_steps, 0, args.device,
                                                 not args.no_progress))

@@ -26,13 +26,19 @@ from cli.common import (DefaultTextOption, device_option, ensure_dataset, refuse
 REWARD_CHOICES = ("auto", "none", "minus_one", "return_range")
 DEFAULT_STEPS = 20_000  # --steps of a new run (the benchmark's budget)
 # Command-line options that set a config field, on every algorithm whose config has that field:
-# seed 001's two options for BEAR and TD3+BC (``--set FIELD=VALUE`` reaches any field too).
-FIELD_OPTIONS: dict[str, tuple[str, type, str]] = {
+# seed 001's two options for BEAR and TD3+BC, and every algorithm's goal-switch view
+# (``--set FIELD=VALUE`` reaches any field too).
+FIELD_OPTIONS: dict[str, tuple[str, Any, str]] = {  # flag: (field, click type, help)
     "--gradient-penalty": ("gradient_penalty", float, "lambda_GP of seed 001's Eq. 8: one-sided penalty on "
                                                         "||dQ/da|| at random actions, every 5th step (0: off)."),
     "--constraint-relaxation/--no-constraint-relaxation": (
         "constraint_relaxation", bool, "Weight the constraint by seed 001's Eq. 10 (min-max normalised Q, no "
                                        "gradient); --no-constraint-relaxation turns it off in the ++ presets."),
+    "--goal-switch": ("goal_switch", click.Choice(["auto", "keep", "relabel"]),
+                      "The step after each goal arrival, in data whose goal is re-sampled on arrival: relabel gives "
+                      "it back the goal it started with and the evaluation's reward for it, as the evaluation (one "
+                      "goal) would record it; keep trains on it as recorded. auto: relabel on maze ids, keep "
+                      "elsewhere. An ARQ cache must be drawn for the same view (bm sample-cache --goal-switch)."),
 }
 
 

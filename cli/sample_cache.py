@@ -123,6 +123,11 @@ def _summarise(path: Path, likelihood: str) -> None:
 @click.option("--seed", default=0, show_default=True, help="Seed of the candidates (keyed with each block of --batch-size rows).")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Storage dtype of the candidates (log-probs stay float32).")
+@click.option("--goal-switch", type=click.Choice(["auto", "keep", "relabel"]), default="auto", show_default=True,
+              help="Which view of the goal switches (the step after a goal arrival, in data whose goal is "
+                   "re-sampled on arrival) to cache states for; it must be the one the RL run trains on (its "
+                   "goal_switch). relabel adds a row per switch for the next state with the goal kept; auto: "
+                   "relabel on maze ids, keep elsewhere, as `rl train` resolves it.")
 @click.option("--force", is_flag=True,
               help="Overwrite an existing --out, and discard an unfinished cache in OUT.work started with other "
                    "settings (one started with the same settings is resumed).")
@@ -130,8 +135,8 @@ def _summarise(path: Path, likelihood: str) -> None:
 @threads_option(None)
 def sample_cache(model_dir: str, dataset: str, out: str, num_samples: int, threshold: str | None, likelihood: str,
                  sampler: str | None, sampler_option: tuple[str, ...], log_prob_option: tuple[str, ...],
-                 batch_states: int, chunk_states: int | None, device: str, seed: int, dtype: str, force: bool,
-                 no_progress: bool, threads: int | None) -> None:
+                 batch_states: int, chunk_states: int | None, device: str, seed: int, dtype: str, goal_switch: str,
+                 force: bool, no_progress: bool, threads: int | None) -> None:
     """Draw N candidate actions at every state of DATASET from a behavior model, once.
 
     \b
@@ -147,6 +152,7 @@ def sample_cache(model_dir: str, dataset: str, out: str, num_samples: int, thres
     """
     from behavior_models.cache import build_sample_cache, check_cache_out, init_distributed
     from behavior_models.data import load_transitions
+    from rl.core.rewards import goal_switch_view, resolve_goal_switch
 
     if chunk_states is not None and chunk_states % batch_states:
         nearest = max(batch_states, round(chunk_states / batch_states) * batch_states)
@@ -168,8 +174,10 @@ def sample_cache(model_dir: str, dataset: str, out: str, num_samples: int, thres
                    f"{num_samples} candidates per state, seed {seed}", err=True)
         ensure_dataset(dataset)
     ranks.barrier()
+    transitions = load_transitions(dataset)
+    transitions = goal_switch_view(transitions, resolve_goal_switch(goal_switch, transitions.dataset_id))
     result = build_sample_cache(
-        model_dir, load_transitions(dataset), out, num_samples=num_samples, threshold=_parse_threshold(threshold),
+        model_dir, transitions, out, num_samples=num_samples, threshold=_parse_threshold(threshold),
         likelihood=likelihood, sampler_options=sampler_options, log_prob_options=log_prob_options,
         batch_states=batch_states, chunk_states=chunk_states, device=device, seed=seed, dtype=dtype,
         overwrite=force, progress=not no_progress)

@@ -7,7 +7,8 @@ builds locally go through exactly this code path: ``minari.load_dataset`` and
 Dict observations are flattened in a fixed order: ``observation``, then ``achieved_goal``,
 then ``desired_goal`` where present, then any other top-level key in sorted order. Nested
 dicts (Kitchen's goals map task names to arrays) are flattened recursively in sorted key
-order. The resulting key paths are kept in ``DatasetInfo.observation_keys``.
+order. The resulting key paths are kept in ``DatasetInfo.observation_keys``, and their
+numbers of columns in ``DatasetInfo.observation_sizes``.
 
 Actions outside the dataset's declared action box are clipped to it, with a warning that
 counts them (the count is kept in ``DatasetInfo.clipped_action_entries``).
@@ -75,20 +76,24 @@ def not_found_error(name: str) -> DatasetNotFoundError:
     return DatasetNotFoundError(" ".join(lines))
 
 
-def flatten_observations(observations: Any, prefix: str = "") -> tuple[np.ndarray, list[str]]:
-    """Flatten an episode's observations (array or nested dict of arrays) to [T+1, S]."""
+def flatten_observations(observations: Any, prefix: str = "") -> tuple[np.ndarray, list[str], list[int]]:
+    """Flatten an episode's observations (array or nested dict of arrays) to [T+1, S], with the
+    key path of each flattened array and its number of columns, in column order."""
     if not isinstance(observations, dict):
         array = np.asarray(observations)
-        return array.reshape(array.shape[0], -1).astype(np.float32), ([prefix] if prefix else [])
+        flat = array.reshape(array.shape[0], -1).astype(np.float32)
+        return flat, ([prefix] if prefix else []), ([flat.shape[1]] if prefix else [])
     top_level = not prefix
     keys = [k for k in PRIORITY_KEYS if k in observations] if top_level else []
     keys += sorted(k for k in observations if k not in keys)
-    parts, names = [], []
+    parts, names, sizes = [], [], []
     for key in keys:
-        part, part_names = flatten_observations(observations[key], f"{prefix}{key}" if top_level else f"{prefix}/{key}")
+        part, part_names, part_sizes = flatten_observations(
+            observations[key], f"{prefix}{key}" if top_level else f"{prefix}/{key}")
         parts.append(part)
         names.extend(part_names)
-    return np.concatenate(parts, axis=1), names
+        sizes.extend(part_sizes)
+    return np.concatenate(parts, axis=1), names, sizes
 
 
 def load_transitions(name: str, *, clip_actions: bool = True) -> Transitions:
@@ -112,8 +117,9 @@ def load_transitions(name: str, *, clip_actions: bool = True) -> Transitions:
         "observations", "actions", "rewards", "next_observations", "next_actions", "next_action_valid",
         "terminals", "timeouts", "episode_ids", "timesteps")}
     observation_keys: list[str] = []
+    observation_sizes: list[int] = []
     for episode in _episodes(dataset, dataset_id):
-        obs, observation_keys = flatten_observations(episode.observations)
+        obs, observation_keys, observation_sizes = flatten_observations(episode.observations)
         actions = np.asarray(episode.actions, np.float32).reshape(len(episode.actions), -1)
         steps = actions.shape[0]
         if steps == 0:
@@ -168,6 +174,7 @@ def load_transitions(name: str, *, clip_actions: bool = True) -> Transitions:
         num_episodes=int(len(np.unique(arrays["episode_ids"]))),
         num_transitions=int(arrays["actions"].shape[0]),
         observation_keys=tuple(observation_keys),
+        observation_sizes=tuple(observation_sizes),
         action_low=tuple(float(x) for x in low),
         action_high=tuple(float(x) for x in high),
         ref_min_score=_optional_float(metadata.get("ref_min_score")),

@@ -27,6 +27,10 @@ class DatasetInfo:
     num_episodes: int
     num_transitions: int
     observation_keys: tuple[str, ...] = ()  # flatten order of dict observations; () for flat ones
+    observation_sizes: tuple[int, ...] = ()  # columns of each of observation_keys, in the same order
+    # Which view of the recorded transitions this is (behavior_models.data.goals): "keep" (as
+    # recorded) or "relabel" (each goal switch relabelled to the goal the step started with).
+    goal_switch: str = "keep"
     action_low: tuple[float, ...] = ()
     action_high: tuple[float, ...] = ()
     ref_min_score: float | None = None

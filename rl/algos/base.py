@@ -34,6 +34,9 @@ class AlgoConfig:
     # Reward convention (rl.core.rewards): auto | none | minus_one | return_range. `auto` is
     # resolved from the dataset id before training; config.json records the resolved name.
     reward_transform: str = "auto"
+    # Goal-switch view (rl.core.rewards, behavior_models.data.goals): auto | keep | relabel. `auto`
+    # relabels on maze ids; config.json records the resolved name.
+    goal_switch: str = "auto"
     normalize_states: bool = True  # z-score observations with dataset statistics (TD3+BC style)
     state_eps: float = 1e-3  # added to the state std
 

@@ -65,6 +65,21 @@ def make_eval_env_factory(dataset_id: str) -> Callable[[], Any]:
     return lambda: dataset.recover_environment(eval_env=True)
 
 
+def eval_reward_function(dataset_id: str) -> Callable[[np.ndarray, np.ndarray, Any], np.ndarray]:
+    """The evaluation environment's own ``compute_reward(achieved_goal, desired_goal, info)``
+    (a gymnasium-robotics goal env's, batched over rows), for relabelling goal switches
+    (:mod:`behavior_models.data.goals`) with exactly the reward the evaluation pays."""
+    env = make_eval_env_factory(dataset_id)()
+    try:
+        compute_reward = getattr(env.unwrapped, "compute_reward", None)
+    finally:
+        env.close()
+    if compute_reward is None:
+        raise DatasetError(f"the evaluation environment of {dataset_id} has no compute_reward, so its goal switches "
+                           "cannot be relabelled; train with --set goal_switch=keep")
+    return compute_reward
+
+
 def flatten_batch(observations: list[Any]) -> np.ndarray:
     """Stack single-step observations (arrays or nested dicts) and flatten them to [n, S]."""
     return flatten_observations(_stack(observations))[0]

@@ -19,6 +19,16 @@ environment's own, untransformed return.
   (``Algorithm.locomotion_reward``: ``return_range`` for ARQ and DASCO, whose papers scale
   rewards so; ``none`` for TD3+BC, BEAR and SPOT, which train on raw rewards, and for BC);
   anything else ``none``. The resolved name, not ``auto``, is what the run config records.
+
+The goal-switch convention (``goal_switch``, :mod:`behavior_models.data.goals`) says what the
+step after each goal arrival means in a dataset collected with the goal re-sampled on arrival:
+
+* ``keep``: as recorded: the next state carries the new goal, and the reward is against it;
+* ``relabel``: as the evaluation (one fixed goal) would have recorded it: the next state keeps
+  the goal the step started with, and the evaluation environment's ``compute_reward`` recomputes
+  the reward against it, so the data show that staying at the goal pays;
+* ``auto``: ``relabel`` on maze ids (gymnasium-robotics PointMaze and AntMaze, D4RL's and the
+  built-in recipes), ``keep`` elsewhere. On data without goal switches both views are the same.
 """
 
 from __future__ import annotations
@@ -26,7 +36,9 @@ from __future__ import annotations
 import numpy as np
 
 from behavior_models.data import Transitions
+from behavior_models.data.goals import GOAL_SWITCH_VIEWS, goal_switches, relabel_goal_switches
 from behavior_models.errors import ConfigError
+from rl.core.evaluation import eval_reward_function
 from rl.core.tasks import task_family
 
 REWARD_TRANSFORMS = ("none", "minus_one", "return_range")
@@ -44,6 +56,31 @@ def resolve_reward_transform(name: str, dataset_id: str, locomotion: str = "retu
     if name not in REWARD_TRANSFORMS:
         raise ConfigError(f"unknown reward_transform {name!r}; choose one of {('auto',) + REWARD_TRANSFORMS}")
     return name
+
+
+def resolve_goal_switch(name: str, dataset_id: str) -> str:
+    """The concrete goal-switch view behind ``name``: ``auto`` is resolved from ``dataset_id``."""
+    if name == "auto":
+        return "relabel" if task_family(dataset_id) == "antmaze" else "keep"
+    if name not in GOAL_SWITCH_VIEWS:
+        raise ConfigError(f"unknown goal_switch {name!r}; choose one of {('auto',) + GOAL_SWITCH_VIEWS}")
+    return name
+
+
+def goal_switch_view(transitions: Transitions, name: str) -> Transitions:
+    """``transitions`` under the (already resolved) goal-switch view ``name`` (a view already
+    taken is returned as it is); the evaluation environment is made, once, for its reward
+    function, only when there are switches to relabel."""
+    if name not in GOAL_SWITCH_VIEWS:
+        raise ConfigError(f"unknown goal_switch {name!r}; resolve 'auto' first, or choose one of {GOAL_SWITCH_VIEWS}")
+    if transitions.info.goal_switch == name:
+        return transitions
+    if name == "keep":
+        raise ConfigError(f"these transitions of {transitions.dataset_id} are already relabelled; load the dataset "
+                          "again for the recorded ones")
+    if not goal_switches(transitions).any():
+        return transitions
+    return relabel_goal_switches(transitions, eval_reward_function(transitions.dataset_id))
 
 
 def transform_rewards(transitions: Transitions, name: str) -> np.ndarray:

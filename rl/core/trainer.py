@@ -43,7 +43,7 @@ from rl.core import behavior as behavior_io
 from rl.core.buffer import DeviceBuffer
 from rl.core.evaluation import EvalResult, evaluate, flatten_batch, make_eval_env_factory
 from rl.core.metrics_log import MetricsLog
-from rl.core.rewards import resolve_reward_transform, transform_rewards
+from rl.core.rewards import goal_switch_view, resolve_goal_switch, resolve_reward_transform, transform_rewards
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
@@ -104,6 +104,7 @@ class Run:
         run_config = run_config or RunConfig()
         algo_config = resolve_algo_config(algorithm_name, algo_config, transitions.dataset_id, run_config.steps)
         reward = algo_config.reward_transform
+        transitions = goal_switch_view(transitions, algo_config.goal_switch)
         if behavior_model is not None and algo_cls.behavior_kind == "cache" and not algo_cls.needs_behavior_model(algo_config):
             raise ConfigError(f"{algorithm_name} with this config never samples a behavior model (only ARQ's "
                               "policy=implicit or policy=behavior does); drop --behavior-model")
@@ -216,14 +217,26 @@ def open_behavior(algo_cls: type[Algorithm], config: AlgoConfig, transitions: Tr
 
 def resolve_algo_config(algorithm_name: str, algo_config: AlgoConfig | None, dataset_id: str, steps: int) -> AlgoConfig:
     """The config a run of ``algorithm_name`` on ``dataset_id`` for ``steps`` steps trains with, as
-    config.json records it: ``reward_transform="auto"`` and the algorithm's dataset- and
-    budget-dependent fields (``Algorithm.resolve_config``) resolved."""
+    config.json records it: ``reward_transform="auto"``, ``goal_switch="auto"`` and the algorithm's
+    dataset- and budget-dependent fields (``Algorithm.resolve_config``) resolved."""
     algo_cls = algorithm_class(algorithm_name)
     algo_config = algo_config or algo_cls.config_class()
     if not isinstance(algo_config, algo_cls.config_class):
         raise ConfigError(f"{algorithm_name} needs a {algo_cls.config_class.__name__}, got {type(algo_config).__name__}")
     reward = resolve_reward_transform(algo_config.reward_transform, dataset_id, algo_cls.locomotion_reward)
-    return algo_cls.resolve_config(dataclasses.replace(algo_config, reward_transform=reward), dataset_id, steps)
+    goal_switch = resolve_goal_switch(algo_config.goal_switch, dataset_id)
+    return algo_cls.resolve_config(dataclasses.replace(algo_config, reward_transform=reward, goal_switch=goal_switch),
+                                   dataset_id, steps)
+
+
+# Algorithm-config fields added after runs were first recorded, with the value such runs trained
+# with: a record without the field is read as having it.
+FIELDS_ADDED_SINCE = {"goal_switch": "keep"}
+
+
+def recorded_algo_config(record: dict[str, Any]) -> dict[str, Any]:
+    """The ``algo`` section of a run record, with ``FIELDS_ADDED_SINCE`` filled in where missing."""
+    return {**FIELDS_ADDED_SINCE, **record.get("algo", {})}
 
 
 def settings_changes(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
@@ -233,7 +246,8 @@ def settings_changes(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]
     changes = [f"{key}: {saved.get(key)!r} -> {wanted[key]!r}" for key in ("algorithm", "dataset_fingerprint")
                if saved.get(key) != wanted[key]]
     for section, allowed in (("algo", ()), ("run", RESUMABLE_CHANGES)):
-        old, new = saved.get(section, {}), wanted[section]
+        old = recorded_algo_config(saved) if section == "algo" else saved.get(section, {})
+        new = wanted[section]
         changes += [f"{section}.{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
                     if k not in allowed and old.get(k) != new.get(k)]
     if "behavior" in wanted:
@@ -477,7 +491,9 @@ class Trainer:
         batch_size = run.algo_config.batch_size
         writer = self._tensorboard()
         self.echo(f"{run.algorithm_name} on {run.transitions.dataset_id}: {len(buffer.data)} transitions, "
-                  f"reward_transform={run.algo_config.reward_transform}, device={run.device}, out={self.out_dir}"
+                  f"reward_transform={run.algo_config.reward_transform}, goal_switch={run.algo_config.goal_switch}"
+                  f"{'' if run.transitions.info.goal_switch == run.algo_config.goal_switch else ' (no goal switches)'}, "
+                  f"device={run.device}, out={self.out_dir}"
                   + "".join(f", {key}={value}" for key, value in run.algorithm.describe().items()))
         for warning in run.algorithm.warnings():
             self.echo(f"warning: {warning}")
@@ -577,7 +593,8 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
     if behavior_inputs is None and gone:
         raise ArtefactMismatchError(f"{run_dir} was trained with the behaviour artefact(s) {gone}, which no longer "
                                     "exist; restore them (a copy at that path with the same content), or retrain")
-    algo_config = config_from_dict(algo_cls.config_class, record["algo"])
+    algo_config = config_from_dict(algo_cls.config_class, recorded_algo_config(record))
+    transitions = goal_switch_view(transitions, algo_config.goal_switch)  # the view its cache was drawn for
     acting = dict(acting or {})
     acting_config = algo_cls.with_acting(algo_config, acting)
     if behavior_inputs is None:

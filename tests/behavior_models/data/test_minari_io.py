@@ -60,6 +60,7 @@ def test_nested_dict_observations_flatten_in_documented_order():
     data = load_transitions("test/kitchenlike-v0")
     assert data.info.observation_keys == (
         "observation", "achieved_goal/kettle", "achieved_goal/microwave", "desired_goal/kettle", "desired_goal/microwave")
+    assert data.info.observation_sizes == (3, 2, 1, 2, 1)
     expected = np.concatenate([observations["observation"], observations["achieved_goal"]["kettle"],
                                observations["achieved_goal"]["microwave"], observations["desired_goal"]["kettle"],
                                observations["desired_goal"]["microwave"]], axis=1).astype(np.float32)
@@ -68,9 +69,10 @@ def test_nested_dict_observations_flatten_in_documented_order():
 
 
 def test_flatten_orders_other_top_level_keys_after_the_goal_keys():
-    _, names = flatten_observations({"zeta": np.zeros((2, 1)), "desired_goal": np.zeros((2, 2)),
-                                     "alpha": np.zeros((2, 1)), "observation": np.zeros((2, 3))})
+    flat, names, sizes = flatten_observations({"zeta": np.zeros((2, 1)), "desired_goal": np.zeros((2, 2)),
+                                               "alpha": np.zeros((2, 1)), "observation": np.zeros((2, 3))})
     assert names == ["observation", "desired_goal", "alpha", "zeta"]
+    assert sizes == [3, 2, 1, 1] and flat.shape == (2, 7)
 
 
 def test_aliases_resolve_to_minari_ids():

@@ -5,7 +5,7 @@ import torch
 from behavior_models.data import NormalizationStats, load_transitions
 from behavior_models.errors import ConfigError
 from rl.core.buffer import DeviceBuffer
-from rl.core.rewards import resolve_reward_transform, transform_rewards
+from rl.core.rewards import goal_switch_view, resolve_goal_switch, resolve_reward_transform, transform_rewards
 from tests.helpers import write_flat_dataset
 
 
@@ -52,6 +52,16 @@ def test_reward_transforms(transitions):
     assert resolve_reward_transform("auto", "D4RL/kitchen/mixed-v2") == "none"
     with pytest.raises(ConfigError, match="reward_transform"):
         resolve_reward_transform("r-1", "x")
+
+
+def test_goal_switch_views_resolve_from_the_dataset_id(transitions):
+    assert resolve_goal_switch("auto", "local/pointmaze-umaze-biased-v0") == "relabel"
+    assert resolve_goal_switch("auto", "D4RL/antmaze/large-diverse-v1") == "relabel"
+    assert resolve_goal_switch("auto", "D4RL/kitchen/mixed-v2") == "keep"
+    assert resolve_goal_switch("keep", "local/pointmaze-umaze-biased-v0") == "keep"
+    with pytest.raises(ConfigError, match="goal_switch"):
+        resolve_goal_switch("fixed", "x")
+    assert goal_switch_view(transitions, "relabel") is transitions  # no goals, nothing to relabel
 
 
 

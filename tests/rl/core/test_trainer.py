@@ -439,6 +439,11 @@ def test_cache_of_another_dataset_or_size_is_refused(env_transitions):
     cache.candidates = torch.zeros(cache.candidates.shape[0], 4, 3)
     with pytest.raises(ArtefactMismatchError, match="action dims"):
         check_cache(cache, env_transitions)
+    cache = random_cache(env_transitions)  # a cache of the recorded transitions, for the relabelled view
+    relabelled = dataclasses.replace(env_transitions, fingerprint=env_transitions.fingerprint,
+                                     info=dataclasses.replace(env_transitions.info, goal_switch="relabel"))
+    with pytest.raises(ArtefactMismatchError, match="'keep' view .* --goal-switch relabel"):
+        check_cache(cache, relabelled)
 
 
 def test_wrong_kind_of_behavior_is_refused(env_transitions, gaussian_dir, tmp_path):

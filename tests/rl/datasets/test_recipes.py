@@ -9,6 +9,8 @@ import rl.datasets
 from behavior_models.data import load_transitions
 from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetNotFoundError
 from cli.bm import main as bm
+from behavior_models.data.goals import goal_columns, goal_switches
+from rl.core.rewards import goal_switch_view
 from rl.datasets import make_dataset
 
 SMALL = {"episodes": 3, "episode_steps": 50, "reference_episodes": 2, "progress": False}
@@ -20,6 +22,25 @@ def test_recipe_is_deterministic_for_a_seed():
     other = load_transitions(make_dataset("pointmaze-umaze-noisy", seed=4, overwrite=True, **SMALL)).fingerprint
     assert first == again
     assert other != first
+
+
+def test_goal_switches_of_a_recipe_are_relabelled_with_the_evaluation_reward():
+    data = load_transitions(make_dataset("pointmaze-umaze-biased", episodes=2, episode_steps=400,
+                                         reference_episodes=1, progress=False))
+    switch = goal_switches(data)
+    achieved, desired = goal_columns(data)
+    assert switch.sum() >= 3  # the planner reaches several goals in 800 steps
+    # Every switch starts at its own goal (the arrival), and its recorded reward is paid against the new goal.
+    at_goal = np.linalg.norm(data.observations[:, achieved] - data.observations[:, desired], axis=1) <= 0.45
+    np.testing.assert_array_equal(switch, at_goal)
+    new_goal = np.linalg.norm(data.next_observations[:, achieved] - data.next_observations[:, desired], axis=1) <= 0.45
+    np.testing.assert_array_equal(data.rewards[switch], new_goal[switch])
+
+    view = goal_switch_view(data, "relabel")
+    kept_goal = np.linalg.norm(data.next_observations[:, achieved] - data.observations[:, desired], axis=1) <= 0.45
+    np.testing.assert_array_equal(view.rewards[switch], kept_goal[switch])
+    assert view.rewards[switch].mean() > 0.9  # the ball is still at the goal it arrived at
+    np.testing.assert_array_equal(view.rewards[~switch], data.rewards[~switch])
 
 
 def test_metadata_and_eval_env_are_stored():
