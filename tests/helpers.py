@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
-from behavior_models.data import write_minari_dataset
+from behavior_models.data import load_transitions, write_minari_dataset
 
 
 def flat_episode(rng: np.random.Generator, steps: int, obs_dim: int, act_dim: int,
@@ -90,3 +90,31 @@ def assert_same_cache(a, b, action_atol: float = 1e-5, log_prob_atol: float = 1e
     assert a.threshold == b.threshold
     for key in ("dataset_fingerprint", "model_fingerprint", "num_samples", "seed", "batch_states", "dtype"):
         assert a.metadata[key] == b.metadata[key], key
+
+
+GOAL_RADIUS = 0.45
+
+
+def sparse_goal_reward(achieved, desired, info):
+    """gymnasium-robotics' sparse maze reward, batched: 1 within GOAL_RADIUS of the goal."""
+    return (np.linalg.norm(achieved - desired, axis=-1) <= GOAL_RADIUS).astype(np.float64)
+
+
+def write_goal_switch_dataset(dataset_id="test/goals-v0"):
+    """One 6-step episode whose goal is re-sampled on arrival, recorded as gymnasium-robotics records
+    it: the arrival step is paid against the old goal, and the next observation carries the new one."""
+    g1, g2 = np.array([1.0, 1.0]), np.array([-2.0, 0.5])
+    position = np.array([[0.0, 0.0], [0.6, 0.6], [0.9, 1.0], [1.1, 1.0], [0.5, 0.8], [0.0, 0.6], [-1.0, 0.5]])
+    desired = np.array([g1, g1, g1, g2, g2, g2, g2])  # arrival at step 1 -> 2; the goal jumps at 2 -> 3
+    velocity = np.diff(position, axis=0, prepend=position[:1])
+    observations = {"observation": np.concatenate([position, velocity], axis=1), "achieved_goal": position,
+                    "desired_goal": desired}
+    rewards = sparse_goal_reward(position[1:], desired[:-1], None)  # the data env's reward: against s_t's goal...
+    rewards[2] = sparse_goal_reward(position[3], g2, None)  # ...but the goal was re-sampled before step 2 was paid
+    box = spaces.Box(-5, 5, (2,), np.float64)
+    space = spaces.Dict({"observation": spaces.Box(-5, 5, (4,), np.float64), "achieved_goal": box, "desired_goal": box})
+    episode = {"observations": observations, "actions": np.full((6, 2), 0.1, np.float32), "rewards": rewards,
+               "terminations": np.zeros(6, bool), "truncations": np.eye(6, dtype=bool)[-1]}
+    write_minari_dataset(dataset_id, [episode], observation_space=space,
+                         action_space=spaces.Box(-1, 1, (2,), np.float32))
+    return load_transitions(dataset_id), g1, g2

@@ -69,7 +69,11 @@ def eval_reward_function(dataset_id: str) -> Callable[[np.ndarray, np.ndarray, A
     """The evaluation environment's own ``compute_reward(achieved_goal, desired_goal, info)``
     (a gymnasium-robotics goal env's, batched over rows), for relabelling goal switches
     (:mod:`behavior_models.data.goals`) with exactly the reward the evaluation pays."""
-    env = make_eval_env_factory(dataset_id)()
+    try:
+        env = make_eval_env_factory(dataset_id)()
+    except DatasetError as error:
+        raise DatasetError(f"{dataset_id}'s goal switches are relabelled with its evaluation environment's reward, "
+                           f"and it has none ({error}); train with --set goal_switch=keep") from None
     try:
         compute_reward = getattr(env.unwrapped, "compute_reward", None)
     finally:

@@ -1,40 +1,15 @@
 import numpy as np
 import pytest
-from gymnasium import spaces
 
-from behavior_models.data import load_transitions, write_minari_dataset
+from behavior_models.data import load_transitions
 from behavior_models.data.goals import goal_columns, goal_switches, relabel_goal_switches
 from behavior_models.errors import DatasetError
-from tests.helpers import write_flat_dataset
-
-RADIUS = 0.45
-
-
-def sparse_reward(achieved, desired, info):
-    return (np.linalg.norm(achieved - desired, axis=-1) <= RADIUS).astype(np.float64)
-
-
-def write_goal_dataset(dataset_id="test/goals-v0"):
-    """One 6-step episode whose goal is re-sampled on arrival, recorded as gymnasium-robotics records
-    it: the arrival step is paid against the old goal, and the next observation carries the new one."""
-    g1, g2 = np.array([1.0, 1.0]), np.array([-2.0, 0.5])
-    position = np.array([[0.0, 0.0], [0.6, 0.6], [0.9, 1.0], [1.1, 1.0], [0.5, 0.8], [0.0, 0.6], [-1.0, 0.5]])
-    desired = np.array([g1, g1, g1, g2, g2, g2, g2])  # arrival at step 1 -> 2; the goal jumps at 2 -> 3
-    velocity = np.diff(position, axis=0, prepend=position[:1])
-    observations = {"observation": np.concatenate([position, velocity], axis=1), "achieved_goal": position,
-                    "desired_goal": desired}
-    rewards = sparse_reward(position[1:], desired[:-1], None)  # the data env's reward: against s_t's goal...
-    rewards[2] = sparse_reward(position[3], g2, None)  # ...but the goal was re-sampled before step 2 was paid
-    box = spaces.Box(-5, 5, (2,), np.float64)
-    space = spaces.Dict({"observation": spaces.Box(-5, 5, (4,), np.float64), "achieved_goal": box, "desired_goal": box})
-    episode = {"observations": observations, "actions": np.full((6, 2), 0.1, np.float32), "rewards": rewards,
-               "terminations": np.zeros(6, bool), "truncations": np.eye(6, dtype=bool)[-1]}
-    write_minari_dataset(dataset_id, [episode], observation_space=space, action_space=spaces.Box(-1, 1, (2,), np.float32))
-    return load_transitions(dataset_id), g1, g2
+from tests.helpers import sparse_goal_reward as sparse_reward
+from tests.helpers import write_flat_dataset, write_goal_switch_dataset
 
 
 def test_goal_columns_follow_the_flattened_layout():
-    data, _, _ = write_goal_dataset()
+    data, _, _ = write_goal_switch_dataset()
     assert data.info.observation_sizes == (4, 2, 2)
     assert goal_columns(data) == (slice(4, 6), slice(6, 8))
     write_flat_dataset("test/flat-v0", episode_lengths=(4,))
@@ -44,7 +19,7 @@ def test_goal_columns_follow_the_flattened_layout():
 
 
 def test_a_goal_switch_is_relabelled_to_the_goal_its_step_started_with():
-    data, g1, g2 = write_goal_dataset()
+    data, g1, g2 = write_goal_switch_dataset()
     np.testing.assert_array_equal(goal_switches(data), [False, False, True, False, False, False])
     assert data.rewards[2] == 0.0  # the ball stays at g1, but the step was paid against g2
 
@@ -68,6 +43,7 @@ def test_a_goal_switch_is_relabelled_to_the_goal_its_step_started_with():
 
 
 def test_a_reward_function_that_does_not_take_batches_is_refused():
-    data, _, _ = write_goal_dataset()
+    data, _, _ = write_goal_switch_dataset()
     with pytest.raises(DatasetError, match="batches"):
         relabel_goal_switches(data, lambda achieved, desired, info: 1.0)
+

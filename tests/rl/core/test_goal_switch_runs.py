@@ -10,13 +10,14 @@ from click.testing import CliRunner
 from behavior_models.cache import SampleCache, build_sample_cache
 from behavior_models.data import load_transitions
 from behavior_models.data.goals import goal_switches
-from behavior_models.errors import ArtefactMismatchError
+from behavior_models.errors import ArtefactMismatchError, DatasetError
 from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
 from cli.bm import main as bm_main
 from rl.algos.arq import ARQConfig
 from rl.core.rewards import goal_switch_view
 from rl.core.trainer import Run, RunConfig, load_run, settings_changes, train
 from rl.datasets import make_dataset
+from tests.helpers import write_goal_switch_dataset
 
 QUIET = {"progress": False, "echo": lambda _: None}
 SHORT = RunConfig(steps=10, eval_episodes=0, checkpoint_every=10, log_every=10)
@@ -86,3 +87,9 @@ def test_rl_train_takes_the_view_as_an_option(maze, tmp_path):
                                           "--steps", "2", "--eval-episodes", "0", "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "config.json").read_text())["algo"]["goal_switch"] == "keep"
+
+
+def test_relabelling_a_dataset_without_an_environment_is_refused_with_the_way_out():
+    data, _, _ = write_goal_switch_dataset()  # written without an env spec: no compute_reward to relabel with
+    with pytest.raises(DatasetError, match="goal_switch=keep"):
+        goal_switch_view(data, "relabel")
