@@ -22,7 +22,9 @@ bm datasets info "$DATASET"
 # printing ARQ 74.10 and BC 93.96. Since the fast sampler's third-order step was corrected
 # (d86f20c) the cache differs slightly and it prints ARQ 77.12, BC 93.96: a fresh clone at
 # 12b0092 took 15 min 15 s on two threads, idle (fit 2 min 25 s, cache 1 min 42 s, ARQ 9 min 14 s,
-# BC 33 s; the venv was built by its `make test` just before).
+# BC 33 s; the venv was built by its `make test` just before). With the goal switches relabelled
+# (d79fc0b, the default on maze ids) it prints ARQ 92.25, BC 93.96: a fresh clone at d79fc0b took
+# 17 min 20 s, its first 8 minutes sharing the CPU with a benchmark run.
 # Every size is an environment variable. Each stage skips work already done (rerun `make demo`
 # after an interruption to continue).
 # Torch threads per command: the demo assumes the CPU to itself, where ARQ's and the score
