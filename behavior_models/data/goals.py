@@ -7,11 +7,11 @@ draws a new goal g'. So each arrival leaves one *goal switch* in the data:
 
     s_t = (ball at g, desired_goal g)  --a_t-->  s_{t+1} = (ball still at g, desired_goal g'),  r_t vs g'
 
-Its reward is 0 (the ball is not at g'), and its next state carries another task. The evaluation
-environment keeps g (``reset_target=False``) and pays 1 for every step at it, so what that step
-means there is the opposite: staying at the goal is worth 1 per step, forever. A critic trained
-on the recorded switch learns that being at one's goal is worth no more than a fresh, random
-goal; nothing in the data says it pays to stay.
+Its reward is almost always 0 (the ball is seldom at g' too), and its next state carries
+another task. The evaluation environment keeps g (``reset_target=False``) and pays 1 for every
+step at it, so what that step means there is the opposite: staying at the goal is worth 1 per
+step, forever. A critic trained on the recorded switch learns that being at one's goal is worth
+no more than a fresh, random goal; nothing in the data says it pays to stay.
 
 ``relabel_goal_switches`` gives the transitions as the evaluation would have produced them: at
 every switch, s_{t+1}'s desired goal is set back to g and r_t is recomputed against g by the
