@@ -209,18 +209,20 @@ class SampleCache:
     def goal_switch(self) -> str:
         return self.metadata.get("goal_switch", "keep")
 
+    def _built_on_dataset_of(self, transitions: Transitions) -> bool:
+        """True when the cache was drawn for this dataset (same content fingerprint and size), in
+        either view of its goal switches."""
+        return (transitions.fingerprint == self.dataset_fingerprint
+                and len(transitions) == int(self.obs_row.shape[0]))
+
     def matches(self, transitions: Transitions) -> bool:
         """True when the cache was built on exactly this dataset (same content fingerprint) and
         view of its goal switches."""
-        return (transitions.fingerprint == self.dataset_fingerprint
-                and len(transitions) == int(self.obs_row.shape[0])
-                and transitions.info.goal_switch == self.goal_switch)
+        return self._built_on_dataset_of(transitions) and transitions.info.goal_switch == self.goal_switch
 
     def check(self, transitions: Transitions) -> None:
         """Raise :class:`ArtefactMismatchError` unless the cache was built on ``transitions``."""
-        same_data = (transitions.fingerprint == self.dataset_fingerprint
-                     and len(transitions) == int(self.obs_row.shape[0]))
-        if same_data and not self.matches(transitions):
+        if self._built_on_dataset_of(transitions) and not self.matches(transitions):
             raise ArtefactMismatchError(
                 f"sample cache {self.path or ''} was built on the {self.goal_switch!r} view of "
                 f"{transitions.dataset_id}'s goal switches, and these transitions are its "

@@ -123,6 +123,11 @@ def ensure_dataset(name: str) -> None:
     make_dataset(recipe_for(name).name)
 
 
+# --goal-switch's choices (`bm sample-cache`, `rl train`): "auto" and behavior_models.data.goals'
+# GOAL_SWITCH_VIEWS, written out so that the commands' --help imports no dataset code.
+GOAL_SWITCH_CHOICES = ("auto", "keep", "relabel")
+
+
 def write_figure_record(figure: Path, command: str, **inputs: Any) -> Path:
     """``<figure>.json`` beside a figure a command drew: the command, what it was drawn from and with
     which options, and the library version, so that a PNG found later says what it shows."""

@@ -20,8 +20,8 @@ import click
 
 from behavior_models.errors import ConfigError
 from behavior_models.io import coerce_field, require_known_fields
-from cli.common import (DefaultTextOption, device_option, ensure_dataset, refuse_resume_with_force, threads_option,
-                        write_figure_record)
+from cli.common import (GOAL_SWITCH_CHOICES, DefaultTextOption, device_option, ensure_dataset,
+                        refuse_resume_with_force, threads_option, write_figure_record)
 
 REWARD_CHOICES = ("auto", "none", "minus_one", "return_range")
 DEFAULT_STEPS = 20_000  # --steps of a new run (the benchmark's budget)
@@ -34,7 +34,7 @@ FIELD_OPTIONS: dict[str, tuple[str, Any, str]] = {  # flag: (field, click type, 
     "--constraint-relaxation/--no-constraint-relaxation": (
         "constraint_relaxation", bool, "Weight the constraint by seed 001's Eq. 10 (min-max normalised Q, no "
                                        "gradient); --no-constraint-relaxation turns it off in the ++ presets."),
-    "--goal-switch": ("goal_switch", click.Choice(["auto", "keep", "relabel"]),
+    "--goal-switch": ("goal_switch", click.Choice(GOAL_SWITCH_CHOICES),
                       "The step after each goal arrival, in data whose goal is re-sampled on arrival: relabel gives "
                       "it back the goal it started with and the evaluation's reward for it, as the evaluation (one "
                       "goal) would record it; keep trains on it as recorded. auto: relabel on maze ids, keep "

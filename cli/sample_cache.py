@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from cli.common import DefaultTextOption, device_option, ensure_dataset, set_threads, threads_option
+from cli.common import (GOAL_SWITCH_CHOICES, DefaultTextOption, device_option, ensure_dataset, set_threads,
+                        threads_option)
 
 # Share of states that keep no candidate in support above which the summary warns.
 EMPTY_STATES_WARNING = 0.10
@@ -123,7 +124,7 @@ def _summarise(path: Path, likelihood: str) -> None:
 @click.option("--seed", default=0, show_default=True, help="Seed of the candidates (keyed with each block of --batch-size rows).")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Storage dtype of the candidates (log-probs stay float32).")
-@click.option("--goal-switch", type=click.Choice(["auto", "keep", "relabel"]), default="auto", show_default=True,
+@click.option("--goal-switch", type=click.Choice(GOAL_SWITCH_CHOICES), default="auto", show_default=True,
               help="Which view of the goal switches (the step after a goal arrival, in data whose goal is "
                    "re-sampled on arrival) to cache states for; it must be the one the RL run trains on (its "
                    "goal_switch). relabel adds a row per switch for the next state with the goal kept; auto: "

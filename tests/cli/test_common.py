@@ -71,3 +71,10 @@ def test_mps_is_refused_where_it_is_not_available(monkeypatch):
 
 def test_cpu_is_the_default_and_stays_a_string():
     assert CliRunner().invoke(show_device, []).output.strip() == "'cpu'"
+
+
+def test_the_goal_switch_choices_are_the_library_views():
+    from behavior_models.data.goals import GOAL_SWITCH_VIEWS
+    from cli.common import GOAL_SWITCH_CHOICES
+
+    assert GOAL_SWITCH_CHOICES == ("auto",) + GOAL_SWITCH_VIEWS
