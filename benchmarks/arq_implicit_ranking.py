@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from rl.core.trainer import load_run
+from rl.datasets.pointmaze import planner_actions
 
 
 def ranks(values: torch.Tensor) -> torch.Tensor:
@@ -42,21 +43,6 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     ra, rb = ranks(a), ranks(b)
     ra, rb = ra - ra.mean(-1, keepdim=True), rb - rb.mean(-1, keepdim=True)
     return (ra * rb).sum(-1) / (ra.norm(dim=-1) * rb.norm(dim=-1))
-
-
-def planner_actions(dataset_id: str, raw_obs: np.ndarray) -> np.ndarray | None:
-    """The waypoint planner's action at each flat PointMaze observation (observation, achieved_goal,
-    desired_goal, in that order), or None for other datasets."""
-    from rl.datasets.pointmaze import MAZE_ENV_IDS, PlannerConfig, WaypointPlanner, eval_env_spec, make_env, maze_of
-
-    name = dataset_id.split("/")[-1]
-    maze = next((m for m in MAZE_ENV_IDS if name.startswith(f"pointmaze-{m}-")), None)
-    if maze is None or raw_obs.shape[1] != 8:
-        return None
-    env = make_env(eval_env_spec(maze))
-    planner = WaypointPlanner(maze_of(env), PlannerConfig())
-    env.close()
-    return np.stack([planner.act({"observation": row[:4], "desired_goal": row[6:8]}) for row in raw_obs])
 
 
 def ranking_row(q: torch.Tensor, candidates: torch.Tensor, reference: torch.Tensor, q_reference: torch.Tensor) -> str:

@@ -12,6 +12,7 @@ from cli.bm import main as bm
 from behavior_models.data.goals import goal_columns, goal_switches
 from rl.core.rewards import goal_switch_view
 from rl.datasets import make_dataset
+from rl.datasets.pointmaze import planner_actions
 
 SMALL = {"episodes": 3, "episode_steps": 50, "reference_episodes": 2, "progress": False}
 
@@ -22,6 +23,16 @@ def test_recipe_is_deterministic_for_a_seed():
     other = load_transitions(make_dataset("pointmaze-umaze-noisy", seed=4, overwrite=True, **SMALL)).fingerprint
     assert first == again
     assert other != first
+
+
+def test_planner_actions_reproduce_the_expert_recipe_from_flat_observations():
+    data = load_transitions(make_dataset("pointmaze-umaze-expert", **SMALL))
+    # The expert recipe records the planner's own actions, so this also checks the flat layout it reads.
+    # atol: the observations are stored in float32, and the PD gain of 10 scales their rounding.
+    np.testing.assert_allclose(planner_actions(data.dataset_id, data.observations), data.actions, atol=1e-5)
+    noisy = load_transitions(make_dataset("pointmaze-umaze-noisy", **SMALL))
+    assert np.abs(planner_actions(noisy.dataset_id, noisy.observations) - noisy.actions).max() > 0.1
+    assert planner_actions("D4RL/kitchen/mixed-v2", data.observations) is None
 
 
 def test_goal_switches_of_a_recipe_are_relabelled_with_the_evaluation_reward():
