@@ -453,7 +453,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="torch device of fits, caches and training, e.g. cpu or cuda")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bars (training and behavior-model fits)")
+                        help="no progress bars (dataset builds, behavior-model fits, sample caches and training)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="ALGO.FIELD=VALUE",
                         help="override a field of one algorithm's config, e.g. bc.lr=3e-4 (repeatable): for a "
                              "diagnostic beside the table, in its own --out")
@@ -511,7 +511,7 @@ def main() -> None:
     tic = time.perf_counter()
     for dataset in datasets:
         if not is_local(dataset):
-            make_dataset(dataset)
+            make_dataset(dataset, progress=not args.no_progress)
         for algo in algos:
             behavior = None
             if BEHAVIOR_ALGOS.get(algo) == "cache":
