@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from rl.core.trainer import load_run
-from rl.datasets.pointmaze import planner_actions
+from rl.datasets.recipes import planner_actions
 
 
 def ranks(values: torch.Tensor) -> torch.Tensor:

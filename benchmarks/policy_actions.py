@@ -28,7 +28,7 @@ import torch
 
 from rl.core.behavior import load_model
 from rl.core.trainer import load_run
-from rl.datasets.pointmaze import planner_actions
+from rl.datasets.recipes import planner_actions
 
 
 @torch.no_grad()

@@ -192,17 +192,3 @@ class WaypointPlanner:
         action = self.config.p_gain * (target - position) - self.config.d_gain * velocity
         return np.clip(action, -1.0, 1.0)
 
-
-def planner_actions(dataset_id: str, raw_obs: np.ndarray) -> np.ndarray | None:
-    """The waypoint planner's action at each flat observation [n, 8] of a built-in PointMaze recipe
-    (``observation``, ``achieved_goal``, ``desired_goal``, flattened in that order), or None for
-    any other dataset: the noise-free expert whose actions the noisy and biased recipes perturb,
-    for diagnostics that compare a policy with it."""
-    name = dataset_id.split("/")[-1]
-    maze = next((m for m in MAZE_ENV_IDS if name.startswith(f"pointmaze-{m}-")), None)
-    if maze is None or raw_obs.shape[1] != 8:
-        return None
-    env = make_env(eval_env_spec(maze))
-    planner = WaypointPlanner(maze_of(env))
-    env.close()
-    return np.stack([planner.act({"observation": row[:4], "desired_goal": row[6:8]}) for row in raw_obs])

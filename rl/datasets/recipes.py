@@ -124,6 +124,19 @@ def behaviour_policy(policy: str, env, rng: np.random.Generator, planner: Planne
     return lambda obs: perturb(expert.act(obs), float(obs["observation"][0]), rng)
 
 
+def planner_actions(dataset_id: str, raw_obs: np.ndarray) -> np.ndarray | None:
+    """The waypoint planner's action at each flat observation [n, 8] of a built-in PointMaze recipe
+    (``observation``, ``achieved_goal``, ``desired_goal``, flattened in that order), or None for
+    any other dataset: the noise-free expert whose actions the noisy and biased recipes perturb,
+    for diagnostics that compare a policy with it."""
+    if recipe_for(dataset_id) is None or raw_obs.shape[1] != 8:
+        return None
+    recipe = parse_recipe_name(dataset_id)
+    env = make_env(eval_env_spec(recipe.maze))
+    planner = WaypointPlanner(maze_of(env), recipe.planner)
+    env.close()
+    return np.stack([planner.act({"observation": row[:4], "desired_goal": row[6:8]}) for row in raw_obs])
+
 def _bar(total: int, desc: str, progress: bool):
     from tqdm.auto import tqdm
 

@@ -12,7 +12,7 @@ from cli.bm import main as bm
 from behavior_models.data.goals import goal_columns, goal_switches
 from rl.core.rewards import goal_switch_view
 from rl.datasets import make_dataset
-from rl.datasets.pointmaze import planner_actions
+from rl.datasets.recipes import planner_actions
 
 SMALL = {"episodes": 3, "episode_steps": 50, "reference_episodes": 2, "progress": False}
 
