@@ -6,6 +6,7 @@ import numpy as np
 from gymnasium import spaces
 
 from behavior_models.data import load_transitions, write_minari_dataset
+from rl.datasets.pointmaze import GOAL_RADIUS
 
 
 def flat_episode(rng: np.random.Generator, steps: int, obs_dim: int, act_dim: int,
@@ -90,9 +91,6 @@ def assert_same_cache(a, b, action_atol: float = 1e-5, log_prob_atol: float = 1e
     assert a.threshold == b.threshold
     for key in ("dataset_fingerprint", "model_fingerprint", "num_samples", "seed", "batch_states", "dtype"):
         assert a.metadata[key] == b.metadata[key], key
-
-
-GOAL_RADIUS = 0.45
 
 
 def sparse_goal_reward(achieved, desired, info):
