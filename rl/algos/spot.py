@@ -29,7 +29,9 @@ own beta_KL and Z; SPOT's 0.5 and 2A for other backends); with ``"nats"`` lambda
 **Per-domain settings** (ALGORITHMS.md "SPOT"): on maze navigation ids (``task_family``, the
 rule ARQ's AntMaze column and the r - 1 reward use too) the actor's lr is 1e-4 and states are
 not normalised, as SPOT runs AntMaze; elsewhere TD3's 3e-4 and z-scored states. Fields set by
-the user are kept; config.json records the resolved values.
+the user are kept; config.json records the resolved values. Those settings are for SPOT's 1M
+steps: at 20,000 the maze actor (1e-4, every ``policy_freq``-th update) has not reached its
+density's peak (docs/offline_rl_diagnostics.md, "What bounds SPOT at 20,000 steps").
 """
 
 from __future__ import annotations
