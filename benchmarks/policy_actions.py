@@ -40,6 +40,7 @@ import argparse
 import numpy as np
 import torch
 
+from rl.algos.spot import density_options
 from rl.core.behavior import load_model
 from rl.core.trainer import load_run
 from rl.datasets.recipes import planner_actions
@@ -48,7 +49,7 @@ from rl.datasets.recipes import planner_actions
 def density_peak(density, raw_obs: torch.Tensor, start: torch.Tensor, samples: int, steps: int,
                  lr: float) -> torch.Tensor:
     """argmax_a of SPOT's density objective at each state, by Adam on a = tanh(u) from ``start``."""
-    options = {"estimator": "elbo", "num_samples": samples} if density.name == "cvae" else {}
+    options = density_options(density, "elbo", samples)
     u = torch.atanh(start.clamp(-0.999, 0.999)).requires_grad_(True)
     optimizer = torch.optim.Adam([u], lr=lr)
     with torch.enable_grad():  # main() runs without grad
@@ -85,6 +86,7 @@ def main() -> None:
     transitions = reference.transitions
     rows = np.random.default_rng(args.seed).choice(len(transitions), args.states, replace=False)
     raw_obs = transitions.observations[rows]
+    obs = torch.as_tensor(raw_obs)
     data_actions = torch.as_tensor(transitions.actions[rows])
     expert = planner_actions(transitions.dataset_id, raw_obs)
     expert = None if expert is None else torch.as_tensor(expert, dtype=torch.float32)
@@ -94,7 +96,7 @@ def main() -> None:
 
     def neg_log_density(actions: torch.Tensor) -> str:
         torch.manual_seed(args.seed)
-        return f"{-density.log_prob(torch.as_tensor(raw_obs), actions).mean():12.3f}"
+        return f"{-density.log_prob(obs, actions).mean():12.3f}"
 
     rows_by_label: dict[str, torch.Tensor] = {}
     for run_dir in args.runs:
@@ -106,7 +108,6 @@ def main() -> None:
     rows_by_label["dataset actions"] = data_actions
     peak = None
     if args.density_actions:
-        obs = torch.as_tensor(raw_obs)
         torch.manual_seed(args.seed)
         mean = density.sample(obs, args.density_samples).mean(dim=1)
         rows_by_label[f"density: mean of {args.density_samples} draws"] = mean

@@ -79,6 +79,12 @@ class SPOTConfig(TD3Config):
             raise ConfigError(f"SPOTConfig.cvae_estimator must be one of {CVAE_ESTIMATORS}, got {self.cvae_estimator!r}")
 
 
+def density_options(model, estimator: str, samples: int) -> dict[str, object]:
+    """Options SPOT passes to the model's ``log_prob``: a CVAE's estimator and its sample count
+    (the CVAE's own default is the evaluation-grade IW estimate, not SPOT's ELBO); none otherwise."""
+    return {"estimator": estimator, "num_samples": samples} if model.name == "cvae" else {}
+
+
 class SPOT(TD3Family):
     name = "spot"
     config_class = SPOTConfig
@@ -97,9 +103,8 @@ class SPOT(TD3Family):
         if model is None:
             raise ConfigError("SPOT needs a behavior model: --behavior DIR (from `bm fit`)")
         self.density = resolve_density(config.density, model.capabilities(), model.name)
-        # Options of the CVAE's log_prob (its own default is the evaluation-grade IW estimate).
         is_cvae = model.name == "cvae"
-        self.density_options = {"estimator": config.cvae_estimator, "num_samples": config.cvae_samples} if is_cvae else {}
+        self.density_options = density_options(model, config.cvae_estimator, config.cvae_samples)
         # SPOT's units are those of its CVAE's loss: this CVAE's, or else SPOT's own (2A latents).
         kl_weight = float(model.config.kl_weight) if is_cvae else config.cvae_kl_weight
         latent_dim = model.latent_dim if is_cvae else 2 * act_dim
