@@ -27,7 +27,8 @@ of every row's distance to the second of them:
 * its peak: a local maximum of the objective SPOT's actor ascends when the density term
   dominates (large lambda), reached by Adam on a = tanh(u) from that mean. For a CVAE the
   objective is the ELBO (SPOT's estimator) averaged over ``--density-samples`` draws, for other
-  backends ``log_prob``. It is the peak gradient ascent finds from the mean, not necessarily the
+  backends ``log_prob``; the score model's Adam steps follow its score (``grad_log_prob``, the
+  gradient SPOT's actor follows). It is the peak gradient ascent finds from the mean, not necessarily the
   global one: a density with mass on the box's edges (a flow on clipped actions) has higher
   peaks there. Cost: ``--peak-steps`` passes over states x samples rows of the model (about two
   minutes for a 750-wide CVAE at 500 states and 16 samples on one core).
@@ -40,7 +41,7 @@ import argparse
 import numpy as np
 import torch
 
-from rl.algos.spot import density_options
+from rl.algos.spot import density_options, density_penalty, resolve_density
 from rl.core.behavior import load_model
 from rl.core.trainer import load_run
 from rl.datasets.recipes import planner_actions
@@ -50,12 +51,14 @@ def density_peak(density, raw_obs: torch.Tensor, start: torch.Tensor, samples: i
                  lr: float) -> torch.Tensor:
     """argmax_a of SPOT's density objective at each state, by Adam on a = tanh(u) from ``start``."""
     options = density_options(density, "elbo", samples)
+    # SPOT's own choice of how the density's gradient reaches the action (the score model: its score)
+    how = resolve_density("auto", density.capabilities(), density.name)
     u = torch.atanh(start.clamp(-0.999, 0.999)).requires_grad_(True)
     optimizer = torch.optim.Adam([u], lr=lr)
     with torch.enable_grad():  # main() runs without grad
         for _ in range(steps):
             # Every state's objective depends on its own action only: the sum's gradient is per state.
-            loss = -density.log_prob(raw_obs, torch.tanh(u), **options).sum()
+            loss = density_penalty(density, how, raw_obs, torch.tanh(u), options)[0].sum()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

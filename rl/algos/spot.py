@@ -85,6 +85,19 @@ def density_options(model, estimator: str, samples: int) -> dict[str, object]:
     return {"estimator": estimator, "num_samples": samples} if model.name == "cvae" else {}
 
 
+def density_penalty(model, density: str, raw_obs: Tensor, actions: Tensor,
+                    options: dict[str, object]) -> tuple[Tensor, dict[str, Tensor]]:
+    """SPOT's penalty per sample [B] and what to log. ``density="log_prob"``: -log beta_hat(a|s),
+    differentiated through the model; ``"grad_log_prob"``: the surrogate -(stop_grad(score) . a),
+    whose gradient in ``a`` is minus the score (its value is not -log beta, so the score's norm is
+    logged instead)."""
+    if density == "log_prob":
+        neg_log_beta = -model.log_prob(raw_obs, actions, **options)
+        return neg_log_beta, {"neg_log_beta": neg_log_beta.detach().mean()}
+    score = model.grad_log_prob(raw_obs, actions.detach(), **options).detach()
+    return -(score * actions).sum(-1), {"score_norm": score.norm(dim=-1).mean()}
+
+
 class SPOT(TD3Family):
     name = "spot"
     config_class = SPOTConfig
@@ -121,12 +134,7 @@ class SPOT(TD3Family):
 
     def penalty(self, raw_obs: Tensor, actions: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Per-sample -log beta_hat(a|s) [B] (or its gradient surrogate) and what to log."""
-        model = self.behavior.model
-        if self.density == "log_prob":
-            neg_log_beta = -model.log_prob(raw_obs, actions, **self.density_options)
-            return neg_log_beta, {"neg_log_beta": neg_log_beta.detach().mean()}
-        score = model.grad_log_prob(raw_obs, actions.detach(), **self.density_options).detach()
-        return -(score * actions).sum(-1), {"score_norm": score.norm(dim=-1).mean()}
+        return density_penalty(self.behavior.model, self.density, raw_obs, actions, self.density_options)
 
     def actor_loss(self, batch: Batch, data_q: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """J_pi of Eq. 9 with TD3+BC scaling (see the module docstring); ``data_q`` is not used."""
