@@ -14,9 +14,14 @@ shared :class:`rl.core.buffer.DeviceBuffer` exactly as in training; per row:
   ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convolutions; elementwise work
   is not counted, so the achieved figure is a lower bound);
 * achieved GFLOP/s = GFLOP/update * steps/s;
-* roofline: GFLOP/s of a bare ``torch.mm`` at the update's dominant layer shape, measured in
-  the same process right before the update (the best this CPU does on that matmul now);
+* roofline: GFLOP/s of a bare ``torch.mm`` at the update's dominant layer shape, in the same
+  process (what this CPU does on that matmul now);
 * fraction = achieved / roofline.
+
+The update and the bare matmul alternate in ``--rounds`` windows (``--seconds / --rounds`` of
+updates, then half that of matmuls), so load from a neighbour on a shared machine falls on
+both. Each round gives a fraction; the row reports the median round (steps/s and roofline
+likewise the medians) and the range of the rounds' fractions.
 
 Networks: BC as d3rlpy 2.8.1's BCConfig (deterministic policy, 256x256 encoder, batch 100,
 Adam 1e-3) and at batch 256; ARQ at its paper defaults (2 Q's of 256x256, batch 512, N = 30
@@ -75,19 +80,21 @@ def synthetic_cache(transitions: Transitions, n: int, seed: int = 0) -> SampleCa
                        {"dataset_id": transitions.dataset_id, "dataset_fingerprint": transitions.fingerprint})
 
 
+def matmul_rate(a: torch.Tensor, b: torch.Tensor, seconds: float) -> float:
+    """GFLOP/s of ``a @ b`` over one window of ``seconds``."""
+    count, tic = 0, time.perf_counter()
+    while time.perf_counter() - tic < seconds:
+        a @ b
+        count += 1
+    return 2 * a.shape[0] * a.shape[1] * b.shape[1] * count / (time.perf_counter() - tic) / 1e9
+
+
 def matmul_roofline(rows: int, width_in: int, width_out: int, seconds: float) -> float:
-    """GFLOP/s of torch.mm at [rows, in] x [in, out], best of a few timed windows."""
+    """GFLOP/s of torch.mm at [rows, in] x [in, out], best of three windows."""
     a, b = torch.randn(rows, width_in), torch.randn(width_in, width_out)
     for _ in range(5):
         a @ b
-    best = 0.0
-    for _ in range(3):
-        count, tic = 0, time.perf_counter()
-        while time.perf_counter() - tic < seconds / 3:
-            a @ b
-            count += 1
-        best = max(best, 2 * rows * width_in * width_out * count / (time.perf_counter() - tic) / 1e9)
-    return best
+    return max(matmul_rate(a, b, seconds / 3) for _ in range(3))
 
 
 def flops_per_update(run: Run, batch_size: int, generator: torch.Generator, updates: int) -> float:
@@ -98,23 +105,35 @@ def flops_per_update(run: Run, batch_size: int, generator: torch.Generator, upda
     return counter.get_total_flops() / updates
 
 
+def update_rate(run: Run, batch_size: int, generator: torch.Generator, seconds: float) -> float:
+    """Updates per second over one window of ``seconds`` (at least one update)."""
+    count, tic = 0, time.perf_counter()
+    while count == 0 or time.perf_counter() - tic < seconds:
+        run.algorithm.update(run.buffer.sample(batch_size, generator))
+        count += 1
+    return count / (time.perf_counter() - tic)
+
+
 def measure(label: str, run: Run, batch_size: int, roofline_shape: tuple[int, int, int], seconds: float,
-            flop_updates: int = 4) -> dict:
+            rounds: int, flop_updates: int = 4) -> dict:
     generator = torch.Generator().manual_seed(0)
-    algorithm, buffer = run.algorithm, run.buffer
     for _ in range(10):
-        algorithm.update(buffer.sample(batch_size, generator))
+        run.algorithm.update(run.buffer.sample(batch_size, generator))
     # over 4 updates: SPOT's actor steps every 2nd one (10 for the ++ variants: their gradient penalty runs every 5th)
     flops = flops_per_update(run, batch_size, generator, flop_updates)
-    roofline = matmul_roofline(*roofline_shape, seconds=min(3.0, seconds / 2))
-    count, tic = 0, time.perf_counter()
-    while time.perf_counter() - tic < seconds:
-        algorithm.update(buffer.sample(batch_size, generator))
-        count += 1
-    steps_per_second = count / (time.perf_counter() - tic)
-    achieved = flops * steps_per_second / 1e9
+    rows, width_in, width_out = roofline_shape
+    a, b = torch.randn(rows, width_in), torch.randn(width_in, width_out)
+    for _ in range(5):
+        a @ b
+    steps, roofs = [], []
+    for _ in range(rounds):
+        roofs.append(matmul_rate(a, b, seconds / rounds / 2))
+        steps.append(update_rate(run, batch_size, generator, seconds / rounds))
+    fractions = [flops * rate / 1e9 / roof for rate, roof in zip(steps, roofs)]
+    steps_per_second = float(np.median(steps))
     return {"label": label, "steps_per_second": steps_per_second, "gflop_per_update": flops / 1e9,
-            "achieved_gflops": achieved, "roofline_gflops": roofline, "fraction": achieved / roofline}
+            "achieved_gflops": flops * steps_per_second / 1e9, "roofline_gflops": float(np.median(roofs)),
+            "fraction": float(np.median(fractions)), "fraction_range": (min(fractions), max(fractions))}
 
 
 def cpu_model() -> str:
@@ -134,10 +153,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="timed window per algorithm")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="alternating windows of updates and bare matmuls per row (the median is reported)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--only", default="bc-d3rlpy,bc,arq,spot,td3bc,td3bc++,bear-d3rlpy,bear-d3rlpy+vae,dasco",
                         help="comma-separated subset")
     args = parser.parse_args()
+    if args.rounds < 1 or args.seconds <= 0:
+        parser.error(f"need --rounds >= 1 and --seconds > 0, got {args.rounds} and {args.seconds}")
     torch.set_num_threads(args.threads)
     transitions = synthetic_transitions()
     run_config = RunConfig(seed=0)
@@ -149,26 +172,31 @@ def main() -> None:
     print(f"# CPU: {cpu_model()}, torch {torch.__version__} kernels for {torch.backends.cpu.get_cpu_capability()}")
     if "bc-d3rlpy" in wanted:
         run = Run.build("bc", transitions, BCConfig(batch_size=100, lr=1e-3), run_config)
-        rows.append(measure("BC (d3rlpy BCConfig: batch 100)", run, 100, (100, 256, 256), args.seconds))
+        rows.append(measure("BC (d3rlpy BCConfig: batch 100)", run, 100, (100, 256, 256),
+                            args.seconds, args.rounds))
     if "bc" in wanted:
         run = Run.build("bc", transitions, BCConfig(), run_config)
-        rows.append(measure("BC (batch 256)", run, 256, (256, 256, 256), args.seconds))
+        rows.append(measure("BC (batch 256)", run, 256, (256, 256, 256), args.seconds, args.rounds))
     if "arq" in wanted:
         config = ARQConfig()
         run = Run.build("arq", transitions, config, run_config,
                         behavior_inputs=BehaviorInputs(cache=synthetic_cache(transitions, 30)))
-        rows.append(measure("ARQ (N=30, batch 512)", run, config.batch_size, (512 * 30, 256, 256), args.seconds))
+        rows.append(measure("ARQ (N=30, batch 512)", run, config.batch_size, (512 * 30, 256, 256),
+                            args.seconds, args.rounds))
     if "spot" in wanted:
         torch.manual_seed(0)
         cvae = CVAEBehaviorModel(OBS, ACT, CVAEConfig()).requires_grad_(False).eval()
         config = SPOTConfig()
         run = Run.build("spot", transitions, config, run_config, behavior_inputs=BehaviorInputs(model=cvae))
-        rows.append(measure("SPOT (CVAE 750x750, ELBO)", run, config.batch_size, (256, 750, 750), args.seconds))
-    rows += issue8_rows(wanted, transitions, run_config, args.seconds)
-    print(f"{'update':34s} {'steps/s':>9s} {'GFLOP/upd':>10s} {'GFLOP/s':>9s} {'roofline':>9s} {'fraction':>9s}")
+        rows.append(measure("SPOT (CVAE 750x750, ELBO)", run, config.batch_size, (256, 750, 750),
+                            args.seconds, args.rounds))
+    rows += issue8_rows(wanted, transitions, run_config, args.seconds, args.rounds)
+    print(f"{'update':34s} {'steps/s':>9s} {'GFLOP/upd':>10s} {'GFLOP/s':>9s} {'roofline':>9s} {'fraction':>9s} "
+          f"{'rounds':>10s}")
     for row in rows:
         print(f"{row['label']:34s} {row['steps_per_second']:9.1f} {row['gflop_per_update']:10.3f} "
-              f"{row['achieved_gflops']:9.1f} {row['roofline_gflops']:9.1f} {100 * row['fraction']:8.0f}%")
+              f"{row['achieved_gflops']:9.1f} {row['roofline_gflops']:9.1f} {100 * row['fraction']:8.0f}% "
+              f"{100 * row['fraction_range'][0]:4.0f}–{100 * row['fraction_range'][1]:.0f}%")
 
 
 # ---------------------------------------------------------------------------- issue 8: TD3+BC, BEAR, DASCO
@@ -186,7 +214,8 @@ class UpdateThenFitBehavior:
         return metrics
 
 
-def issue8_rows(wanted: list[str], transitions: Transitions, run_config: RunConfig, seconds: float) -> list[dict]:
+def issue8_rows(wanted: list[str], transitions: Transitions, run_config: RunConfig, seconds: float,
+                rounds: int) -> list[dict]:
     """TD3+BC(++) at its defaults; BEAR on d3rlpy 2.8.1's BEARConfig (actor and critics 256x256, VAE
     encoder/decoder 256x256 with latent 2A, 4 MMD samples, 10 target samples, batch 256); DASCO."""
     rows = []
@@ -195,7 +224,7 @@ def issue8_rows(wanted: list[str], transitions: Transitions, run_config: RunConf
             config = TD3BCConfig() if name == "td3bc" else TD3BCConfig(gradient_penalty=1.0, constraint_relaxation=True)
             run = Run.build("td3bc", transitions, config, run_config)
             rows.append(measure(f"{name.upper().replace('BC', '+BC' if name == 'td3bc' else 'BC')} (batch 256)", run,
-                                256, (256, 256, 256), seconds, flop_updates=10))
+                                256, (256, 256, 256), seconds, rounds, flop_updates=10))
     for name in ("bear-d3rlpy", "bear-d3rlpy+vae"):
         if name in wanted:
             torch.manual_seed(0)
@@ -206,10 +235,10 @@ def issue8_rows(wanted: list[str], transitions: Transitions, run_config: RunConf
             if name.endswith("+vae"):
                 run = dataclasses.replace(run, algorithm=UpdateThenFitBehavior(run.algorithm, cvae))
                 label += " + VAE step"
-            rows.append(measure(label, run, 256, (256 * 10, 256, 256), seconds))
+            rows.append(measure(label, run, 256, (256 * 10, 256, 256), seconds, rounds))
     if "dasco" in wanted:
         run = Run.build("dasco", transitions, DASCOConfig(), run_config)
-        rows.append(measure("DASCO (batch 256)", run, 256, (256, 256, 256), seconds))
+        rows.append(measure("DASCO (batch 256)", run, 256, (256, 256, 256), seconds, rounds))
     return rows
 
 
