@@ -89,11 +89,17 @@ def matmul_rate(a: torch.Tensor, b: torch.Tensor, seconds: float) -> float:
     return 2 * a.shape[0] * a.shape[1] * b.shape[1] * count / (time.perf_counter() - tic) / 1e9
 
 
-def matmul_roofline(rows: int, width_in: int, width_out: int, seconds: float) -> float:
-    """GFLOP/s of torch.mm at [rows, in] x [in, out], best of three windows."""
+def matmul_operands(rows: int, width_in: int, width_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random [rows, in] and [in, out] operands, multiplied a few times to warm the kernel up."""
     a, b = torch.randn(rows, width_in), torch.randn(width_in, width_out)
     for _ in range(5):
         a @ b
+    return a, b
+
+
+def matmul_roofline(rows: int, width_in: int, width_out: int, seconds: float) -> float:
+    """GFLOP/s of torch.mm at [rows, in] x [in, out], best of three windows."""
+    a, b = matmul_operands(rows, width_in, width_out)
     return max(matmul_rate(a, b, seconds / 3) for _ in range(3))
 
 
@@ -121,10 +127,7 @@ def measure(label: str, run: Run, batch_size: int, roofline_shape: tuple[int, in
         run.algorithm.update(run.buffer.sample(batch_size, generator))
     # over 4 updates: SPOT's actor steps every 2nd one (10 for the ++ variants: their gradient penalty runs every 5th)
     flops = flops_per_update(run, batch_size, generator, flop_updates)
-    rows, width_in, width_out = roofline_shape
-    a, b = torch.randn(rows, width_in), torch.randn(width_in, width_out)
-    for _ in range(5):
-        a @ b
+    a, b = matmul_operands(*roofline_shape)
     steps, roofs = [], []
     for _ in range(rounds):
         roofs.append(matmul_rate(a, b, seconds / rounds / 2))
