@@ -64,7 +64,9 @@ def write_minari_dataset(
         raise FileExistsError(f"dataset {dataset_id} already exists at {target}; pass overwrite=True to replace it")
     root.mkdir(parents=True, exist_ok=True)
     remove_stale_staging_dirs(root)
-    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}@{socket.gethostname()}.", dir=root))
+    # Absolute: Minari's size count joins each globbed file, already prefixed with the data path,
+    # onto that path again, which doubles a relative MINARI_DATASETS_PATH into a missing file.
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}@{socket.gethostname()}.", dir=root)).absolute()
     replaced = staging / ".replaced"  # a leading dot: no dataset id or namespace can clash with it
     try:
         with _minari_root(staging):

@@ -56,6 +56,16 @@ def test_overwrite_replaces_and_returns_the_dataset_at_its_final_path(minari_dat
     assert (minari_datasets_path / "test" / "namespace_metadata.json").is_file()
 
 
+def test_a_relative_datasets_path_works(minari_datasets_path, monkeypatch):
+    """MINARI_DATASETS_PATH relative to the working directory (Minari itself doubles such a path
+    while it counts the dataset's size)."""
+    monkeypatch.chdir(minari_datasets_path.parent)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", minari_datasets_path.name)
+    write_flat_dataset("test/relative-v0", episode_lengths=(5, 7))
+    assert len(load_transitions("test/relative-v0")) == 12
+    assert (minari_datasets_path / "test" / "relative-v0" / "data").is_dir()
+
+
 def test_a_dataset_that_appears_meanwhile_is_kept(minari_datasets_path, monkeypatch):
     theirs = minari_datasets_path / "test" / "race-v0" / "data"
     create = minari.create_dataset_from_buffers
