@@ -27,11 +27,15 @@ penalty on a log-density in nats uses lambda_nats = lambda * beta_KL / Z (the be
 own beta_KL and Z; SPOT's 0.5 and 2A for other backends); with ``"nats"`` lambda is used as given.
 
 **Per-domain settings** (ALGORITHMS.md "SPOT"): on maze navigation ids (``task_family``, the
-rule ARQ's AntMaze column and the r - 1 reward use too) the actor's lr is 1e-4 and states are
-not normalised, as SPOT runs AntMaze; elsewhere TD3's 3e-4 and z-scored states. Fields set by
-the user are kept; config.json records the resolved values. Those settings are for SPOT's 1M
-steps: at 20,000 the maze actor (1e-4, every ``policy_freq``-th update) has not reached its
-density's peak (docs/offline_rl_diagnostics.md, "What bounds SPOT at 20,000 steps").
+rule ARQ's AntMaze column and the r - 1 reward use too) the actor's lr is 1e-4, states are not
+normalised, the output layers start small (actor U(+-1e-3), critics U(+-3e-3)) and the actor
+has no dropout, as SPOT's released AntMaze configurations run (thuml/SPOT,
+configs/offline/antmaze-*.yml: actor_lr, antmaze_no_normalize, actor_init_w, critic_init_w,
+actor_dropout 0); elsewhere TD3's 3e-4, z-scored states, nn.Linear's initialisation and that
+code's default dropout of 0.1 on the actor's hidden units while it trains (its locomotion
+configurations keep it; the actor acts without). Fields set by the user are kept; config.json records the resolved values. Those settings are for
+SPOT's 1M steps: at 20,000 the maze actor (1e-4, every ``policy_freq``-th update) has not reached
+its density's peak (docs/offline_rl_diagnostics.md, "What bounds SPOT at 20,000 steps").
 """
 
 from __future__ import annotations
@@ -51,17 +55,25 @@ from rl.core.tasks import fill_unset_fields, task_family
 DENSITIES = ("auto", "log_prob", "grad_log_prob")
 CVAE_ESTIMATORS = ("elbo", "iw")  # behavior_models.cvae's log_prob estimators
 # SPOT on AntMaze (ALGORITHMS.md "SPOT"): actor lr 1e-4 and raw states, with r - 1 rewards (the
-# reward convention resolves the same way). Other families keep TD3's settings.
-SPOT_MAZE_DEFAULTS = {"actor_lr": 1e-4, "normalize_states": False}
-SPOT_OTHER_DEFAULTS = {"actor_lr": 3e-4, "normalize_states": True}
+# reward convention resolves the same way); its released AntMaze configurations also start the
+# actor's and critics' output layers at U(-1e-3, 1e-3) and U(-3e-3, 3e-3) (actor_init_w,
+# critic_init_w) and turn off the actor dropout its code otherwise applies (0.1). Other families
+# keep TD3's settings, with that dropout.
+SPOT_MAZE_DEFAULTS = {"actor_lr": 1e-4, "normalize_states": False, "actor_head_init": 1e-3, "critic_head_init": 3e-3,
+                      "actor_dropout": 0.0}
+SPOT_OTHER_DEFAULTS = {"actor_lr": 3e-4, "normalize_states": True, "actor_head_init": 0.0, "critic_head_init": 0.0,
+                       "actor_dropout": 0.1}
 
 
 @dataclass(frozen=True)
 class SPOTConfig(TD3Config):
-    # TD3's fields and defaults (rl.algos.td3), except two that SPOT sets per domain
+    # TD3's fields and defaults (rl.algos.td3), except five that SPOT sets per domain
     # (ALGORITHMS.md "SPOT", AntMaze): None resolves from the dataset id through SPOT_MAZE_DEFAULTS.
     actor_lr: float | None = None  # 1e-4 on maze navigation, else TD3's 3e-4
     normalize_states: bool | None = None  # off on maze navigation, else on (TD3+BC)
+    actor_head_init: float | None = None  # 1e-3 on maze navigation (SPOT's AntMaze code), else 0: nn.Linear's
+    critic_head_init: float | None = None  # 3e-3 on maze navigation, else 0
+    actor_dropout: float | None = None  # 0 on maze navigation, else 0.1 (SPOT's code)
     lambda_: float = 0.1  # penalty weight, in `lambda_units` (SPOT: 0.05-1.0 locomotion, 0.025-0.25 AntMaze)
     lambda_units: str = "spot_cvae"  # spot_cvae: lambda_nats = lambda * beta / Z (Z = 2A latents in SPOT) | nats
     # beta of SPOT's CVAE loss, for the units conversion when beta_hat is not a CVAE (a CVAE's own

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from behavior_models.errors import require_at_least
+from behavior_models.errors import ConfigError, require_at_least
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
 from rl.core.buffer import Batch
-from rl.core.networks import DeterministicActor, QEnsemble, frozen, soft_update
+from rl.core.networks import DeterministicActor, QEnsemble, evaluation_mode, frozen, soft_update
 from rl.core.regularizers import critic_loss, td3_target
 
 
@@ -36,10 +36,16 @@ class TD3Config(AlgoConfig):
     policy_noise: float = 0.2  # target policy smoothing std (TD3)
     noise_clip: float = 0.5  # target policy smoothing clip (TD3)
     policy_freq: int = 2  # actor and target updates every this many critic updates (TD3)
+    actor_head_init: float = 0.0  # U(-w, w) init of the actor's output layer; 0 keeps nn.Linear's, as TD3
+    critic_head_init: float = 0.0  # likewise for each critic's output layer
+    actor_dropout: float = 0.0  # dropout on the actor's hidden units while training (acting uses none)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require_at_least(self, {"policy_freq": 1})  # 0 divides by zero at the first update
+        # policy_freq 0 divides by zero at the first update; a negative bound is no distribution
+        require_at_least(self, {"policy_freq": 1, "actor_head_init": 0.0, "critic_head_init": 0.0})
+        if self.actor_dropout is not None and not 0.0 <= self.actor_dropout < 1.0:
+            raise ConfigError(f"{type(self).__name__}.actor_dropout must be in [0, 1), got {self.actor_dropout}")
 
 
 class TD3Family(Algorithm, abc.ABC):
@@ -48,9 +54,10 @@ class TD3Family(Algorithm, abc.ABC):
     def __init__(self, config: TD3Config, obs_dim: int, act_dim: int, device="cpu",
                  behavior: BehaviorInputs | None = None) -> None:
         super().__init__(config, obs_dim, act_dim, device, behavior)
-        self.actor = DeterministicActor(obs_dim, act_dim, config.hidden).to(self.device)
+        self.actor = DeterministicActor(obs_dim, act_dim, config.hidden, config.actor_head_init,
+                                        config.actor_dropout).to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = QEnsemble(obs_dim, act_dim, config.hidden, 2).to(self.device)
+        self.critic = QEnsemble(obs_dim, act_dim, config.hidden, 2, config.critic_head_init).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.optimizers = {"actor": adam(self.actor.parameters(), config.actor_lr),
                            "critic": adam(self.critic.parameters(), config.critic_lr)}
@@ -84,7 +91,8 @@ class TD3Family(Algorithm, abc.ABC):
         return {**metrics, **self._actor_metrics}
 
     def act(self, obs: Tensor, raw_obs: Tensor, deterministic: bool = True) -> Tensor:
-        return self.actor(obs)  # TD3's actor is deterministic
+        with evaluation_mode(self.actor):  # TD3's actor is deterministic: no dropout when acting
+            return self.actor(obs)
 
     # The last actor step's metrics are checkpointed, so a resumed run logs what an uninterrupted one does.
     def get_extra_state(self) -> dict[str, object]:

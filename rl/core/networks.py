@@ -2,10 +2,13 @@
 
 * :class:`EnsembleLinear` / :class:`QEnsemble`: E critics evaluated as one batched matmul
   (``torch.baddbmm`` over weights ``[E, in, out]``), not a Python loop over critics.
-* :class:`DeterministicActor`: a = tanh(MLP(s)).
+* :class:`DeterministicActor`: a = tanh(MLP(s)), optionally with dropout on its hidden units.
 * :class:`TanhGaussianActor`: a = tanh(u), u ~ N(mu(s), sigma(s)^2), with the tanh log-det term.
 * :class:`GaussianActor`: N(tanh(mu(s)), diag(sigma^2)) with a learned, state-independent
   sigma (the explicit AWR policy of seed 002, App. A.2, after Kostrikov et al. 2021).
+* :func:`init_head_uniform`: the small U(-w, w) output-layer initialisation of SPOT's AntMaze
+  networks (its released code's ``actor_init_w`` / ``critic_init_w``).
+* :func:`evaluation_mode`: a module in evaluation mode for a block (acting without dropout).
 * :func:`soft_update`: polyak averaging of target networks.
 """
 
@@ -57,7 +60,8 @@ class QEnsemble(nn.Module):
 
     chunk_rows: int = 1024
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), ensemble_size: int = 2) -> None:
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), ensemble_size: int = 2,
+                 head_init: float = 0.0) -> None:
         super().__init__()
         self.ensemble_size = ensemble_size
         self.obs_dim, self.act_dim = obs_dim, act_dim
@@ -67,6 +71,7 @@ class QEnsemble(nn.Module):
             layers += [EnsembleLinear(width_in, width_out, ensemble_size), nn.ReLU(inplace=True)]
         layers.append(EnsembleLinear(widths[-1], 1, ensemble_size))
         self.net = nn.Sequential(*layers)
+        init_head_uniform(self.net[-1], head_init)
 
     def forward(self, obs: Tensor, act: Tensor) -> Tensor:
         x = torch.cat([obs, act], dim=-1)
@@ -89,11 +94,27 @@ class QEnsemble(nn.Module):
 
 
 class DeterministicActor(nn.Module):
-    """a = tanh(MLP(s)): actions in [-1, 1]^A, the box every dataset's actions are checked to lie in."""
+    """a = tanh(MLP(s)): actions in [-1, 1]^A, the box every dataset's actions are checked to lie in.
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256)) -> None:
+    ``dropout`` > 0 drops hidden units while the module is in training mode (SPOT's released
+    locomotion actor); act in evaluation mode (:func:`evaluation_mode`) for the deterministic policy.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), head_init: float = 0.0,
+                 dropout: float = 0.0) -> None:
         super().__init__()
-        self.net = mlp(obs_dim, hidden, act_dim)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if dropout == 0.0:
+            self.net = mlp(obs_dim, hidden, act_dim)  # the layout (and state_dict keys) of every dropout-free actor
+        else:
+            layers: list[nn.Module] = []
+            width = obs_dim
+            for size in hidden:
+                layers += [nn.Linear(width, size), nn.Dropout(dropout), nn.ReLU()]
+                width = size
+            self.net = nn.Sequential(*layers, nn.Linear(width, act_dim))
+        init_head_uniform(self.net[-1], head_init)
 
     def forward(self, obs: Tensor) -> Tensor:
         return torch.tanh(self.net(obs))
@@ -154,6 +175,28 @@ class GaussianActor(nn.Module):
 
     def log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
         return self.distribution(obs).log_prob(act)
+
+
+@torch.no_grad()
+def init_head_uniform(layer: nn.Linear | EnsembleLinear, bound: float) -> None:
+    """Redraw an output layer's weights and biases from U(-bound, bound); ``bound = 0`` keeps
+    nn.Linear's default. A small bound starts an actor near a = 0 and a critic near Q = 0."""
+    if bound < 0:
+        raise ValueError(f"a head initialisation bound must be >= 0 (0 keeps the default), got {bound}")
+    if bound > 0:
+        layer.weight.uniform_(-bound, bound)
+        layer.bias.uniform_(-bound, bound)
+
+
+@contextmanager
+def evaluation_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block ``module`` is in evaluation mode (no dropout); its mode is restored after."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 @contextmanager

@@ -8,14 +8,17 @@ from rl.algos.spot import SPOT, SPOTConfig, resolve_density
 
 
 @pytest.mark.parametrize("dataset_id, expected", [
-    ("local/pointmaze-umaze-biased-v0", (1e-4, False)),
-    ("D4RL/antmaze/umaze-v1", (1e-4, False)),
-    ("mujoco/hopper/medium-v0", (3e-4, True)),
-    ("D4RL/kitchen/mixed-v2", (3e-4, True)),
+    ("local/pointmaze-umaze-biased-v0", (1e-4, False, 1e-3, 3e-3, 0.0)),
+    ("D4RL/antmaze/umaze-v1", (1e-4, False, 1e-3, 3e-3, 0.0)),
+    ("mujoco/hopper/medium-v0", (3e-4, True, 0.0, 0.0, 0.1)),
+    ("D4RL/kitchen/mixed-v2", (3e-4, True, 0.0, 0.0, 0.1)),
 ])
 def test_unset_fields_take_the_domain_settings(dataset_id, expected):
+    """thuml/SPOT's configs/offline/*.yml: the AntMaze ones set actor_lr, antmaze_no_normalize,
+    actor_init_w, critic_init_w and actor_dropout 0; the locomotion ones keep main.py's defaults."""
     config = SPOT.resolve_config(SPOTConfig(), dataset_id, steps=100)
-    assert (config.actor_lr, config.normalize_states) == expected
+    assert (config.actor_lr, config.normalize_states, config.actor_head_init, config.critic_head_init,
+            config.actor_dropout) == expected
 
 
 def test_fields_set_by_the_user_are_kept():

@@ -4,7 +4,10 @@ import math
 import numpy as np
 import torch
 
-from rl.core.networks import EnsembleLinear, GaussianActor, QEnsemble, TanhGaussianActor, soft_update
+import pytest
+
+from rl.core.networks import (DeterministicActor, EnsembleLinear, GaussianActor, QEnsemble, TanhGaussianActor,
+                              evaluation_mode, soft_update)
 
 
 def test_q_ensemble_equals_each_member_computed_alone():
@@ -42,6 +45,47 @@ def test_members_start_different_and_train_independently():
     optimizer.step()
     for old, new in zip(before, q.parameters()):  # parameters are stacked [E, ...]: member index first
         assert not torch.equal(old[0], new[0]) and torch.equal(old[1], new[1])
+
+
+def test_head_init_bounds_only_the_output_layer():
+    """SPOT's AntMaze networks (actor_init_w, critic_init_w): the output layer is redrawn from
+    U(-w, w), the hidden layers keep nn.Linear's initialisation; w = 0 changes nothing."""
+    torch.manual_seed(0)
+    default_actor = DeterministicActor(6, 3, (64, 64))
+    torch.manual_seed(0)
+    small_actor = DeterministicActor(6, 3, (64, 64), head_init=1e-3)
+    torch.manual_seed(0)
+    critic = QEnsemble(6, 3, (64, 64), 2, head_init=3e-3)
+    for head, bound in ((small_actor.net[-1], 1e-3), (critic.net[-1], 3e-3)):
+        for p in (head.weight, head.bias):
+            assert p.abs().max() <= bound and p.abs().max() > bound / 2
+    torch.testing.assert_close(small_actor.net[0].weight, default_actor.net[0].weight)
+    assert default_actor.net[-1].weight.abs().max() > 1e-2  # U(+-1/sqrt(64)) otherwise
+    torch.manual_seed(0)
+    torch.testing.assert_close(DeterministicActor(6, 3, (64, 64), head_init=0.0).net[-1].weight,
+                               default_actor.net[-1].weight)
+    with pytest.raises(ValueError, match=">= 0"):
+        DeterministicActor(6, 3, (64, 64), head_init=-1.0)
+
+
+def test_actor_dropout_trains_stochastic_and_acts_deterministic():
+    """SPOT's locomotion actor: dropout on the hidden units while training; evaluation_mode acts
+    with the full network, and restores the training mode after."""
+    torch.manual_seed(0)
+    actor = DeterministicActor(5, 2, (64, 64), dropout=0.5)
+    obs = torch.randn(16, 5)
+    assert sum(isinstance(m, torch.nn.Dropout) for m in actor.net) == 2
+    assert not torch.equal(actor(obs), actor(obs))  # a fresh mask per call
+    with evaluation_mode(actor):
+        acted = actor(obs)
+        torch.testing.assert_close(actor(obs), acted)
+    assert actor.training
+    x = obs
+    for layer in (actor.net[0], actor.net[3]):  # the Linear layers, without the dropout between them
+        x = torch.relu(layer(x))
+    torch.testing.assert_close(acted, torch.tanh(actor.net[-1](x)))
+    with pytest.raises(ValueError, match="dropout"):
+        DeterministicActor(5, 2, (8,), dropout=1.0)
 
 
 def test_soft_update_is_polyak_average():
