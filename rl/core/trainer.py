@@ -230,13 +230,19 @@ def resolve_algo_config(algorithm_name: str, algo_config: AlgoConfig | None, dat
 
 
 # Algorithm-config fields added after runs were first recorded, with the value such runs trained
-# with: a record without the field is read as having it.
-FIELDS_ADDED_SINCE = {"goal_switch": "keep"}
+# with: a record without the field is read as having it (if its algorithm's config has the field).
+FIELDS_ADDED_SINCE = {
+    "goal_switch": "keep",
+    # TD3's family: nn.Linear's initialisation and no dropout, whatever SPOT now resolves per domain
+    "actor_head_init": 0.0, "critic_head_init": 0.0, "actor_dropout": 0.0,
+}
 
 
 def recorded_algo_config(record: dict[str, Any]) -> dict[str, Any]:
     """The ``algo`` section of a run record, with ``FIELDS_ADDED_SINCE`` filled in where missing."""
-    return {**FIELDS_ADDED_SINCE, **record.get("algo", {})}
+    fields = {field.name for field in dataclasses.fields(algorithm_class(record["algorithm"]).config_class)}
+    added = {name: value for name, value in FIELDS_ADDED_SINCE.items() if name in fields}
+    return {**added, **record.get("algo", {})}
 
 
 def settings_changes(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:

@@ -366,6 +366,24 @@ def test_evaluating_a_run_whose_behavior_model_was_deleted_says_so(env_transitio
         load_run(tmp_path / "run")
 
 
+def test_a_run_recorded_before_a_config_field_existed_loads_as_it_trained(env_transitions, gaussian_dir, tmp_path):
+    """SPOT's actor_dropout (0.1 off the mazes since it was added) and head initialisations: a
+    config.json written before them describes a dropout-free actor, and is read so (FIELDS_ADDED_SINCE)."""
+    short = RunConfig(steps=4, eval_episodes=0, checkpoint_every=4, log_every=4)
+    old_fields = {"actor_dropout": 0.0, "actor_head_init": 0.0, "critic_head_init": 0.0}
+    train("spot", env_transitions, tmp_path / "run", SPOTConfig(hidden=(16,), batch_size=16, **old_fields), short,
+          behavior=str(gaussian_dir), progress=False, echo=lambda _: None)
+    path = tmp_path / "run" / "config.json"
+    record = json.loads(path.read_text())
+    for name in old_fields:
+        del record["algo"][name]
+    path.write_text(json.dumps(record))
+    run = load_run(tmp_path / "run")
+    assert {name: getattr(run.algo_config, name) for name in old_fields} == old_fields
+    assert not any(isinstance(m, torch.nn.Dropout) for m in run.algorithm.actor.modules())
+    assert SPOTConfig.__dataclass_fields__["actor_dropout"].default is None  # what a run today resolves (0.1 here)
+
+
 def test_run_config_out_of_range_is_refused():
     for field in ("steps", "log_every", "checkpoint_every", "keep_checkpoints", "eval_parallel"):
         with pytest.raises(ConfigError, match=f"RunConfig.{field} must be at least 1, got 0"):
