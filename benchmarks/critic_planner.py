@@ -35,14 +35,13 @@ import numpy as np
 import torch
 
 from rl.core.trainer import load_run
+from rl.datasets.pointmaze import GOAL_RADIUS
 from rl.datasets.recipes import planner_actions
 
 
-GOAL_RADIUS = 0.45  # gymnasium-robotics PointMaze: reward 1 within this distance of the goal
-
-
 def on_goal(raw_obs: np.ndarray) -> np.ndarray:
-    """States whose ball (``observation[:2]``) is on its ``desired_goal`` (columns 6:8)."""
+    """States whose ball (``observation[:2]``) is on its ``desired_goal`` (columns 6:8): where
+    PointMaze pays its sparse reward."""
     return np.linalg.norm(raw_obs[:, :2] - raw_obs[:, 6:8], axis=1) <= GOAL_RADIUS
 
 
