@@ -25,8 +25,9 @@ likewise the medians) and the range of the rounds' fractions.
 
 Networks: BC as d3rlpy 2.8.1's BCConfig (deterministic policy, 256x256 encoder, batch 100,
 Adam 1e-3) and at batch 256; ARQ at its paper defaults (2 Q's of 256x256, batch 512, N = 30
-cached candidates, K = 9, explicit AWR policy); SPOT at TD3 defaults (batch 256) with an
-(unfitted: cost does not depend on the weights) CVAE of 750x750 and its one-sample ELBO.
+cached candidates, K = 9, explicit AWR policy); SPOT at its locomotion defaults (TD3's, batch
+256, and the actor dropout of 0.1 of SPOT's released code) with an (unfitted: cost does not
+depend on the weights) CVAE of 750x750 and its one-sample ELBO.
 Figures measured while other jobs share the CPU say so in the header line.
 """
 
