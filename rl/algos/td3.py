@@ -56,6 +56,8 @@ class TD3Family(Algorithm, abc.ABC):
         super().__init__(config, obs_dim, act_dim, device, behavior)
         self.actor = DeterministicActor(obs_dim, act_dim, config.hidden, config.actor_head_init,
                                         config.actor_dropout).to(self.device)
+        # Left in training mode: with actor dropout its target actions take a mask too, as in
+        # SPOT's released code, whose target actor is a copy never switched to eval.
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic = QEnsemble(obs_dim, act_dim, config.hidden, 2, config.critic_head_init).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
