@@ -33,9 +33,10 @@ has no dropout, as SPOT's released AntMaze configurations run (thuml/SPOT,
 configs/offline/antmaze-*.yml: actor_lr, antmaze_no_normalize, actor_init_w, critic_init_w,
 actor_dropout 0); elsewhere TD3's 3e-4, z-scored states, nn.Linear's initialisation and that
 code's default dropout of 0.1 on the actor's hidden units while it trains (its locomotion
-configurations keep it; the actor acts without). Fields set by the user are kept; config.json records the resolved values. Those settings are for
-SPOT's 1M steps: at 20,000 the maze actor (1e-4, every ``policy_freq``-th update) has not reached
-its density's peak (docs/offline_rl_diagnostics.md, "What bounds SPOT at 20,000 steps").
+configurations keep it; the actor acts without). Fields set by the user are kept; config.json
+records the resolved values. Those settings are for SPOT's 1M steps: at 20,000 the maze actor
+(1e-4, every ``policy_freq``-th update) has not reached its density's peak
+(docs/offline_rl_diagnostics.md, "What bounds SPOT at 20,000 steps").
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ SPOT_OTHER_DEFAULTS = {"actor_lr": 3e-4, "normalize_states": True, "actor_head_i
 @dataclass(frozen=True)
 class SPOTConfig(TD3Config):
     # TD3's fields and defaults (rl.algos.td3), except five that SPOT sets per domain
-    # (ALGORITHMS.md "SPOT", AntMaze): None resolves from the dataset id through SPOT_MAZE_DEFAULTS.
+    # (ALGORITHMS.md "SPOT", AntMaze): None resolves from the dataset id through SPOT_MAZE_DEFAULTS
+    # or SPOT_OTHER_DEFAULTS.
     actor_lr: float | None = None  # 1e-4 on maze navigation, else TD3's 3e-4
     normalize_states: bool | None = None  # off on maze navigation, else on (TD3+BC)
     actor_head_init: float | None = None  # 1e-3 on maze navigation (SPOT's AntMaze code), else 0: nn.Linear's
