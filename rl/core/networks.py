@@ -105,15 +105,7 @@ class DeterministicActor(nn.Module):
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        if dropout == 0.0:
-            self.net = mlp(obs_dim, hidden, act_dim)  # the layout (and state_dict keys) of every dropout-free actor
-        else:
-            layers: list[nn.Module] = []
-            width = obs_dim
-            for size in hidden:
-                layers += [nn.Linear(width, size), nn.Dropout(dropout), nn.ReLU()]
-                width = size
-            self.net = nn.Sequential(*layers, nn.Linear(width, act_dim))
+        self.net = mlp(obs_dim, hidden, act_dim, dropout=dropout)
         init_head_uniform(self.net[-1], head_init)
 
     def forward(self, obs: Tensor) -> Tensor:
