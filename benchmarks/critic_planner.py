@@ -45,31 +45,27 @@ def on_goal(raw_obs: np.ndarray) -> np.ndarray:
     return np.linalg.norm(raw_obs[:, :2] - raw_obs[:, 6:8], axis=1) <= GOAL_RADIUS
 
 
-def critic_report(run, raw_obs: np.ndarray, data_actions: np.ndarray) -> dict[str, float]:
-    """The figures of the module docstring for one run at ``raw_obs``; for a run without a critic
-    (BC) only where its actions are."""
-    expert = planner_actions(run.transitions.dataset_id, raw_obs)
-    if expert is None:
-        raise SystemExit(f"{run.transitions.dataset_id} is not a built-in PointMaze recipe: no planner to compare with")
-    mean, std = (torch.as_tensor(v, dtype=torch.float32) for v in (run.stats.mean, run.stats.std))
-    obs = (torch.as_tensor(raw_obs, dtype=torch.float32) - mean) / std
+def critic_report(run, raw_obs: np.ndarray, data_actions: np.ndarray, planner: torch.Tensor) -> dict[str, float]:
+    """The figures of the module docstring for one run at ``raw_obs``, whose planner actions are
+    ``planner``; for a run without a critic (BC) only where its actions are."""
+    obs = torch.as_tensor(run.stats.normalize(raw_obs), dtype=torch.float32)
     pi = torch.as_tensor(run.policy(deterministic=True)(raw_obs), dtype=torch.float32)
-    planner = torch.as_tensor(expert, dtype=torch.float32)
     report = {"|pi-plan|": float((pi - planner).norm(dim=-1).mean())}
     critic = getattr(run.algorithm, "critic", None)
     if critic is None:
         return report
+    at_pi = pi.clone().requires_grad_(True)
+    with torch.enable_grad():
+        q_pi = critic(obs, at_pi)
+        (gradient,) = torch.autograd.grad(q_pi[0].sum(), at_pi)
+    q_pi = q_pi.detach()
     others = {"planner": planner, "data": torch.as_tensor(data_actions, dtype=torch.float32)}
     with torch.no_grad():
-        q_pi = critic(obs, pi)
         for name, actions in others.items():
             q_other = critic(obs, actions)
             for label, difference in (("Q1", q_other[0] - q_pi[0]), ("minQ", q_other.min(0).values - q_pi.min(0).values)):
                 report[f"{name}>pi {label}"] = float((difference > 0).float().mean())
                 report[f"{name}-pi {label}"] = float(difference.mean())
-    with torch.enable_grad():
-        at_pi = pi.clone().requires_grad_(True)
-        (gradient,) = torch.autograd.grad(critic(obs, at_pi)[0].sum(), at_pi)
     cosine = torch.nn.functional.cosine_similarity(gradient, planner - pi, dim=-1)
     report["cos(dQ1/da, plan-pi)"] = float(cosine.mean())
     report["cos>0"] = float((cosine > 0).float().mean())
@@ -98,7 +94,14 @@ def main() -> None:
                "on goal": rng.choice(goal_rows, min(args.states, len(goal_rows)), replace=False)}
     print(f"# {transitions.dataset_id}: {args.states} dataset states (seed {args.seed}); "
           f"{len(subsets['on goal'])} of the {len(goal_rows)} on their goal")
-    reports = [(run_dir, subset_name, critic_report(run, transitions.observations[rows], transitions.actions[rows]))
+    planner = {}  # the same states for every run: the planner is rolled over them once
+    for subset_name, rows in subsets.items():
+        expert = planner_actions(transitions.dataset_id, transitions.observations[rows])
+        if expert is None:
+            raise SystemExit(f"{transitions.dataset_id} is not a built-in PointMaze recipe: no planner to compare with")
+        planner[subset_name] = torch.as_tensor(expert, dtype=torch.float32)
+    reports = [(run_dir, subset_name, critic_report(run, transitions.observations[rows], transitions.actions[rows],
+                                                    planner[subset_name]))
                for run_dir, run in zip(args.runs, runs) for subset_name, rows in subsets.items()]
     columns = max((list(report) for *_, report in reports), key=len)
     print(f"{'run':64s} {'states':>8s}" + "".join(f" {name:>20s}" for name in columns))
