@@ -142,7 +142,7 @@ def measure(label: str, run: Run, batch_size: int, roofline_shape: tuple[int, in
 
 def cpu_model() -> str:
     """The CPU's model name: the fractions depend on it, since the fixed per-update overhead weighs
-    more beside a faster matmul (README, "Update throughput")."""
+    more beside a faster matmul (docs/throughput.md)."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:
