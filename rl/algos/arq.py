@@ -16,7 +16,8 @@ beta_psi(a'|s) > epsilon (the sample cache, ``bm sample-cache``). Then:
   longer matters. The model is sampled as the cache was (its metadata's sampler options) unless
   ``implicit_sampler`` names another sampler. A run trained with the explicit policy can also act
   with this one, or with beta_psi alone (``rl eval --set policy=implicit``): Algorithm 1 returns
-  Q_theta, pi_phi and s_psi, and the critic's updates do not use the policy. Deviation: App.
+  Q_theta, pi_phi and s_psi, and the critic's updates do not use the policy (a run trained with
+  ``policy="behavior"`` trained no critic, so it acts with beta_psi alone). Deviation: App.
   A.2 also drops fresh candidates below the threshold epsilon; here they are not filtered, since
   each would need a likelihood (an ODE solve for the score model) at every action.
 * **Explicit policy (Algorithm 1, second loop).** AWR: max_phi E_D[exp(alpha A(s,a)) log pi_phi(a|s)],
@@ -24,7 +25,7 @@ beta_psi(a'|s) > epsilon (the sample cache, ``bm sample-cache``). Then:
   cached candidates at s. Deviation: Algorithm 1 trains pi_phi after Q has converged; here
   both are updated in the same step (the AWR weight uses the current Q, without gradient).
 * **Ablations (seed 002, Table 2).** ``policy="behavior"``: beta_psi alone (s_psi), no value
-  function; ``q_target="sarsa"``: Q^beta, y = r + gamma (1 - done) Q_target(s', a'_dataset), one Q,
+  function; it always samples one action from beta_psi, deterministic evaluation included; ``q_target="sarsa"``: Q^beta, y = r + gamma (1 - done) Q_target(s', a'_dataset), one Q,
   lr 1e-4 (App. A.2), acted on by the implicit policy (preset ``q-beta``).
 
 Per-domain defaults: the Q learning rate, K, alpha and the explicit policy class follow the
@@ -41,7 +42,10 @@ Options around Eq. 5:
 * **Fallback** when no candidate at a state survives the threshold: ``highest_log_prob``
   keeps the single candidate of highest cached log-density (the first one if the cache has no
   log-probs, i.e. NaN); ``all`` keeps every candidate of that state. Which rows fell back is
-  counted at start (``fallback_rows``).
+  counted at start (``fallback_rows``; ``in_support_fraction`` is the share of candidates the
+  threshold kept, ``kept_fraction`` the share the target may use after the fallback). With
+  ``include_dataset_next_action``, a state whose a' exists is never empty, so it does not fall
+  back: its target is a' alone rather than an out-of-support candidate beside it.
 """
 
 from __future__ import annotations
@@ -190,9 +194,13 @@ class ARQ(Algorithm):
             raise ConfigError("ARQ needs a sample cache (--behavior cache.npz, from `bm sample-cache`)")
         # Frozen cache tensors live outside the module tree: never checkpointed, never trained.
         self.candidates = cache.candidates.to(self.device, torch.float32)
-        self.keep = effective_keep(cache.in_support.to(self.device), cache.log_probs.to(self.device),
+        in_support = cache.in_support.to(self.device).bool()
+        self.keep = effective_keep(in_support, cache.log_probs.to(self.device),
                                    config.use_support_mask, config.empty_fallback)
-        self.fallback_rows = int((~cache.in_support.bool().any(1)).sum()) if config.use_support_mask else 0
+        # Rows whose kept candidates are the fallback's, not the threshold's (none without the mask).
+        self.fell_back = ~in_support.any(1) if config.use_support_mask else torch.zeros_like(in_support[:, 0])
+        self.fallback_rows = int(self.fell_back.sum())
+        self.in_support_fraction = float(in_support.float().mean()) if config.use_support_mask else 1.0
         self.obs_row = cache.obs_row.to(self.device, torch.long)
         self.next_obs_row = cache.next_obs_row.to(self.device, torch.long)
 
@@ -214,6 +222,10 @@ class ARQ(Algorithm):
         if config.policy == "explicit" and self.actor is None:
             raise ConfigError(f"this ARQ run trained no explicit policy (it was trained with policy="
                               f"{self.config.policy}); act with policy=implicit or policy=behavior")
+        if config.policy == "implicit" and self.config.policy == "behavior":
+            raise ConfigError("this ARQ run trained no critic (it was trained with policy=behavior), so Eq. 6 "
+                              "would rank candidates by an untrained Q; act with policy=behavior, or train "
+                              "with policy=implicit or explicit")
         if self.needs_behavior_model(config):
             if self.behavior.model is None:
                 raise ConfigError(f"ARQ with policy={config.policy} samples the behavior model at act time; "
@@ -230,6 +242,7 @@ class ARQ(Algorithm):
     def describe(self) -> dict[str, object]:
         rows, samples, _ = self.candidates.shape
         return {"cache_rows": rows, "candidates_per_state": samples,
+                "in_support_fraction": round(self.in_support_fraction, 4),
                 "kept_fraction": round(float(self.keep.float().mean()), 4), "fallback_rows": self.fallback_rows}
 
     def warnings(self) -> list[str]:
@@ -252,10 +265,14 @@ class ARQ(Algorithm):
         if config.q_target == "sarsa":
             q_next = self.critic_target(batch.next_observations, batch.next_actions).min(0).values
         else:
-            candidates, keep = self.candidates_at(self.next_obs_row[batch.indices])
+            rows = self.next_obs_row[batch.indices]
+            candidates, keep = self.candidates_at(rows)
             if config.include_dataset_next_action:
+                next_valid = batch.next_action_valid.bool()
+                # A kept a' makes the state non-empty: the fallback's out-of-support picks are dropped there.
+                keep = keep & ~(self.fell_back[rows] & next_valid).unsqueeze(1)
                 candidates = torch.cat([candidates, batch.next_actions.unsqueeze(1)], dim=1)
-                keep = torch.cat([keep, batch.next_action_valid.bool().unsqueeze(1)], dim=1)
+                keep = torch.cat([keep, next_valid.unsqueeze(1)], dim=1)
             next_obs = batch.next_observations.unsqueeze(1).expand(-1, candidates.shape[1], -1)
             q = self.critic_target(next_obs, candidates).min(0).values  # [B, N]
             q_next = kth_max_target(q, keep, config.k)
@@ -273,12 +290,15 @@ class ARQ(Algorithm):
         if self.config.q_target == "sarsa":
             # A truncated episode's last step has no a' to bootstrap from: it is left out.
             usable = torch.maximum(batch.next_action_valid, batch.dones)
-            critic_loss = (error * usable).sum(1).div(usable.sum().clamp(min=1.0)).sum()
+            count = usable.sum().clamp(min=1.0)
+            critic_loss = (error * usable).sum(1).div(count).sum()
+            target_mean = (target * usable).sum() / count
         else:
             critic_loss = error.mean(1).sum()
+            target_mean = target.mean()
         step(self.optimizers["critic"], critic_loss)
         soft_update(self.critic_target, self.critic, self.config.tau)
-        metrics = {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean(), "target_mean": target.mean()}
+        metrics = {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean(), "target_mean": target_mean}
         if self.actor is not None:
             metrics.update(self.update_actor(batch))
         self.updates += 1

@@ -31,7 +31,7 @@ import torch
 
 from behavior_models.data import NormalizationStats
 from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
-from rl.algos.arq import ARQ, ARQConfig, effective_sample_fraction
+from rl.algos.arq import ARQ, ARQConfig, effective_sample_fraction, kth_max_target
 from rl.algos.base import BehaviorInputs
 from rl.algos.bear import BEAR, BEARConfig, BEARPlusPlus, BEARPlusPlusConfig
 from rl.algos.spot import SPOT, SPOTConfig
@@ -91,10 +91,13 @@ class FakeTransitions:
         return B
 
 
+@pytest.mark.parametrize("dones", [(0, 1, 0, 0), (0, 0, 0, 0)])
 @pytest.mark.parametrize("include_next", [False, True])
-def test_arq_kth_max_target_equals_numpy_eq5(include_next):
+def test_arq_kth_max_target_equals_numpy_eq5(include_next, dones):
+    """Without terminations every row bootstraps, so K clipped to the 2 and 1 kept candidates of
+    transitions 1 and 2, and the fallback of transition 3, each set a target."""
     rng = np.random.default_rng(0)
-    batch = fixed_batch(rng)
+    batch = dataclasses.replace(fixed_batch(rng), dones=torch.tensor(dones, dtype=torch.float32))
     candidates = rng.uniform(-1, 1, size=(2 * B, N, A)).astype(np.float32)
     log_probs = rng.normal(size=(2 * B, N)).astype(np.float32)
     # Next-state rows B..2B-1 keep 5, 2, 1 and 0 candidates (the last falls back to its best log-prob).
@@ -114,6 +117,17 @@ def test_arq_kth_max_target_equals_numpy_eq5(include_next):
 
     expected = np_eq5_target(arq.critic_target, batch, candidates, log_probs, keep, k, gamma, include_next)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 9])
+def test_kth_max_target_is_the_kth_largest_kept_value_with_k_clipped_to_the_count(k):
+    rng = np.random.default_rng(3)
+    q = rng.normal(size=(64, 6))
+    keep = rng.random((64, 6)) < 0.5
+    keep[np.arange(64), rng.integers(0, 6, 64)] = True  # every row keeps one at least
+    got = kth_max_target(torch.as_tensor(q), torch.as_tensor(keep), k).numpy()
+    expected = [np.sort(row[kept])[::-1][min(k, kept.sum()) - 1] for row, kept in zip(q, keep)]
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_arq_invalid_dataset_next_action_never_joins_the_candidates():
@@ -154,10 +168,11 @@ def np_eq5_target(critic_target, batch, candidates, log_probs, keep, k, gamma, i
     for i in range(B):
         row = B + i  # next_obs_row of transition i
         kept = keep[row].copy()
-        if not kept.any():
+        next_kept = include_next and batch.next_action_valid[i] > 0
+        if not kept.any() and not next_kept:  # the fallback, for a state with nothing kept
             kept[np.argmax(log_probs[row])] = True
         acts = candidates[row][kept]
-        if include_next and batch.next_action_valid[i] > 0:
+        if next_kept:
             acts = np.concatenate([acts, batch.next_actions[i:i + 1].numpy()])
         s_next = np.repeat(batch.next_observations[i:i + 1].numpy(), len(acts), 0)
         q = np_ensemble_q(critic_target, s_next, acts).min(0)

@@ -95,6 +95,9 @@ def test_arq_policies_act_in_the_box(env_transitions, gaussian_dir):
     with pytest.raises(ConfigError, match="samples the behavior model at act time"):
         Run.build("arq", env_transitions, ARQConfig(policy="implicit"), RunConfig(),
                   behavior_inputs=BehaviorInputs(cache=cache))
+    # s_psi alone trained no critic: Eq. 6 would rank its candidates by random weights.
+    with pytest.raises(ConfigError, match="trained no critic"):
+        run.algorithm.set_acting(policy="implicit")
 
 
 @pytest.mark.parametrize("alpha", [1.0, 0.0])

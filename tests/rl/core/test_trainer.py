@@ -564,7 +564,7 @@ def test_config_records_derived_settings(env_transitions, gaussian_dir, tmp_path
     assert info["lambda_nats"] == pytest.approx(0.2 * 0.5 / 2)  # act_dim 1, SPOT units
     run = build("arq", env_transitions, gaussian_dir)
     info = run.algorithm.describe()
-    assert info["candidates_per_state"] == 8 and 0 < info["kept_fraction"] <= 1
+    assert info["candidates_per_state"] == 8 and 0 < info["in_support_fraction"] <= info["kept_fraction"] <= 1
 
 
 def test_building_a_run_flushes_denormals_to_zero(env_transitions):
