@@ -20,10 +20,11 @@ File format (``.npz``, loads with ``np.load(path, allow_pickle=False)``)
 ----------------------------------------------------------------------------
 ==================  ===============  ==========================================================
 ``candidates``      [M, N, A]        float32 (float16 with ``dtype="float16"``), in [-1, 1]
-``log_probs``       [M, N] float32   log beta(candidate | state) in nats of the float32 action,
-                                     clipped to the box *before* scoring (with ``dtype="float16"``
-                                     the stored action is that one rounded to float16);
-                                     NaN with ``likelihood="none"``
+``log_probs``       [M, N] float32   the model's log_prob of the float32 action, clipped to the
+                                     box *before* scoring (with ``dtype="float16"`` the stored
+                                     action is that one rounded to float16): nats, or the
+                                     discriminator's logit for a model whose ``log_prob_kind``
+                                     is ``"unnormalized"`` (the GAN); NaN with ``likelihood="none"``
 ``in_support``      [M, N] bool      ``log_probs >= threshold`` (all True with ``likelihood="none"``)
 ``obs_row``         [T] int64        row of each transition's observation s_t
 ``next_obs_row``    [T] int64        row of each transition's next observation s_{t+1}

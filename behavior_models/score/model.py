@@ -298,7 +298,10 @@ class ScoreBehaviorModel(BehaviorModel):
     def training_step(self, obs: Tensor, act: Tensor, step: int,
                       optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Tensor]:
         # Each member gets its own share of the minibatch ("different random samples", App. A.2).
-        shares = zip(self.networks.members, obs.chunk(len(self.networks)), act.chunk(len(self.networks)))
+        # tensor_split, not chunk: chunk may return fewer pieces than members (512 rows in 30 chunks
+        # of 18 make 29), and zip would then leave the last member at its initial weights.
+        members = len(self.networks)
+        shares = zip(self.networks.members, obs.tensor_split(members), act.tensor_split(members), strict=True)
         loss = sum(self.dsm_loss(network, o, a) for network, o, a in shares) / len(self.networks)
         optimizers["score"].zero_grad(set_to_none=True)
         loss.backward()

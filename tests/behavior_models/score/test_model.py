@@ -151,6 +151,16 @@ def test_ensemble_is_the_uniform_mixture_of_its_members(data):
     assert model.sample(obs, 4, sampler="fast").shape == (5, 4, 3)
 
 
+def test_every_ensemble_member_trains_when_the_batch_does_not_split_evenly(data):
+    """16 rows among 5 members: torch.chunk makes 4 pieces of 4, which would leave a member untrained."""
+    model = ScoreBehaviorModel(data.obs_dim, data.act_dim, ScoreConfig(width=8, blocks=1, ensemble=5, batch_size=16))
+    before = [torch.nn.utils.parameters_to_vector(m.parameters()).clone() for m in model.networks.members]
+    obs, act = _inputs(data, 16)
+    model.training_step(obs, act, 0, model.make_optimizers())
+    for j, (member, initial) in enumerate(zip(model.networks.members, before)):
+        assert not torch.equal(torch.nn.utils.parameters_to_vector(member.parameters()), initial), j
+
+
 class ExactNoise(torch.nn.Module):
     """The noise predictor a perfect fit of tests.helpers' conditional Gaussian would be:
     eps*(x, s, t) = -sigma_t grad_x log p_t(x|s), with p_t = N(alpha_t mu(s), alpha_t^2 std(s)^2 + sigma_t^2)."""
