@@ -51,7 +51,7 @@ from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs, adam, step
 from rl.core.buffer import Batch
 from rl.core.networks import QEnsemble, TanhGaussianActor, frozen, soft_update
 from rl.core.regularizers import MMD_KERNELS, PlusPlusOptions, critic_loss, minmax_weight, mmd, table7_defaults
-from rl.core.tasks import fill_unset_fields
+from rl.core.tasks import adroit_task, fill_unset_fields
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,9 @@ class BEARConfig(PlusPlusOptions, AlgoConfig):
     target_samples: int = 10  # policy samples at s' for the target (BEAR, after BCQ)
     target_lambda: float = 0.75  # lam * min + (1 - lam) * max over the two Q's (BEAR)
     mmd_samples: int = 4  # n policy and n behaviour samples per state (ALGORITHMS.md: 4-10; d3rlpy 4)
-    mmd_kernel: str = "laplacian"  # laplacian | gaussian (ALGORITHMS.md "BEAR")
+    # laplacian | gaussian (ALGORITHMS.md "BEAR"). None resolves from the dataset id: gaussian on the
+    # four Adroit tasks, laplacian elsewhere (seed 001, App. C, "BEAR-QL").
+    mmd_kernel: str | None = None
     mmd_sigma: float = 20.0  # kernel width, divisor 2 sigma (BEAR's 20 on pre-tanh actions; tune)
     epsilon: float = 0.05  # the MMD threshold of Eq. 5 (seed 001: 0.05)
     alpha_lr: float = 1e-3  # Adam on log alpha (ALGORITHMS.md "BEAR")
@@ -92,6 +94,12 @@ class BEARPlusPlusConfig(BEARConfig):
     constraint_relaxation: bool = True  # Eq. 11
 
 
+def task_defaults(dataset_id: str) -> dict[str, object]:
+    """Per-dataset defaults: Table 7's lambda_GP and the MMD kernel of seed 001's BEAR-QL runs."""
+    kernel = "gaussian" if adroit_task(dataset_id) else "laplacian"
+    return {"gradient_penalty": table7_defaults(dataset_id)["gradient_penalty"], "mmd_kernel": kernel}
+
+
 class BEAR(Algorithm):
     name = "bear"
     config_class = BEARConfig
@@ -99,7 +107,7 @@ class BEAR(Algorithm):
 
     @classmethod
     def resolve_config(cls, config: BEARConfig, dataset_id: str, steps: int) -> BEARConfig:
-        config = fill_unset_fields(config, {"gradient_penalty": table7_defaults(dataset_id)["gradient_penalty"]})
+        config = fill_unset_fields(config, task_defaults(dataset_id))
         if config.warmup_steps is not None:
             return config
         warmup = min(config.warmup_max_steps, int(config.warmup_fraction * steps))
@@ -107,8 +115,8 @@ class BEAR(Algorithm):
 
     def __init__(self, config: BEARConfig, obs_dim: int, act_dim: int, device="cpu",
                  behavior: BehaviorInputs | None = None) -> None:
-        # Built without a dataset id: Table 7's locomotion lambda_GP (the warm start stays unset: see warmup_steps).
-        config = fill_unset_fields(config, {"gradient_penalty": table7_defaults("")["gradient_penalty"]})
+        # Built without a dataset id: the locomotion column (the warm start stays unset: see warmup_steps).
+        config = fill_unset_fields(config, task_defaults(""))
         super().__init__(config, obs_dim, act_dim, device, behavior)
         if self.behavior.model is None:
             raise ConfigError("BEAR needs a behavior model to sample from: --behavior DIR (from `bm fit`, e.g. "
@@ -134,7 +142,7 @@ class BEAR(Algorithm):
         """y of the soft clipped double-Q target, max over ``target_samples`` policy samples [B]."""
         c = self.config
         with torch.no_grad():
-            next_actions, _ = self.actor_target.sample(batch.next_observations, c.target_samples)  # [B, m, A]
+            next_actions = self.actor_target.sample(batch.next_observations, c.target_samples)  # [B, m, A]
             next_obs = batch.next_observations.unsqueeze(1).expand(-1, c.target_samples, -1)
             q = self.critic_target(next_obs, next_actions)  # [2, B, m]
             soft = c.target_lambda * q.min(0).values + (1.0 - c.target_lambda) * q.max(0).values
@@ -161,7 +169,7 @@ class BEAR(Algorithm):
     def actor_loss(self, obs: Tensor, raw_obs: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """(L_pi, the constraint E[MMD * W] detached, metrics) for states ``obs``."""
         c = self.config
-        actions, _ = self.actor.sample(obs, c.mmd_samples)  # [B, n, A], reparameterised
+        actions = self.actor.sample(obs, c.mmd_samples)  # [B, n, A], reparameterised
         divergence, weight = self.constraint(obs, raw_obs, actions)
         constraint = divergence * weight  # [B]
         alpha = self.log_alpha.exp().detach()
@@ -198,7 +206,7 @@ class BEAR(Algorithm):
     def act(self, obs: Tensor, raw_obs: Tensor, deterministic: bool = True) -> Tensor:
         if not deterministic:
             return self.actor(obs)
-        actions, _ = self.actor.sample(obs, self.config.eval_samples)  # [B, k, A]
+        actions = self.actor.sample(obs, self.config.eval_samples)  # [B, k, A]
         q = self.critic(obs.unsqueeze(1).expand(-1, actions.shape[1], -1), actions)[0]  # [B, k]
         return actions.gather(1, q.argmax(1)[:, None, None].expand(-1, 1, actions.shape[2])).squeeze(1)
 

@@ -129,12 +129,9 @@ class TanhGaussianActor(nn.Module):
         dist = self.base_distribution(obs)
         return torch.tanh(dist.base_dist.loc if deterministic else dist.rsample())
 
-    def sample(self, obs: Tensor, n: int) -> tuple[Tensor, Tensor]:
-        """n reparameterised actions [B, n, A] and their log-probs [B, n]."""
-        dist = self.base_distribution(obs)
-        u = dist.rsample((n,)).transpose(0, 1)
-        log_prob = dist.log_prob(u.transpose(0, 1)).transpose(0, 1) - _tanh_log_det(u)
-        return torch.tanh(u), log_prob
+    def sample(self, obs: Tensor, n: int) -> Tensor:
+        """n reparameterised actions [B, n, A] (their density: :meth:`log_prob`; BEAR needs none)."""
+        return torch.tanh(self.base_distribution(obs).rsample((n,)).transpose(0, 1))
 
     def log_prob(self, obs: Tensor, act: Tensor, eps: float = 1e-6) -> Tensor:
         """log pi(a|s) of actions in (-1, 1); clipped by ``eps`` so a = +-1 stays finite."""

@@ -50,7 +50,8 @@ def gradient_penalty(critic: nn.Module, obs: Tensor, n_actions: int = 16, k: flo
 
     ``n_actions`` uniform random actions per state (the Appendix C.2 listing: 16), drawn
     independently for each critic of the ensemble; each critic's gradient is taken at its own
-    actions, so it is that critic's, not the ensemble's sum.
+    actions, so it is that critic's, not the ensemble's sum. (The listing draws one set for both
+    critics: the same expectation, with a vectorised ensemble's one draw per member.)
     The graph is kept (``create_graph=True``): the penalty is differentiable in the critic's
     weights, which is what makes it a regulariser.
     """

@@ -13,12 +13,13 @@ environment's own, untransformed return.
   first travel that offset, with time constant 1/(tau (1 - gamma)) updates through polyak
   targets (20,000 for ARQ's tau = 0.005, gamma = 0.99).
 * ``return_range``: r * 1000 / (max episode return - min episode return), the locomotion
-  normalisation of seed 002, App. A.2 (after Kostrikov et al. 2021).
+  normalisation seed 002 (App. A.2) and seed 000 (App. C) take from IQL (Kostrikov et al. 2021).
+  The papers state the division only; the factor 1000 is IQL's code's.
 * ``auto``: resolved once, before training, from the dataset id and the algorithm: maze ids
   take ``minus_one``; ids under ``mujoco/`` take the algorithm's own locomotion convention
-  (``Algorithm.locomotion_reward``: ``return_range`` for ARQ and DASCO, whose papers scale
-  rewards so; ``none`` for TD3+BC, BEAR and SPOT, which train on raw rewards, and for BC);
-  anything else ``none``. The resolved name, not ``auto``, is what the run config records.
+  (``Algorithm.locomotion_reward``: ``return_range`` for ARQ and DASCO, whose papers divide
+  rewards by the range; ``none`` for TD3+BC, BEAR and SPOT, which train on raw rewards, and for
+  BC); anything else ``none``. The resolved name, not ``auto``, is what the run config records.
 
 The goal-switch convention (``goal_switch``, :mod:`behavior_models.data.goals`) says what the
 step after each goal arrival means in a dataset collected with the goal re-sampled on arrival:

@@ -35,6 +35,15 @@ def test_alpha_and_lambda_gp_follow_table_7_of_seed_001(dataset_id, alpha, lambd
     assert TD3BCPlusPlus(TD3BCPlusPlusConfig(hidden=(8,)), S, A).config.gradient_penalty == 1.0
 
 
+@pytest.mark.parametrize("dataset_id, kernel", [("D4RL/door/human-v2", "gaussian"), ("D4RL/relocate/expert-v2", "gaussian"),
+                                                ("mujoco/hopper/medium-v0", "laplacian"),
+                                                ("local/pointmaze-umaze-biased-v0", "laplacian")])
+def test_bears_mmd_kernel_is_gaussian_on_adroit_as_in_seed_001(dataset_id, kernel):
+    """Seed 001, App. C: BEAR-QL at its recommended (Laplacian) settings, the Gaussian kernel on the four Adroit tasks."""
+    assert BEAR.resolve_config(BEARConfig(), dataset_id, 100).mmd_kernel == kernel
+    assert BEAR.resolve_config(BEARConfig(mmd_kernel="laplacian"), dataset_id, 100).mmd_kernel == "laplacian"
+
+
 @pytest.mark.parametrize("config", [TD3BCConfig(**SMALL), TD3BCPlusPlusConfig(**SMALL)])
 def test_td3bc_lowers_critic_and_actor_losses(env_transitions, config):
     run = Run.build("td3bc++" if config.constraint_relaxation else "td3bc", env_transitions, config, RunConfig(seed=0))
@@ -93,7 +102,7 @@ def test_bear_acts_by_argmax_q_over_policy_samples(env_transitions, gaussian_dir
     torch.manual_seed(1)
     chosen = algo.act(obs, obs, deterministic=True)
     torch.manual_seed(1)
-    samples, _ = algo.actor.sample(obs, 50)
+    samples = algo.actor.sample(obs, 50)
     q = algo.critic(obs.unsqueeze(1).expand(-1, 50, -1), samples)[0]
     expected = samples[torch.arange(16), q.argmax(1)]
     assert torch.equal(chosen, expected)

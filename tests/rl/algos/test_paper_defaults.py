@@ -28,7 +28,7 @@ PUBLISHED = {
                   "constraint_relaxation": False},
     # ALGORITHMS.md "BEAR": 10 target samples, 0.75 min + 0.25 max, sigma 20, eps 0.05, log alpha by Adam
     # 1e-3 clamped to [-5, 10], 40,000 warm-start steps, policy lr 1e-4 and Q lr 3e-4, 10 acting samples.
-    BEARConfig: {"target_samples": 10, "target_lambda": 0.75, "mmd_sigma": 20.0, "mmd_kernel": "laplacian",
+    BEARConfig: {"target_samples": 10, "target_lambda": 0.75, "mmd_sigma": 20.0,
                  "epsilon": 0.05, "alpha_lr": 1e-3, "log_alpha_min": -5.0, "log_alpha_max": 10.0,
                  "warmup_max_steps": 40_000, "actor_lr": 1e-4, "critic_lr": 3e-4, "tau": 0.005, "eval_samples": 10,
                  "gp_k": 1.0, "gp_actions": 16, "gp_every": 5},
