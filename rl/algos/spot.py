@@ -81,7 +81,9 @@ class SPOTConfig(TD3Config):
     # beta of SPOT's CVAE loss, for the units conversion when beta_hat is not a CVAE (a CVAE's own
     # kl_weight is used when it is one).
     cvae_kl_weight: float = 0.5
-    cvae_estimator: str = "elbo"  # a CVAE's density: elbo (SPOT's default, L = 1) | iw (IW-CVAE)
+    # A CVAE's density: elbo (SPOT's default, L = 1, its KL in closed form as in SPOT's code) | iw
+    # (IW-CVAE, L > 1; at L = 1 the one-draw log weight: the ELBO with its KL sampled, the default before 4a2781d).
+    cvae_estimator: str = "elbo"
     cvae_samples: int = 1  # L of the CVAE estimator (SPOT: 1 for the ELBO; IW-CVAE: L > 1)
     density: str = "auto"  # auto | log_prob | grad_log_prob (see the module docstring)
     q_normalization: bool = True  # divide Q by mean|Q| (detached) in the actor loss (TD3+BC)
