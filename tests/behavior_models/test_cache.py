@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -145,6 +146,21 @@ def test_resume_after_interruption_skips_finished_chunks(setup, tmp_path, monkey
     total = len(LENGTHS) + sum(LENGTHS)
     assert sum(calls) == total - 3 * 8  # the three finished chunks of 8 states are not redone
     assert_same_cache(resumed, reference)
+
+
+@pytest.mark.parametrize("change, message", [({"seed": 1}, "seed: then 0, now 1"),
+                                             ({"batch_states": 2}, "batch_states: then 4, now 2"),
+                                             ({"dtype": "float16"}, "dtype: then 'float32', now 'float16'"),
+                                             ({"threshold": -3.0}, "threshold"),
+                                             ({"likelihood": "none"}, "likelihood: then 'joint', now 'none'")])
+def test_resume_refuses_each_changed_setting(setup, tmp_path, monkeypatch, change, message):
+    """Finished chunks were drawn with the started settings: resuming with any other is refused."""
+    root, data, _ = setup
+    monkeypatch.setattr(cache_module, "_merge", lambda *a, **k: None)  # stop before the merge: a run in progress
+    build_sample_cache(root / "model", data, tmp_path / "c.npz", num_samples=6, batch_states=4, progress=False)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_sample_cache(root / "model", data, tmp_path / "c.npz", **{"num_samples": 6, "batch_states": 4, **change},
+                           progress=False)
 
 
 def test_resume_refuses_a_changed_model_or_settings(setup, tmp_path, monkeypatch):

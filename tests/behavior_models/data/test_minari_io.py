@@ -151,6 +151,16 @@ def test_non_finite_values_are_refused(field):
         load_transitions("test/nan-v0")
 
 
+def test_a_non_finite_final_observation_is_refused():
+    """An episode's last observation is only ever a next observation: its check must cover that column."""
+    def poison(episodes):
+        episodes[1]["observations"][-1] = np.inf
+
+    write_flat_dataset("test/nan-last-v0", mutate=poison)
+    with pytest.raises(DatasetError, match="non-finite.*next_observations.*episode 1"):
+        load_transitions("test/nan-last-v0")
+
+
 def _truncate_hdf5(data_dir):
     path = data_dir / "main_data.hdf5"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])

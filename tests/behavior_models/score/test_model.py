@@ -313,7 +313,8 @@ def test_trained_log_prob_matches_the_analytic_density(tmp_path_factory):
     assert np.abs(samples.std(1) / std[:8] - 1).max() <= 0.25
 
 
-def test_dsm_loss_matches_its_closed_form_expectation_for_a_linear_predictor():
+@pytest.mark.parametrize("train_t_min", [1e-3, 0.3])  # 0.3: a loss drawing t below train_t_min shows
+def test_dsm_loss_matches_its_closed_form_expectation_for_a_linear_predictor(train_t_min):
     """Seed 002's DSM loss E_t E_z ||eps(alpha_t a + sigma_t z) - z||^2, t ~ U(train_t_min, 1), written
     out in closed form for the linear predictor eps(x) = c x: per dimension the integrand is
     c^2 alpha_t^2 a^2 + (c sigma_t - 1)^2, with alpha_t from the VP-SDE's closed form computed here in
@@ -321,7 +322,7 @@ def test_dsm_loss_matches_its_closed_form_expectation_for_a_linear_predictor():
     model whose score points downhill) passed them; this fails it, and a wrong time range or weighting."""
     from scipy import integrate
 
-    config = ScoreConfig(width=8, blocks=1, train_t_min=1e-3, beta_min=0.1, beta_max=20.0)
+    config = ScoreConfig(width=8, blocks=1, train_t_min=train_t_min, beta_min=0.1, beta_max=20.0)
     model = ScoreBehaviorModel(1, 2, config)
     a, c, rows = np.array([0.6, -0.3]), 0.5, 200_000
 

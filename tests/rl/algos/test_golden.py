@@ -215,6 +215,7 @@ def test_arq_awr_advantage_is_q_minus_mean_over_kept_candidates():
     batch, candidates, keep, cache = batch_and_masked_cache(rng)
     torch.manual_seed(0)
     arq = ARQ(ARQConfig(hidden=(8,)), S, A, behavior=BehaviorInputs(cache=cache))
+    perturb(arq.critic_target)  # Eq. 6's A is the current Q_theta's
     got = arq.advantage(batch.observations, batch.actions, torch.arange(B)).numpy()
     obs = batch.observations.numpy()
     for i in range(B):
@@ -314,6 +315,21 @@ def test_spot_with_a_cvae_uses_its_one_sample_elbo_and_kl_weight():
 # ---------------------------------------------------------------------------------- shared helpers
 def t32(x):
     return torch.as_tensor(np.asarray(x), dtype=torch.float32)
+
+
+def cross_members(critic, obs):
+    """Make the two members' Q's cross in the action: member 1 becomes member 0's network with the
+    action's sign flipped in its first layer, its output shifted to member 0's mean over uniform
+    actions at these states, so neither member is the lower one at every action."""
+    layers = [m for m in critic.net if isinstance(m, EnsembleLinear)]
+    with torch.no_grad():
+        for layer in layers:
+            layer.weight[1].copy_(layer.weight[0])
+            layer.bias[1].copy_(layer.bias[0])
+        layers[0].weight[1, obs.shape[1]:].neg_()
+        states = obs.repeat_interleave(64, 0)
+        q = critic(states, torch.rand(len(states), critic.act_dim) * 2 - 1)
+        layers[-1].bias[1].add_((q[0] - q[1]).mean())
 
 
 def perturb(module, scale=0.1):
@@ -531,6 +547,9 @@ def test_bear_actor_and_alpha_losses_equal_numpy(warm, relaxation, kernel):
     torch.manual_seed(6)
     algo = bear(relaxation, behavior, mmd_samples=n, mmd_kernel=kernel, mmd_sigma=sigma, epsilon=epsilon,
                 warmup_steps=3)
+    perturb(algo.critic_target)  # the loss must read the online critic, Eq. 10's W included
+    perturb(algo.actor_target)
+    cross_members(algo.critic, batch.observations)  # so that min_j mean_i differs from mean_i min_j
     algo.updates = 0 if warm else 3
     with torch.no_grad():
         algo.log_alpha.fill_(log_alpha)
@@ -555,7 +574,9 @@ def test_bear_actor_and_alpha_losses_equal_numpy(warm, relaxation, kernel):
     if warm:
         expected = (alpha * divergence * weight).mean()
     else:
-        q_pi = np_ensemble_q(algo.critic, states, acts).mean(2).min(0)  # [B]
+        q_members = np_ensemble_q(algo.critic, states, acts)  # [2, B, n]
+        q_pi = q_members.mean(2).min(0)  # [B]
+        assert np.abs(q_pi - q_members.min(0).mean(1)).max() > 1e-3  # the order of min and mean shows
         expected = -q_pi.mean() + alpha * (constraint - epsilon)
     np.testing.assert_allclose(loss.item(), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(mean_constraint.item(), constraint, rtol=1e-5, atol=1e-7)

@@ -20,19 +20,22 @@ from tests.rl.helpers import assert_resume_is_exact, random_cache, write_env_dat
 RUN = RunConfig(steps=60, seed=3, eval_every=20, eval_episodes=2, log_every=10, checkpoint_every=20)
 
 
-def build(name, transitions, gaussian_dir):
+def build(name, transitions, gaussian_dir, run=RUN):
     if name == "bc":
-        return Run.build("bc", transitions, BCConfig(batch_size=32, hidden=(16, 16)), RUN)
+        return Run.build("bc", transitions, BCConfig(batch_size=32, hidden=(16, 16)), run)
     if name == "arq":
-        return Run.build("arq", transitions, ARQConfig(batch_size=32, hidden=(16, 16), actor_hidden=(16,), k=3), RUN,
+        return Run.build("arq", transitions, ARQConfig(batch_size=32, hidden=(16, 16), actor_hidden=(16,), k=3), run,
                          behavior_inputs=BehaviorInputs(cache=random_cache(transitions)))
-    return Run.build("spot", transitions, SPOTConfig(batch_size=32, hidden=(16, 16)), RUN, behavior=str(gaussian_dir))
+    return Run.build("spot", transitions, SPOTConfig(batch_size=32, hidden=(16, 16)), run, behavior=str(gaussian_dir))
 
 
 @pytest.mark.parametrize("name", ["bc", "arq", "spot"])
 def test_resumed_run_equals_uninterrupted_run(name, env_transitions, gaussian_dir, tmp_path):
-    checkpoints = assert_resume_is_exact(lambda: build(name, env_transitions, gaussian_dir), tmp_path, crash_at=45)
-    assert checkpoints[-1] == "step_00000040.pt"  # the crash came after the step-40 checkpoint
+    # An odd checkpoint step: SPOT's actor steps on every second update, so a resume that lost the
+    # update count would step it on the wrong ones.
+    run = dataclasses.replace(RUN, checkpoint_every=15)
+    checkpoints = assert_resume_is_exact(lambda: build(name, env_transitions, gaussian_dir, run), tmp_path, crash_at=50)
+    assert checkpoints[-1] == "step_00000045.pt"  # the crash came after the step-45 checkpoint
     full_summary = json.loads((tmp_path / "full" / "summary.json").read_text())
     resumed_summary = json.loads((tmp_path / "resumed" / "summary.json").read_text())
     assert full_summary["normalized_score_mean"] == resumed_summary["normalized_score_mean"]
