@@ -173,6 +173,8 @@ def fit_model(cls: type[BehaviorModel], transitions: Transitions, config: Behavi
     # estimator, the flow's transform), and --force must not delete a run for a fit that cannot start.
     model = cls(transitions.obs_dim, transitions.act_dim, config)
     checkpoint = _check_out_dir(out_dir, cls, config, transitions, resume, force) if out_dir else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)  # an unusable path fails now, not at the first checkpoint
     model.set_normalization(stats)
     model.dataset_id, model.dataset_fingerprint = transitions.dataset_id, transitions.fingerprint
     model.to(device).train()

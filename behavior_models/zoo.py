@@ -39,8 +39,8 @@ def build_config(name: str, config_file: str | Path | None = None, *, base: dict
         path = Path(config_file)
         try:
             payload = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise ConfigError(f"cannot read the config file {path}: {error}") from None
+        except (OSError, ValueError) as error:  # ValueError: not JSON, or not text at all
+            raise ConfigError(f"cannot read the config file {path} as JSON: {error}") from None
         if not isinstance(payload, dict):
             raise ConfigError(f"{path} must hold a JSON object of {cls.__name__} fields")
         values.update(payload)

@@ -8,7 +8,7 @@ import click
 
 from behavior_models.registry import BACKENDS
 from cli.common import (DefaultTextOption, device_option, echo_json, ensure_dataset, refuse_resume_with_force,
-                        set_threads, threads_option, write_figure_record)
+                        require_writable_dir, set_threads, threads_option, write_figure_record)
 
 
 def backend_defaults(field: str) -> str:
@@ -79,6 +79,7 @@ def fit_command(backend, dataset, out_dir, steps, batch_size, lr, seed, device, 
                           steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     click.echo(f"bm fit {backend}: {config.steps:,} steps, batch size {config.batch_size}, lr {config.lr:g}, "
                f"seed {config.seed} -> {out_dir}", err=True)
+    require_writable_dir(out_dir)
     ensure_dataset(dataset)
     transitions = load_transitions(dataset)
     model = fit_backend(backend, transitions, config, out_dir, device=device, resume=resume, force=force)

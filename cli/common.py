@@ -17,6 +17,8 @@ class Group(click.Group):
 
     A :class:`BehaviorModelsError` is the user's to fix (a missing dataset, a mismatched
     cache), so it becomes ``Error: <message>`` and exit code 1, as click does for bad options.
+    So does an operating-system error on a named path (an --out inside a file, a read-only
+    directory, a full disk); one without a path is not the user's and keeps its traceback.
     """
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -24,6 +26,11 @@ class Group(click.Group):
             return super().invoke(ctx)
         except BehaviorModelsError as error:
             raise click.ClickException(str(error)) from None
+        except OSError as error:
+            if error.filename is None:
+                raise
+            raise click.ClickException(f"cannot use {error.filename}: {error.strerror or error}. Check the path "
+                                       "(is a parent a file? is it writable? is the disk full?)") from None
 
 
 def root_group(name: str, help_text: str) -> Group:
@@ -101,6 +108,19 @@ def refuse_resume_with_force(resume: bool, force: bool, what: str) -> None:
     """``--resume`` and ``--force`` contradict each other; refuse the pair before any work starts."""
     if resume and force:
         raise click.UsageError(f"--resume continues the {what} in --out and --force deletes it; pass one of them, not both.")
+
+
+def require_writable_dir(path: str | Path, option: str = "--out") -> None:
+    """Refuse a directory that cannot be created or written, before a dataset is built or loaded:
+    the nearest existing ancestor must be a writable directory."""
+    import os
+
+    target = Path(path).absolute()
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir():
+        raise click.UsageError(f"{option} {path}: {existing} is a file, not a directory; choose another {option}.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise click.UsageError(f"{option} {path}: {existing} is not writable; choose another {option}.")
 
 
 def echo_json(payload: Any) -> None:

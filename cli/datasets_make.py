@@ -7,7 +7,7 @@ import click
 
 @click.command("make")
 @click.argument("name")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
               help="Seeds every random stream of the recipe (env resets, action noise, evaluation).")
 @click.option("--episodes", type=click.IntRange(min=1), default=None,
               help="Episodes to collect [default: 100, of --episode-steps steps each].")

@@ -21,7 +21,7 @@ import click
 from behavior_models.errors import ConfigError
 from behavior_models.io import coerce_field, require_known_fields
 from cli.common import (GOAL_SWITCH_CHOICES, DefaultTextOption, device_option, ensure_dataset,
-                        refuse_resume_with_force, threads_option, write_figure_record)
+                        refuse_resume_with_force, require_writable_dir, threads_option, write_figure_record)
 
 REWARD_CHOICES = ("auto", "none", "minus_one", "return_range")
 DEFAULT_STEPS = 20_000  # --steps of a new run (the benchmark's budget)
@@ -138,7 +138,7 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
         click.option("--batch-size", type=click.IntRange(min=1), default=None, cls=DefaultTextOption,
                      default_text=lambda: str(config_cls().batch_size), help="Minibatch size (the config's batch_size)."),
         click.option("--reward", type=click.Choice(REWARD_CHOICES), default=None, help=reward_help(algorithm)),
-        click.option("--seed", type=int, default=0, show_default=True,
+        click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
                      help="Seeds the network initialisation, the minibatches and the evaluation episodes."),
         device_option(),
         click.option("--out", type=click.Path(), default=None, help="Run directory (default runs/ALGO-DATASET-seedN)."),
@@ -196,6 +196,7 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
         if resume and not checkpoint_paths(Path(out_dir)):
             refuse_existing_run(Path(out_dir), resume, force)  # a directory that is not a run is refused, not reused
             click.echo(f"nothing to resume in {out_dir}; starting a new run", err=True)
+        require_writable_dir(out_dir)
         ensure_dataset(dataset)
         summary = train(algorithm, dataset, out_dir, algo_config, run_config, behavior=behavior,
                         behavior_model=behavior_model, device=device, resume=resume, force=force,
@@ -298,7 +299,8 @@ train_group.add_command(train_command(
 @click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False), help="A run directory.")
 @click.option("--episodes", type=click.IntRange(min=1), default=10, show_default=True, help="Evaluation episodes.")
 @click.option("--sampled", is_flag=True, help="Sampled actions instead of deterministic ones.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Evaluation seed (episode i resets with seed+i).")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
+              help="Evaluation seed (episode i resets with seed+i).")
 @click.option("--set", "acting", multiple=True, metavar="FIELD=VALUE",
               help="Act differently without retraining: a field that changes only how the trained run acts "
                    "(ARQ: policy=implicit|behavior|explicit, implicit_samples, implicit_sampler; DASCO: "

@@ -121,7 +121,8 @@ def _summarise(path: Path, likelihood: str) -> None:
               help="States per resumable chunk file, a multiple of --batch-size. Default: 16 batches "
                    "(fewer if that exceeds 64 MiB of output).")
 @device_option("Torch device: cpu, cuda or cuda:N; under torchrun with several GPUs 'cuda' means each rank's own GPU.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the candidates (keyed with each block of --batch-size rows).")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+              help="Seed of the candidates (keyed with each block of --batch-size rows).")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Storage dtype of the candidates (log-probs stay float32).")
 @click.option("--goal-switch", type=click.Choice(GOAL_SWITCH_CHOICES), default="auto", show_default=True,

@@ -36,6 +36,8 @@ POINTMAZE_POLICIES = {
 }
 CONTAMINATION_PERCENTS = (10, 30, 50, 70)
 DEFAULT_DATASET = "pointmaze-umaze-biased"
+# Gymnasium MuJoCo tasks whose action box is not [-1, 1] (Humanoid 0.4, InvertedPendulum 3, Pusher 2).
+NON_UNIT_ACTION_BOX = frozenset({"humanoid", "invertedpendulum", "pusher"})
 
 
 def recipe_dataset_id(name: str) -> str:
@@ -65,7 +67,9 @@ def _build_table() -> dict[str, DatasetAlias]:
     ):
         for env in envs:
             for quality in qualities:
-                minari(f"{env}-{quality}", f"mujoco/{env}/{quality}-v0", f"MuJoCo {env}, {quality} policy")
+                # Listed, since they are Minari's; refused on load (Transitions.require_unit_action_box).
+                box = " (action box not [-1, 1]: refused)" if env in NON_UNIT_ACTION_BOX else ""
+                minari(f"{env}-{quality}", f"mujoco/{env}/{quality}-v0", f"MuJoCo {env}, {quality} policy{box}")
 
     for maze in POINTMAZE_MAZES:
         for policy, description in POINTMAZE_POLICIES.items():

@@ -63,6 +63,11 @@ def not_found_error(name: str) -> DatasetNotFoundError:
     recipe = recipe_for(name)
     if recipe is not None:
         lines.append(f"It is a built-in recipe: build it with `bm datasets make {recipe.name}`.")
+    elif dataset_id.startswith("local/"):  # this library's namespace: never on Minari's server
+        close = suggest(dataset_id.removeprefix("local/").removesuffix("-v0"), kind="recipe")
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        lines.append(f"local/ holds the built-in recipes, and this is none of them.{hint} "
+                     "`bm datasets` lists them; build one with `bm datasets make NAME`.")
     elif name in ALIASES or "/" in dataset_id:
         lines.append(
             f"To get it: run `minari download {dataset_id}` on a machine with network access and copy "

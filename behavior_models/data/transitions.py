@@ -139,8 +139,9 @@ class Transitions:
         if any(x != -1.0 for x in low) or any(x != 1.0 for x in high):
             raise DatasetError(
                 f"{self.dataset_id}: its declared action box is low {list(low)}, high {list(high)}, not [-1, 1]; "
-                "behavior models and RL algorithms here work in [-1, 1]^A. Rescale the actions to [-1, 1] (and the "
-                "environment with gymnasium.wrappers.RescaleAction) when building the dataset.")
+                "behavior models and RL algorithms here work in [-1, 1]^A, and do not rescale a dataset's actions. "
+                "For a dataset you build, rescale the actions to [-1, 1] (and the environment with "
+                "gymnasium.wrappers.RescaleAction); a downloaded one with another box is not supported.")
 
     def episode_returns(self) -> np.ndarray:
         """Undiscounted return of each episode, in episode order."""

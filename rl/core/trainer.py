@@ -249,8 +249,11 @@ def settings_changes(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]
     """How the run record ``wanted`` (config.json's layout) differs from the recorded ``saved`` in
     what it trains: algorithm, dataset, algorithm config, run config (but for
     ``RESUMABLE_CHANGES``) and, where ``wanted`` has them, the behaviour artefacts. [] if the same."""
-    changes = [f"{key}: {saved.get(key)!r} -> {wanted[key]!r}" for key in ("algorithm", "dataset_fingerprint")
-               if saved.get(key) != wanted[key]]
+    if saved.get("algorithm") != wanted["algorithm"]:  # its every config field would differ too: say just this
+        return [f"algorithm: {saved.get('algorithm')!r} -> {wanted['algorithm']!r}"]
+    changes = []
+    if saved.get("dataset_fingerprint") != wanted["dataset_fingerprint"]:
+        changes.append(f"dataset_fingerprint: {saved.get('dataset_fingerprint')!r} -> {wanted['dataset_fingerprint']!r}")
     for section, allowed in (("algo", ()), ("run", RESUMABLE_CHANGES)):
         old = recorded_algo_config(saved) if section == "algo" else saved.get(section, {})
         new = wanted[section]

@@ -243,19 +243,27 @@ def recipe_dataset_id(recipe: PointMazeRecipe) -> str:
 def _make(recipe: PointMazeRecipe, *, progress: bool, overwrite: bool) -> str:
     """Build ``recipe`` unless a dataset built from the very same recipe is already on disk."""
     from behavior_models.data import is_local
+    from behavior_models.data.minari_io import dataset_path
 
     dataset_id = recipe_dataset_id(recipe)
     if is_local(dataset_id) and not overwrite:
         import minari
 
         stored = minari.load_dataset(dataset_id).storage.metadata.get(RECIPE_METADATA_KEY) or {}
-        if stored.get("config") != config_to_dict(recipe):
+        on_disk, asked = stored.get("config") or {}, config_to_dict(recipe)
+        if on_disk != asked:
+            changes = "; ".join(f"{key}: on disk {on_disk.get(key)!r}, asked {asked.get(key)!r}"
+                                for key in sorted(set(on_disk) | set(asked)) if on_disk.get(key) != asked.get(key))
             raise ArtefactMismatchError(
-                f"{dataset_id} is on disk but was built from another recipe: on disk {stored.get('config')}, "
-                f"asked for {config_to_dict(recipe)}. Rebuild it with `bm datasets make {recipe.name} --force` "
-                "(with the options you want), or ask for the options it was built with."
+                f"{dataset_id} is on disk but was built from another recipe ({changes}). Rebuild it with "
+                f"`bm datasets make {recipe.name} --force` (with the options you want), or ask for the options "
+                "it was built with."
             )
         return dataset_id
+    if dataset_path(dataset_id).exists() and not overwrite:  # checked before minutes of generation, not after
+        raise ArtefactMismatchError(
+            f"{dataset_path(dataset_id)} exists but holds no readable dataset (an interrupted build, or a folder "
+            f"left by hand). Rebuild it with `bm datasets make {recipe.name} --force`, or delete that folder.")
     build = _build_pointmaze if recipe.contamination is None else _build_contaminated
     return build(recipe, progress, overwrite)
 

@@ -59,6 +59,19 @@ def test_fit_refuses_unknown_config_fields_clearly(tmp_path):
     assert result.exit_code == 1 and "unknown field(s) ['hiden']" in result.output and "Traceback" not in result.output
 
 
+def test_fit_refuses_an_unusable_out_or_config_before_any_work(tmp_path):
+    write_conditional_gaussian_dataset("test/cli-paths-v0", episodes=4, steps=10)
+    (tmp_path / "file").write_text("")
+    (tmp_path / "binary.json").write_bytes(bytes(range(128, 256)))
+    for extra, message in [(["--out", str(tmp_path / "file" / "sub")], "is a file, not a directory"),
+                           (["--out", str(tmp_path / "x"), "--config", str(tmp_path / "binary.json")],
+                            "cannot read the config file")]:
+        result = CliRunner().invoke(bm, ["fit", "--model", "gaussian", "--dataset", "test/cli-paths-v0", *extra, *TINY])
+        assert isinstance(result.exception, SystemExit) and result.exit_code != 0, result.output  # no traceback
+        assert message in result.output, result.output
+    assert not (tmp_path / "x").exists()
+
+
 def test_eval_reports_on_the_held_out_episodes_of_the_fit(tmp_path):
     write_conditional_gaussian_dataset("test/cli-eval-v0", episodes=20, steps=30)
     config = tmp_path / "cvae.json"

@@ -62,10 +62,19 @@ def test_train_accepts_zero_where_zero_has_a_meaning():
     assert refused.exit_code == 2 and "Invalid value for '--eval-every'" in refused.output
 
 
-@pytest.mark.parametrize("option", ["--episodes", "--threads"])
-def test_eval_counts_below_one_are_refused(tmp_path, option):
-    result = CliRunner().invoke(rl, ["eval", "--run", str(tmp_path), option, "0"])
+@pytest.mark.parametrize("option, value", [("--episodes", "0"), ("--threads", "0"), ("--seed", "-1")])
+def test_eval_counts_below_one_are_refused(tmp_path, option, value):
+    # A negative --seed had run, recorded as -1 while the episodes reset with 2^31 - 1.
+    result = CliRunner().invoke(rl, ["eval", "--run", str(tmp_path), option, value])
     assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output
+
+
+def test_train_refuses_a_negative_seed_and_an_out_inside_a_file_before_any_work(tmp_path):
+    result = CliRunner().invoke(rl, ["train", "bc", "--dataset", "test/absent-v0", "--seed", "-3"])
+    assert result.exit_code == 2 and "Invalid value for '--seed'" in result.output
+    (tmp_path / "file").write_text("")
+    result = CliRunner().invoke(rl, ["train", "bc", "--dataset", "test/absent-v0", "--out", str(tmp_path / "file" / "run")])
+    assert result.exit_code == 2 and "is a file, not a directory" in result.output  # before the missing dataset
 
 
 @pytest.mark.parametrize("algorithm, default, locomotion", [

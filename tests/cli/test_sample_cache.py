@@ -104,9 +104,10 @@ def test_torchrun_with_two_processes_equals_one_process(model_dir, tmp_path):
     assert_same_cache(two, one)
 
 
-@pytest.mark.parametrize("option", ["--num-samples", "--batch-size", "--chunk-states"])
-def test_counts_below_one_are_option_errors(tmp_path, option):
-    result = CliRunner().invoke(bm, command(tmp_path, tmp_path / "c.npz", option, "0"))
+@pytest.mark.parametrize("option, value", [("--num-samples", "0"), ("--batch-size", "0"), ("--chunk-states", "0"),
+                                           ("--seed", "-1")])
+def test_counts_below_one_are_option_errors(tmp_path, option, value):
+    result = CliRunner().invoke(bm, command(tmp_path, tmp_path / "c.npz", option, value))
     assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output
 
 

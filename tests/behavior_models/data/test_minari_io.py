@@ -141,6 +141,13 @@ def test_unknown_name_suggests_close_aliases():
         load_transitions("kitchen-mixd")
 
 
+def test_a_mistyped_local_id_suggests_recipes_not_a_download():
+    """local/ is this library's namespace: `minari download` would never find it there."""
+    with pytest.raises(DatasetNotFoundError, match="Did you mean pointmaze-umaze-biased") as error:
+        load_transitions("local/pointmaze-umaze-biasd-v0")
+    assert "minari download" not in str(error.value) and "bm datasets make" in str(error.value)
+
+
 @pytest.mark.parametrize("field", ["observations", "actions", "rewards"])
 def test_non_finite_values_are_refused(field):
     def poison(episodes):

@@ -13,6 +13,7 @@ from rl.algos.arq import ARQConfig
 from rl.algos.base import BehaviorInputs
 from rl.algos.bc import BCConfig
 from rl.algos.spot import SPOTConfig
+from rl.algos.td3bc import TD3BCConfig
 from rl.core.behavior import check_cache
 from rl.core.trainer import Run, RunConfig, Trainer, load_algorithm_state, load_run, read_checkpoint, train
 from tests.rl.helpers import assert_resume_is_exact, random_cache, write_env_dataset
@@ -226,9 +227,13 @@ def test_existing_run_is_not_overwritten_and_other_settings_are_refused(env_tran
         train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), short, progress=False, echo=lambda _: None)
     with pytest.raises(ArtefactMismatchError, match="already holds a run"):  # before the dataset is loaded
         train("bc", "test/no-such-dataset-v0", tmp_path / "run", BCConfig(hidden=(16,)), short, progress=False)
-    with pytest.raises(ArtefactMismatchError, match="other settings"):
+    with pytest.raises(ArtefactMismatchError, match=r"these differ: algo\.hidden: \[16\] -> \[32\]\)"):
         train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(32,)), short, resume=True, progress=False,
               echo=lambda _: None)
+    # Another algorithm differs in every config field: the error names the algorithm alone.
+    with pytest.raises(ArtefactMismatchError, match=r"these differ: algorithm: 'bc' -> 'td3bc'\)"):
+        train("td3bc", env_transitions, tmp_path / "run", TD3BCConfig(hidden=(16,)), short, resume=True,
+              progress=False, echo=lambda _: None)
 
 
 def test_resume_and_load_refuse_changed_behavior_artefacts(env_transitions, gaussian_dir, tmp_path):

@@ -94,8 +94,18 @@ def test_contamination_recipe_end_to_end():
 def test_a_dataset_from_another_recipe_is_refused_without_overwrite():
     make_dataset("pointmaze-umaze-random", seed=0, **SMALL)
     assert make_dataset("pointmaze-umaze-random", seed=0, **SMALL) == "local/pointmaze-umaze-random-v0"
-    with pytest.raises(ArtefactMismatchError, match="--force"):
+    with pytest.raises(ArtefactMismatchError, match="--force") as error:
         make_dataset("pointmaze-umaze-random", seed=1, **SMALL)
+    assert "seed: on disk 0, asked 1" in str(error.value) and "episodes" not in str(error.value)  # what differs only
+
+
+def test_a_leftover_folder_is_refused_before_anything_is_generated(minari_datasets_path, monkeypatch):
+    """A killed build (or a folder made by hand) leaves local/<name>-v0 without its data: refused with
+    the fix up front, not after the whole dataset was collected."""
+    (minari_datasets_path / "local" / "pointmaze-umaze-expert-v0").mkdir(parents=True)
+    monkeypatch.setattr(rl.datasets.recipes, "collect_episodes", lambda *a, **k: pytest.fail("generated anyway"))
+    with pytest.raises(ArtefactMismatchError, match="holds no readable dataset.*make pointmaze-umaze-expert --force"):
+        make_dataset("pointmaze-umaze-expert", **SMALL)
 
 
 def test_a_negative_seed_is_refused_naming_the_field():
