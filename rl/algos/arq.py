@@ -25,7 +25,8 @@ beta_psi(a'|s) > epsilon (the sample cache, ``bm sample-cache``). Then:
   cached candidates at s. Deviation: Algorithm 1 trains pi_phi after Q has converged; here
   both are updated in the same step (the AWR weight uses the current Q, without gradient).
 * **Ablations (seed 002, Table 2).** ``policy="behavior"``: beta_psi alone (s_psi), no value
-  function; it always samples one action from beta_psi, deterministic evaluation included; ``q_target="sarsa"``: Q^beta, y = r + gamma (1 - done) Q_target(s', a'_dataset), one Q,
+  function; it always samples one action from beta_psi, deterministic evaluation included.
+  ``q_target="sarsa"``: Q^beta, y = r + gamma (1 - done) Q_target(s', a'_dataset), one Q,
   lr 1e-4 (App. A.2), acted on by the implicit policy (preset ``q-beta``).
 
 Per-domain defaults: the Q learning rate, K, alpha and the explicit policy class follow the
