@@ -69,24 +69,31 @@ def is_model_run(directory: Path) -> bool:
     return (directory / MODEL_FILE).exists() or (directory / CHECKPOINT_FILE).exists()
 
 
+def refuse_unusable_out_dir(out_dir: Path, resume: bool, force: bool) -> None:
+    """The refusals of an existing ``out_dir`` that need no dataset, so `bm fit` can make them before
+    it builds or loads one (``--force`` replaces the run later, once the fit can start)."""
+    if force or not out_dir.exists():
+        return
+    checkpoint_path = out_dir / CHECKPOINT_FILE
+    if (out_dir / MODEL_FILE).exists() and not (resume and checkpoint_path.exists()):
+        raise ArtefactMismatchError(f"{out_dir} already holds a fitted model; pass --force to overwrite it "
+                                    "or choose another --out")
+    if not checkpoint_path.exists() and contents(out_dir):
+        raise ArtefactMismatchError(f"{out_dir} exists and is not a behavior-model run; choose another --out")
+    if checkpoint_path.exists() and not resume:
+        raise ArtefactMismatchError(f"{out_dir} holds an interrupted fit; pass --resume to continue it or "
+                                    "--force to start over")
+
+
 def _check_out_dir(out_dir: Path, cls: type[BehaviorModel], config: BehaviorModelConfig,
                    transitions: Transitions, resume: bool, force: bool) -> dict[str, Any] | None:
     """Decide what to do with an existing ``out_dir``; return a checkpoint to resume or None."""
     if force:
         remove_for_restart(out_dir, RUN_FILES, is_model_run, "a behavior-model run (`bm fit`)")
-    if not out_dir.exists():
-        return None
+    refuse_unusable_out_dir(out_dir, resume, force=False)
     checkpoint_path = out_dir / CHECKPOINT_FILE
-    if (out_dir / MODEL_FILE).exists() and not (resume and checkpoint_path.exists()):
-        raise ArtefactMismatchError(f"{out_dir} already holds a fitted model; pass --force to overwrite it "
-                                    "or choose another --out")
     if not checkpoint_path.exists():
-        if contents(out_dir):
-            raise ArtefactMismatchError(f"{out_dir} exists and is not a behavior-model run; choose another --out")
         return None
-    if not resume:
-        raise ArtefactMismatchError(f"{out_dir} holds an interrupted fit; pass --resume to continue it or "
-                                    "--force to start over")
     checkpoint = load_torch_artefact(checkpoint_path, "pass --force to start the fit over")
     saved = json.loads(checkpoint["config_json"])
     wanted = config_to_dict(config)

@@ -68,7 +68,7 @@ def fit_command(backend, dataset, out_dir, steps, batch_size, lr, seed, device, 
       bm fit --model flow --dataset pointmaze-umaze-expert --out runs/flow --steps 20000
     """
     from behavior_models.data import load_transitions
-    from behavior_models.training import recorded_steps
+    from behavior_models.training import recorded_steps, refuse_unusable_out_dir
     from behavior_models.zoo import build_config, fit_backend
 
     refuse_resume_with_force(resume, force, "fit")
@@ -80,6 +80,7 @@ def fit_command(backend, dataset, out_dir, steps, batch_size, lr, seed, device, 
     click.echo(f"bm fit {backend}: {config.steps:,} steps, batch size {config.batch_size}, lr {config.lr:g}, "
                f"seed {config.seed} -> {out_dir}", err=True)
     require_writable_dir(out_dir)
+    refuse_unusable_out_dir(Path(out_dir), resume, force)  # before a dataset is built or loaded
     ensure_dataset(dataset)
     transitions = load_transitions(dataset)
     model = fit_backend(backend, transitions, config, out_dir, device=device, resume=resume, force=force)

@@ -72,6 +72,14 @@ def test_fit_refuses_an_unusable_out_or_config_before_any_work(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_fit_refuses_an_existing_model_before_looking_for_the_dataset(tmp_path):
+    """A recipe would be built first (minutes) only to be refused: the --out check comes first."""
+    write_conditional_gaussian_dataset("test/cli-first-v0", episodes=4, steps=10)
+    out = _fit(tmp_path, "gaussian", "test/cli-first-v0")
+    result = CliRunner().invoke(bm, ["fit", "--model", "gaussian", "--dataset", "test/absent-v0", "--out", str(out), *TINY])
+    assert result.exit_code == 1 and "already holds a fitted model" in result.output, result.output
+
+
 def test_eval_reports_on_the_held_out_episodes_of_the_fit(tmp_path):
     write_conditional_gaussian_dataset("test/cli-eval-v0", episodes=20, steps=30)
     config = tmp_path / "cvae.json"
