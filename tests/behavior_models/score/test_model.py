@@ -419,6 +419,21 @@ def test_an_ensemble_averages_each_members_probes_before_the_mixture():
     ensemble = model.log_prob(obs, act, generator=torch.Generator().manual_seed(5), **options)
     torch.testing.assert_close(ensemble.double(), expected, rtol=0, atol=1e-5)
 
+def test_each_rows_probe_average_uses_its_own_states_probes():
+    """With fixed-step solves (the fast solver) a row's estimate does not depend on the other rows, so
+    scoring [x0, x1] and [x0, x0] with the same probes must give row 0 the same value; averaging probes
+    grouped across rows would mix x1's estimates into it."""
+    torch.manual_seed(4)
+    model = ScoreBehaviorModel(2, 3, ScoreConfig(width=8, blocks=1, ensemble=2))
+    obs = torch.tensor([[0.3, -0.2], [-0.8, 0.6]])
+    act = torch.tensor([[0.1, -0.4, 0.2], [0.7, 0.5, -0.6]])
+    options = {"solver": "fast", "divergence": "hutchinson", "probes": 4}
+    mixed = model.log_prob(obs, act, generator=torch.Generator().manual_seed(5), **options)
+    same = model.log_prob(obs[[0, 0]], act[[0, 0]], generator=torch.Generator().manual_seed(5), **options)
+    torch.testing.assert_close(mixed[0], same[0], rtol=0, atol=1e-6)
+    assert (mixed[1] - same[1]).abs() > 1e-3  # the second row is another state's
+
+
 class _ShiftedNoise(ExactNoise):
     """The exact noise predictor of the same Gaussian with its first action mean moved by +0.5."""
 
