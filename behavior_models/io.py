@@ -187,6 +187,14 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config), default=_json_default))
 
 
+def dict_changes(old: dict[str, Any], new: dict[str, Any], ignore: Iterable[str] = (), prefix: str = "") -> list[str]:
+    """``"key: old -> new"`` for each key whose value differs (sorted; a missing key reads None),
+    for errors that refuse to mix an artefact with other settings."""
+    skip = set(ignore)
+    return [f"{prefix}{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new))
+            if key not in skip and old.get(key) != new.get(key)]
+
+
 def config_from_dict(cls: type[T], payload: dict[str, Any]) -> T:
     """Rebuild a dataclass config, refusing unknown keys with a message naming them.
 

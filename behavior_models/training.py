@@ -32,8 +32,8 @@ from behavior_models.base import (
 )
 from behavior_models.data.transitions import NormalizationStats, Transitions
 from behavior_models.errors import ArtefactMismatchError
-from behavior_models.io import (atomic_path, config_to_dict, contents, load_torch_artefact, remove_for_restart,
-                                write_text_atomic)
+from behavior_models.io import (atomic_path, config_to_dict, contents, dict_changes, load_torch_artefact,
+                                remove_for_restart, write_text_atomic)
 
 
 def seed_everything(seed: int) -> None:
@@ -98,14 +98,13 @@ def _check_out_dir(out_dir: Path, cls: type[BehaviorModel], config: BehaviorMode
     saved = json.loads(checkpoint["config_json"])
     wanted = config_to_dict(config)
     # The step budget may grow on resume (checked below); anything else must match.
-    differing = sorted(k for k in set(saved) | set(wanted) if k != "steps" and saved.get(k) != wanted.get(k))
+    changes = dict_changes(saved, wanted, ignore=("steps",))
     if checkpoint["backend"] != cls.name:
         raise ArtefactMismatchError(f"{out_dir} holds a fit of backend {checkpoint['backend']}, not {cls.name}; resume "
                                     f"it with --model {checkpoint['backend']}, or choose another --out")
-    if differing:
-        changes = "; ".join(f"{key}: {saved.get(key)!r} -> {wanted.get(key)!r}" for key in differing)
-        raise ArtefactMismatchError(f"{out_dir} holds a fit made with other settings ({changes}); resume with the same "
-                                    "settings, or pass --force to start over")
+    if changes:
+        raise ArtefactMismatchError(f"{out_dir} holds a fit made with other settings ({'; '.join(changes)}); resume "
+                                    "with the same settings, or pass --force to start over")
     if checkpoint["dataset_fingerprint"] != transitions.fingerprint:
         raise ArtefactMismatchError(
             f"{out_dir} was fitted on dataset {checkpoint['dataset_id']} (fingerprint "

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from behavior_models.data.aliases import ALIASES, recipe_for, resolve_dataset_id, suggest
+from behavior_models.data.aliases import ALIASES, RECIPE_NAMESPACE, recipe_for, resolve_dataset_id, suggest
 from behavior_models.data.transitions import DatasetInfo, Transitions
 from behavior_models.errors import DatasetError, DatasetNotFoundError
 
@@ -63,10 +63,10 @@ def not_found_error(name: str) -> DatasetNotFoundError:
     recipe = recipe_for(name)
     if recipe is not None:
         lines.append(f"It is a built-in recipe: build it with `bm datasets make {recipe.name}`.")
-    elif dataset_id.startswith("local/"):  # this library's namespace: never on Minari's server
-        close = suggest(dataset_id.removeprefix("local/").removesuffix("-v0"), kind="recipe")
+    elif dataset_id.startswith(f"{RECIPE_NAMESPACE}/"):  # this library's namespace: never on Minari's server
+        close = suggest(dataset_id.removeprefix(f"{RECIPE_NAMESPACE}/").removesuffix("-v0"), kind="recipe")
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        lines.append(f"local/ holds the built-in recipes, and this is none of them.{hint} "
+        lines.append(f"{RECIPE_NAMESPACE}/ holds the built-in recipes, and this is none of them.{hint} "
                      "`bm datasets` lists them; build one with `bm datasets make NAME`.")
     elif name in ALIASES or "/" in dataset_id:
         lines.append(

@@ -34,8 +34,8 @@ from tqdm.auto import tqdm
 from behavior_models import __version__
 from behavior_models.data import NormalizationStats, Transitions, load_transitions
 from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError, first_lines, require_at_least
-from behavior_models.io import (atomic_path, config_from_dict, config_to_dict, contents, load_torch_artefact,
-                                read_json_artefact, remove_for_restart, write_json_atomic)
+from behavior_models.io import (atomic_path, config_from_dict, config_to_dict, contents, dict_changes,
+                                load_torch_artefact, read_json_artefact, remove_for_restart, write_json_atomic)
 from behavior_models.training import flush_denormals, restore_generator
 from rl.algos import algorithm_class
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs
@@ -257,8 +257,7 @@ def settings_changes(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]
     for section, allowed in (("algo", ()), ("run", RESUMABLE_CHANGES)):
         old = recorded_algo_config(saved) if section == "algo" else saved.get(section, {})
         new = wanted[section]
-        changes += [f"{section}.{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-                    if k not in allowed and old.get(k) != new.get(k)]
+        changes += dict_changes(old, new, ignore=allowed, prefix=f"{section}.")
     if "behavior" in wanted:
         changes += behavior_changes(saved.get("behavior") or {}, wanted["behavior"])
     return changes

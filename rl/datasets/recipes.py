@@ -31,7 +31,7 @@ from behavior_models import __version__
 from behavior_models.data import recipe_for
 from behavior_models.data.aliases import ALIASES, CONTAMINATION_PERCENTS, POINTMAZE_MAZES, POINTMAZE_POLICIES, suggest
 from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetNotFoundError, require_at_least
-from behavior_models.io import config_to_dict
+from behavior_models.io import config_to_dict, dict_changes
 from rl.datasets.contamination import contaminate
 from rl.datasets.perturbation import XBucketPerturbation
 from rl.datasets.pointmaze import (
@@ -250,14 +250,12 @@ def _make(recipe: PointMazeRecipe, *, progress: bool, overwrite: bool) -> str:
         import minari
 
         stored = minari.load_dataset(dataset_id).storage.metadata.get(RECIPE_METADATA_KEY) or {}
-        on_disk, asked = stored.get("config") or {}, config_to_dict(recipe)
-        if on_disk != asked:
-            changes = "; ".join(f"{key}: on disk {on_disk.get(key)!r}, asked {asked.get(key)!r}"
-                                for key in sorted(set(on_disk) | set(asked)) if on_disk.get(key) != asked.get(key))
+        changes = dict_changes(stored.get("config") or {}, config_to_dict(recipe))
+        if changes:
             raise ArtefactMismatchError(
-                f"{dataset_id} is on disk but was built from another recipe ({changes}). Rebuild it with "
-                f"`bm datasets make {recipe.name} --force` (with the options you want), or ask for the options "
-                "it was built with."
+                f"{dataset_id} is on disk but was built from another recipe (on disk -> asked: {'; '.join(changes)}). "
+                f"Rebuild it with `bm datasets make {recipe.name} --force` (with the options you want), or ask for "
+                "the options it was built with."
             )
         return dataset_id
     if dataset_path(dataset_id).exists() and not overwrite:  # checked before minutes of generation, not after

@@ -96,7 +96,7 @@ def test_a_dataset_from_another_recipe_is_refused_without_overwrite():
     assert make_dataset("pointmaze-umaze-random", seed=0, **SMALL) == "local/pointmaze-umaze-random-v0"
     with pytest.raises(ArtefactMismatchError, match="--force") as error:
         make_dataset("pointmaze-umaze-random", seed=1, **SMALL)
-    assert "seed: on disk 0, asked 1" in str(error.value) and "episodes" not in str(error.value)  # what differs only
+    assert "on disk -> asked: seed: 0 -> 1)" in str(error.value) and "episodes" not in str(error.value)  # what differs only
 
 
 def test_a_leftover_folder_is_refused_before_anything_is_generated(minari_datasets_path, monkeypatch):
