@@ -14,8 +14,9 @@ from typing import Any
 import torch
 
 from behavior_models.base import MODEL_FILE
+from behavior_models.cache import SampleCache
 from behavior_models.data import Transitions
-from behavior_models.errors import ArtefactMismatchError, ConfigError
+from behavior_models.errors import ArtefactMismatchError
 from behavior_models.io import file_sha256, fingerprint_directory
 
 
@@ -36,27 +37,17 @@ def file_fingerprint(path: str | Path) -> str:
     return file_sha256(path)[:16]
 
 
-def load_cache(path: str | Path, transitions: Transitions, device: str | torch.device) -> Any:
+def load_cache(path: str | Path, transitions: Transitions, device: str | torch.device) -> SampleCache:
     """The sample cache at ``path`` on ``device``, refused unless built for ``transitions``."""
-    try:
-        from behavior_models.cache import SampleCache
-    except ImportError as error:  # the sample cache lands with its own issue
-        raise ConfigError(f"cannot read sample caches: behavior_models.cache is not available ({error})") from None
     cache = SampleCache.load(path, device=device)
     check_cache(cache, transitions, source=str(path))
     return cache
 
 
-def check_cache(cache: Any, transitions: Transitions, source: str = "the sample cache") -> None:
-    """Refuse a cache built for another dataset, or whose arrays do not fit ``transitions``."""
-    expected = cache.metadata.get("dataset_fingerprint")
-    if expected is not None and expected != transitions.fingerprint:
-        raise ArtefactMismatchError(
-            f"{source} was built for dataset {cache.metadata.get('dataset_id')} (fingerprint {expected}), not for "
-            f"{transitions.dataset_id} (fingerprint {transitions.fingerprint}); build a cache for this dataset with "
-            "`bm sample-cache`")
-    if hasattr(cache, "check"):
-        cache.check(transitions)
+def check_cache(cache: SampleCache, transitions: Transitions, source: str = "the sample cache") -> None:
+    """Refuse a cache built for another dataset or view of its goal switches
+    (:meth:`SampleCache.check`), or whose arrays do not fit ``transitions``."""
+    cache.check(transitions)
     rows, _, act_dim = cache.candidates.shape
     problems = []
     if act_dim != transitions.act_dim:

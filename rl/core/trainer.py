@@ -197,7 +197,7 @@ def open_behavior(algo_cls: type[Algorithm], config: AlgoConfig, transitions: Tr
     cache = behavior_io.load_cache(behavior, transitions, device)
     model_dir = behavior_model
     if model_dir is not None:
-        if hasattr(cache, "model_matches") and not cache.model_matches(model_dir):
+        if not cache.model_matches(model_dir):
             raise ArtefactMismatchError(
                 f"--behavior-model {model_dir} is not the model the cache {behavior} was drawn from (fingerprint "
                 f"{cache.metadata.get('model_fingerprint')}, drawn from {cache.metadata.get('model_dir')}); the "
@@ -208,7 +208,7 @@ def open_behavior(algo_cls: type[Algorithm], config: AlgoConfig, transitions: Tr
             raise ConfigError(f"{algo_cls.name} with this config samples the behavior model at act time, and the "
                               f"cache's metadata names no model directory that exists ({model_dir!r}); pass "
                               "--behavior-model DIR")
-        if hasattr(cache, "model_matches") and not cache.model_matches(model_dir):
+        if not cache.model_matches(model_dir):
             raise ArtefactMismatchError(f"the behavior model in {model_dir} changed since the cache {behavior} was "
                                         "drawn from it; rebuild the cache, or pass --behavior-model DIR explicitly")
     model = behavior_io.load_model(model_dir, transitions, device) if model_dir is not None else None

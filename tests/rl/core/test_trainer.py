@@ -455,7 +455,8 @@ def test_cache_of_another_dataset_or_size_is_refused(env_transitions):
     cache = random_cache(env_transitions)
     check_cache(cache, env_transitions)  # the right one passes
     cache.metadata["dataset_fingerprint"] = "0123456789abcdef"
-    with pytest.raises(ArtefactMismatchError, match="built for dataset .* not for"):
+    with pytest.raises(ArtefactMismatchError,
+                       match="built on dataset .* but the dataset given is .*bm sample-cache --dataset"):
         check_cache(cache, env_transitions)
     cache = random_cache(env_transitions)
     cache.obs_row = cache.obs_row[:-1]
@@ -549,7 +550,7 @@ def test_cli_arq_on_a_real_sample_cache(env_transitions, gaussian_dir, tmp_path)
     write_env_dataset("test/mcar-other-v0", seed=5)
     result = runner.invoke(rl_main, ["train", "arq", "--dataset", "test/mcar-other-v0", "--behavior", str(cache),
                                      "--steps", "10", "--out", str(tmp_path / "other")])
-    assert result.exit_code == 1 and "built for dataset test/mcar-v0" in result.output, result.output
+    assert result.exit_code == 1 and "built on dataset test/mcar-v0" in result.output, result.output
 
 
 def test_rl_plot_draws_learning_curves(env_transitions, tmp_path):
