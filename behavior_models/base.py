@@ -9,7 +9,9 @@ any device and batched (no Python loop over samples):
 * ``sample(obs [B,S], n) -> [B,n,A]``, clipped to the action box [-1, 1];
 * ``support_mask(obs, act, threshold=None) -> bool [B]``: log_prob >= threshold;
 * ``calibrate(transitions, quantile=..., absolute=...)`` stores the support threshold;
-* ``fit(transitions, config, out_dir=...)``, ``save(dir)`` and :func:`behavior_models.load`.
+* ``fit(transitions, config, out_dir=...)``, ``save(dir)`` and :func:`behavior_models.load`;
+* ``model(obs)``: the same, as a :class:`torch.distributions.Distribution` over actions at each
+  state (:mod:`behavior_models.conditional`).
 
 Observations are given raw; the model normalises them with the statistics it was fitted
 with (stored as buffers, so they move with ``.to(device)`` and are saved with the weights).
@@ -34,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from behavior_models import __version__
+from behavior_models.conditional import ConditionalBehavior
 from behavior_models.data.transitions import NormalizationStats, Transitions
 from behavior_models.errors import (ArtefactMismatchError, BehaviorModelsError, ConfigError, first_lines,
                                     require_at_least)
@@ -219,6 +222,12 @@ class BehaviorModel(nn.Module, abc.ABC):
                               "drop it, or use a backend that has it")
 
     # ------------------------------------------------------------------ public contract
+    def forward(self, obs: Tensor) -> ConditionalBehavior:
+        """``model(obs)``: beta(.|s) at the B states of ``obs`` [B, S] as a torch Distribution
+        (``.sample((n,))`` [n, B, A], ``.log_prob(actions)``, ``.support_mask(actions)``); see
+        :mod:`behavior_models.conditional`."""
+        return ConditionalBehavior(self, obs)
+
     def log_prob(self, obs: Tensor, act: Tensor, **options: Any) -> Tensor:
         """log beta(act|obs) in nats per sample, [B]. What it is: see :attr:`log_prob_kind`."""
         self._check(obs, act)
