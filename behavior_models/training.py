@@ -4,8 +4,10 @@
 
 * ``checkpoint.pt`` every ``checkpoint_every`` steps (atomically): weights, optimiser and EMA
   state, RNG states and the step, so ``resume=True`` continues an interrupted fit exactly;
-* at the end ``weights.pt``, ``config.json``, ``model.json`` (normalisation, calibrated
-  support threshold, dataset fingerprint) and ``curve.csv`` (the logged losses).
+* ``curve.csv``, the logged losses, as the fit goes (:mod:`behavior_models.metrics`), and
+  the same as TensorBoard events under ``tb/`` when TensorBoard is installed;
+* at the end ``weights.pt``, ``config.json`` and ``model.json`` (normalisation, calibrated
+  support threshold, dataset fingerprint).
 
 An existing directory is never silently overwritten: a finished or different run is refused
 unless ``force=True``; an interrupted one needs ``resume=True`` (or ``force``).
@@ -13,8 +15,6 @@ unless ``force=True``; an interrupted one needs ``resume=True`` (or ``force``).
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
 import math
@@ -33,7 +33,8 @@ from behavior_models.base import (
 from behavior_models.data.transitions import NormalizationStats, Transitions
 from behavior_models.errors import ArtefactMismatchError
 from behavior_models.io import (atomic_path, config_to_dict, contents, dict_changes, load_torch_artefact,
-                                remove_for_restart, write_text_atomic)
+                                remove_for_restart)
+from behavior_models.metrics import MetricsLogger
 
 
 def seed_everything(seed: int) -> None:
@@ -60,13 +61,22 @@ def prepare_tensors(model: BehaviorModel, transitions: Transitions, device: torc
     return model.normalize(obs), act.clamp(-1.0 + delta, 1.0 - delta)
 
 
+TENSORBOARD_DIR = "tb"
 # Everything fit_model and save write into a run directory.
-RUN_FILES = (CONFIG_FILE, MODEL_FILE, WEIGHTS_FILE, CURVE_FILE, CHECKPOINT_FILE)
+RUN_FILES = (CONFIG_FILE, MODEL_FILE, WEIGHTS_FILE, CURVE_FILE, CHECKPOINT_FILE, TENSORBOARD_DIR)
+# What a fit interrupted before its first checkpoint leaves: its log so far.
+LOG_ENTRIES = (CURVE_FILE, TENSORBOARD_DIR)
 
 
 def is_model_run(directory: Path) -> bool:
-    """A `bm fit` run directory: a saved model or a fit checkpoint (config.json alone is not enough)."""
-    return (directory / MODEL_FILE).exists() or (directory / CHECKPOINT_FILE).exists()
+    """A `bm fit` run directory: a saved model, a fit checkpoint, or the log of a fit interrupted
+    before its first checkpoint (config.json alone is not enough)."""
+    return (directory / MODEL_FILE).exists() or (directory / CHECKPOINT_FILE).exists() or _only_a_log(directory)
+
+
+def _only_a_log(directory: Path) -> bool:
+    present = {entry.name for entry in contents(directory)} if directory.is_dir() else set()
+    return CURVE_FILE in present and present <= set(LOG_ENTRIES)
 
 
 def refuse_unusable_out_dir(out_dir: Path, resume: bool, force: bool) -> None:
@@ -78,6 +88,11 @@ def refuse_unusable_out_dir(out_dir: Path, resume: bool, force: bool) -> None:
     if (out_dir / MODEL_FILE).exists() and not (resume and checkpoint_path.exists()):
         raise ArtefactMismatchError(f"{out_dir} already holds a fitted model; pass --force to overwrite it "
                                     "or choose another --out")
+    if _only_a_log(out_dir):
+        if not resume:
+            raise ArtefactMismatchError(f"{out_dir} holds a fit interrupted before its first checkpoint (only its "
+                                        f"{CURVE_FILE}); pass --resume to start it over there, or --force")
+        return
     if not checkpoint_path.exists() and contents(out_dir):
         raise ArtefactMismatchError(f"{out_dir} exists and is not a behavior-model run; choose another --out")
     if checkpoint_path.exists() and not resume:
@@ -93,6 +108,8 @@ def _check_out_dir(out_dir: Path, cls: type[BehaviorModel], config: BehaviorMode
     refuse_unusable_out_dir(out_dir, resume, force=False)
     checkpoint_path = out_dir / CHECKPOINT_FILE
     if not checkpoint_path.exists():
+        if _only_a_log(out_dir):  # --resume before any checkpoint: the fit starts over, and so does its log
+            remove_for_restart(out_dir, LOG_ENTRIES, _only_a_log, "the log of an interrupted fit")
         return None
     checkpoint = load_torch_artefact(checkpoint_path, "pass --force to start the fit over")
     saved = json.loads(checkpoint["config_json"])
@@ -191,7 +208,7 @@ def fit_model(cls: type[BehaviorModel], transitions: Transitions, config: Behavi
            if config.ema_decay > 0 else None)
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed)
-    curve: list[dict[str, float]] = []
+    log = MetricsLogger(out_dir / CURVE_FILE if out_dir else None, out_dir / TENSORBOARD_DIR if out_dir else None)
     start_step = 0
 
     if checkpoint is not None:
@@ -204,8 +221,9 @@ def fit_model(cls: type[BehaviorModel], transitions: Transitions, config: Behavi
         torch.set_rng_state(checkpoint["torch_rng"])
         if device.type == "cuda" and "cuda_rng" in checkpoint:
             torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)
-        curve = list(csv.DictReader(io.StringIO(checkpoint["curve_csv"])))
+        log.csv.from_csv(checkpoint["curve_csv"])
         start_step = int(checkpoint["step"])
+    log.start(start_step)
 
     obs, act = prepare_tensors(model, train, device)
     size = obs.shape[0]
@@ -216,12 +234,13 @@ def fit_model(cls: type[BehaviorModel], transitions: Transitions, config: Behavi
             "dataset_id": transitions.dataset_id, "dataset_fingerprint": transitions.fingerprint,
             "model": model.state_dict(), "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
             "ema": ema.state_dict() if ema is not None else {}, "generator": generator.get_state(),
-            "torch_rng": torch.get_rng_state(), "curve_csv": _curve_csv(curve),
+            "torch_rng": torch.get_rng_state(), "curve_csv": log.csv.to_csv(),
         }
         if device.type == "cuda":
             payload["cuda_rng"] = torch.cuda.get_rng_state(device)
         with atomic_path(out_dir / CHECKPOINT_FILE) as tmp:
             torch.save(payload, tmp)
+        log.flush()
 
     bar = tqdm(range(start_step, config.steps), initial=start_step, total=config.steps, disable=not progress,
                desc=f"fit {cls.name}", dynamic_ncols=True)
@@ -235,12 +254,13 @@ def fit_model(cls: type[BehaviorModel], transitions: Transitions, config: Behavi
         if ema is not None:
             update_ema(ema, model)
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-            row = {"step": step + 1, **{k: float(v) for k, v in metrics.items()}}
-            curve.append(row)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k != "step"}, refresh=False)
+            values = {k: float(v) for k, v in metrics.items()}
+            log.record(step + 1, values)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
         if out_dir is not None and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
             save_checkpoint(step + 1)
     bar.close()
+    log.close()
 
     if out_dir is not None:
         save_checkpoint(config.steps)  # raw weights: a later --resume with a larger --steps continues
@@ -251,7 +271,6 @@ def fit_model(cls: type[BehaviorModel], transitions: Transitions, config: Behavi
         model.calibrate(held_out)
     if out_dir is not None:
         model.save(out_dir)
-        write_text_atomic(out_dir / CURVE_FILE, _curve_csv(curve))
     return model
 
 
@@ -259,14 +278,3 @@ def cosine_factor(step: int, total: int, final_fraction: float) -> float:
     """Learning-rate multiplier: 1 at step 0, ``final_fraction`` at ``total``, cosine between."""
     progress = min(step / max(total, 1), 1.0)
     return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def _curve_csv(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return ""
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()

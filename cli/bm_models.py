@@ -42,7 +42,8 @@ def config_option(flag: str, field: str, kind, help_text: str):
               help="Which backend to fit.")
 @click.option("--dataset", required=True, help="Dataset alias or Minari id (recipes are built on first use).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Run directory: weights.pt, config.json, model.json, curve.csv, checkpoint.pt.")
+              help="Run directory: weights.pt, config.json, model.json, curve.csv, tb/ (TensorBoard), "
+                   "checkpoint.pt.")
 @config_option("--steps", "steps", click.IntRange(min=1),
                "Gradient steps (overrides --config; with --resume and neither, the fit's recorded budget).")
 @config_option("--batch-size", "batch_size", click.IntRange(min=1), "Minibatch size (overrides --config).")

@@ -36,17 +36,18 @@ from behavior_models.data import NormalizationStats, Transitions, load_transitio
 from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError, first_lines, require_at_least
 from behavior_models.io import (atomic_path, config_from_dict, config_to_dict, contents, dict_changes,
                                 load_torch_artefact, read_json_artefact, remove_for_restart, write_json_atomic)
+from behavior_models.metrics import MetricsLogger
 from behavior_models.training import flush_denormals, restore_generator
 from rl.algos import algorithm_class
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs
 from rl.core import behavior as behavior_io
 from rl.core.buffer import DeviceBuffer
 from rl.core.evaluation import EvalResult, evaluate, flatten_batch, make_eval_env_factory
-from rl.core.metrics_log import MetricsLog
 from rl.core.rewards import goal_switch_view, resolve_goal_switch, resolve_reward_transform, transform_rewards
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
+TENSORBOARD_DIR = "tb"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoints"
 # Run-config fields that may differ when resuming: they change neither the networks nor the
@@ -281,7 +282,7 @@ def checkpoint_paths(out_dir: Path) -> list[Path]:
 
 
 # Everything rl train, rl eval and benchmarks/offline_rl.py write into a run directory.
-RUN_ENTRIES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_DIR, "tb", "eval*.json", "final_eval*.json")
+RUN_ENTRIES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_DIR, TENSORBOARD_DIR, "eval*.json", "final_eval*.json")
 
 
 def acting_label(acting: dict[str, Any]) -> str:
@@ -346,7 +347,7 @@ class Trainer:
     def __init__(self, run: Run, out_dir: str | Path, resume: bool = False, force: bool = False,
                  progress: bool = True, echo: Callable[[str], None] = print) -> None:
         self.run, self.out_dir, self.progress, self.echo = run, Path(out_dir), progress, echo
-        self.metrics = MetricsLog(self.out_dir / METRICS_FILE)
+        self.log = MetricsLogger(self.out_dir / METRICS_FILE, self.out_dir / TENSORBOARD_DIR)
         self.evals: list[dict[str, Any]] = []
         self.start_step, self.train_seconds = 0, 0.0
         self.generator = torch.Generator(device=run.device)
@@ -433,7 +434,7 @@ class Trainer:
         self.start_step = int(checkpoint["step"])
         self.train_seconds = float(checkpoint["train_seconds"])
         self.evals = json.loads(checkpoint["evals_json"])
-        self.metrics.from_csv(checkpoint["metrics_csv"])
+        self.log.csv.from_csv(checkpoint["metrics_csv"])
         self.echo(f"resuming {self.out_dir} from step {self.start_step}")
 
     def _save_checkpoint(self, step: int) -> None:
@@ -442,7 +443,7 @@ class Trainer:
             "step": step, "algorithm_name": self.run.algorithm_name,
             "algorithm": algorithm.state_dict(), "optimizers": algorithm.optimizer_state(),
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "train_seconds": self.train_seconds, "metrics_csv": self.metrics.to_csv(),
+            "train_seconds": self.train_seconds, "metrics_csv": self.log.csv.to_csv(),
             "evals_json": json.dumps(self.evals), "dataset_fingerprint": self.run.transitions.fingerprint,
         }
         if self.run.device.type == "cuda":
@@ -450,32 +451,18 @@ class Trainer:
         path = self.out_dir / CHECKPOINT_DIR / f"step_{step:08d}.pt"
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
+        self.log.flush()
         for old in checkpoint_paths(self.out_dir)[:-max(1, self.run.run_config.keep_checkpoints)]:
             old.unlink()
 
     # -------------------------------------------------------------- logging
-    def _log(self, step: int, values: dict[str, float], writer: Any) -> None:
-        self.metrics.record(step, values)
-        if writer is not None:
-            for key, value in values.items():
-                writer.add_scalar(key, value, step)
-
-    def _tensorboard(self) -> Any:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # TensorBoard is optional; metrics.csv is always written
-            return None
-        # Events past the checkpoint (an interrupted run's, all of them when there was no checkpoint
-        # to resume) are purged; those of its own step were logged before it was saved and stay.
-        return SummaryWriter(str(self.out_dir / "tb"), purge_step=self.start_step + 1)
-
-    def _evaluate(self, step: int, episodes: int, writer: Any) -> EvalResult:
+    def _evaluate(self, step: int, episodes: int) -> EvalResult:
         result = self.run.evaluate(episodes, step)
         summary = result.summary()
         self.evals.append({"step": step, **summary})
-        self._log(step, {"eval/normalized_score_mean": summary["normalized_score_mean"],
-                         "eval/normalized_score_std": summary["normalized_score_std"],
-                         "eval/return_mean": summary["return_mean"]}, writer)
+        self.log.record(step, {"eval/normalized_score_mean": summary["normalized_score_mean"],
+                               "eval/normalized_score_std": summary["normalized_score_std"],
+                               "eval/return_mean": summary["return_mean"]})
         return result
 
     def _periodic_evaluation_due(self, step: int) -> bool:
@@ -483,8 +470,8 @@ class Trainer:
         return bool(config.eval_episodes and config.eval_every and 0 < step < config.steps
                     and step % config.eval_every == 0)
 
-    def _periodic_evaluation(self, step: int, writer: Any) -> None:
-        result = self._evaluate(step, self.run.run_config.eval_episodes, writer)
+    def _periodic_evaluation(self, step: int) -> None:
+        result = self._evaluate(step, self.run.run_config.eval_episodes)
         label = "normalized_score" if result.score_kind == "normalized" else "return (no reference scores)"
         self.echo(f"step {step}: {label} {result.scores.mean():.2f} ± {result.scores.std():.2f}")
 
@@ -497,7 +484,7 @@ class Trainer:
             return self.finished
         algorithm, buffer = run.algorithm, run.buffer
         batch_size = run.algo_config.batch_size
-        writer = self._tensorboard()
+        self.log.start(self.start_step)
         self.echo(f"{run.algorithm_name} on {run.transitions.dataset_id}: {len(buffer.data)} transitions, "
                   f"reward_transform={run.algo_config.reward_transform}, goal_switch={run.algo_config.goal_switch}"
                   f"{'' if run.transitions.info.goal_switch == run.algo_config.goal_switch else ' (no goal switches)'}, "
@@ -506,7 +493,7 @@ class Trainer:
         for warning in run.algorithm.warnings():
             self.echo(f"warning: {warning}")
         if self._periodic_evaluation_due(self.start_step) and not any(e["step"] == self.start_step for e in self.evals):
-            self._periodic_evaluation(self.start_step, writer)  # resumed from a checkpoint its evaluation did not reach
+            self._periodic_evaluation(self.start_step)  # resumed from a checkpoint its evaluation did not reach
         bar = tqdm(range(self.start_step, config.steps), initial=self.start_step, total=config.steps,
                    disable=not self.progress, desc=f"train {run.algorithm_name}", dynamic_ncols=True)
         tic = time.perf_counter()
@@ -516,7 +503,7 @@ class Trainer:
                 done = step + 1
                 if done % config.log_every == 0 or done == config.steps:
                     values = {key: float(value) for key, value in metrics.items()}  # the only host sync
-                    self._log(done, values, writer)
+                    self.log.record(done, values)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in list(values.items())[:4]}, refresh=False)
                 evaluation_due = self._periodic_evaluation_due(done)
                 checkpoint_due = done % config.checkpoint_every == 0 and done < config.steps
@@ -525,7 +512,7 @@ class Trainer:
                     if checkpoint_due:  # before evaluating: an evaluation interrupted loses no training
                         self._save_checkpoint(done)
                     if evaluation_due:
-                        self._periodic_evaluation(done, writer)
+                        self._periodic_evaluation(done)
                         if checkpoint_due:
                             self._save_checkpoint(done)  # again, with the evaluation in its log
                     tic = time.perf_counter()
@@ -540,14 +527,12 @@ class Trainer:
             "train_seconds": self.train_seconds, "device": str(run.device),
         }
         if config.eval_episodes:
-            result = self._evaluate(steps, config.eval_episodes, writer)
+            result = self._evaluate(steps, config.eval_episodes)
             summary.update(result.summary(), eval_deterministic=config.eval_deterministic)
             self._save_checkpoint(steps)  # keeps the final evaluation in the checkpoint's log
         else:
             summary.update(normalized_score_mean=None, normalized_score_std=None, episodes=0, score_kind="none")
-        self.metrics.rewrite()
-        if writer is not None:
-            writer.close()
+        self.log.close()
         write_json_atomic(self.out_dir / SUMMARY_FILE, summary)
         return summary
 

@@ -75,6 +75,53 @@ def test_resume_after_a_crash_continues_exactly(data, tmp_path, monkeypatch):
     assert (tmp_path / "a" / "curve.csv").read_text() == (tmp_path / "b" / "curve.csv").read_text()
 
 
+def tensorboard_steps(directory):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(directory))
+    events.Reload()
+    return [event.step for event in events.Scalars("nll")]
+
+
+def test_the_log_is_written_as_the_fit_goes_and_resumes_with_it(data, tmp_path, monkeypatch):
+    """curve.csv holds every complete row during the fit, and TensorBoard (installed with nflows)
+    the same steps; a resumed fit's event log shows each step once, as an uninterrupted one's."""
+    seen = []
+    original = GaussianBehaviorModel.training_step
+
+    def watch(self, obs, act, step, optimizers):
+        if step == 160:  # rows 50, 100 and 150 logged; the last one is written once a later one arrives
+            seen.append((tmp_path / "b" / "curve.csv").read_text().splitlines())
+        return original(self, obs, act, step, optimizers)
+
+    monkeypatch.setattr(GaussianBehaviorModel, "training_step", watch)
+    GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "b", progress=False)
+    monkeypatch.setattr(GaussianBehaviorModel, "training_step", original)
+    assert [line.split(",")[0] for line in seen[0]] == ["step", "50", "100"]
+    assert tensorboard_steps(tmp_path / "b" / "tb") == [50, 100, 150, 200]
+
+    fit_interrupted_at(GaussianBehaviorModel, data, SMALL, tmp_path / "c", 170, monkeypatch)  # logged 150, past the checkpoint
+    GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "c", resume=True, progress=False)
+    assert tensorboard_steps(tmp_path / "c" / "tb") == [50, 100, 150, 200]
+    assert (tmp_path / "c" / "curve.csv").read_text() == (tmp_path / "b" / "curve.csv").read_text()
+
+
+def test_a_fit_interrupted_before_its_first_checkpoint_starts_over_on_resume(data, tmp_path, monkeypatch):
+    fit_interrupted_at(GaussianBehaviorModel, data, SMALL, tmp_path / "run", 90, monkeypatch)
+    assert sorted(entry.name for entry in (tmp_path / "run").iterdir()) == ["curve.csv", "tb"]
+    with pytest.raises(ArtefactMismatchError, match="interrupted before its first checkpoint .* --resume to start it over"):
+        GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "run", progress=False)
+    resumed = GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "run", resume=True, progress=False)
+    straight = GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "straight", progress=False)
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
+    assert (tmp_path / "run" / "curve.csv").read_text() == (tmp_path / "straight" / "curve.csv").read_text()
+    assert tensorboard_steps(tmp_path / "run" / "tb") == [50, 100, 150, 200]
+    fit_interrupted_at(GaussianBehaviorModel, data, SMALL, tmp_path / "again", 90, monkeypatch)
+    GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "again", force=True, progress=False)  # --force too
+    assert (tmp_path / "again" / "model.json").is_file()
+
+
 def test_resume_restores_the_global_rng_and_the_weight_average(data, tmp_path, monkeypatch):
     """The Gaussian draws no global random numbers and runs without EMA; the CVAE's
     reparameterisation draws from torch's global RNG, and ema_decay > 0 averages the weights,

@@ -2,8 +2,8 @@ import csv
 
 import pytest
 
-import rl.core.metrics_log as metrics_log
-from rl.core.metrics_log import MetricsLog
+import behavior_models.metrics as metrics_log
+from behavior_models.metrics import MetricsLog
 
 
 def file_rows(path):
