@@ -67,8 +67,9 @@ chunk is written atomically to ``<out>.work/chunk-<start>-<stop>.npz``; the work
 holds ``manifest.json`` with the settings. A rerun with the same settings skips finished chunks;
 a rerun with other settings, or after the model directory changed, is refused. When every chunk
 exists they are merged into the output arrays and written to ``<out>`` through a temporary file
-and a rename, then the work directory is removed. Memory: one chunk while sampling; the output
-arrays (plus one chunk) while merging.
+and a rename, a copy of ``metadata_json`` goes to ``<out>.json`` (readable without NumPy), and
+the work directory is removed. Memory: one chunk while sampling; the output arrays (plus one
+chunk) while merging.
 
 Refusals
 --------
@@ -362,6 +363,12 @@ def default_chunk_states(batch_states: int, num_samples: int, act_dim: int) -> i
     return batch_states * max(1, min(CHUNK_MAX_BATCHES, CHUNK_TARGET_BYTES // (batch_states * row_bytes)))
 
 
+def settings_path(out: Path) -> Path:
+    """``<out>.json``: a copy of the cache's ``metadata_json`` (its settings, fingerprints and
+    library version) beside it, readable without NumPy. The npz's own copy is what consumers check."""
+    return out.with_name(out.name + ".json")
+
+
 def check_cache_out(out: Path, overwrite: bool) -> None:
     """Refuse an unusable ``out`` path; cheap, so ``bm sample-cache`` checks it before loading anything."""
     if out.suffix != ".npz":
@@ -512,5 +519,6 @@ def _merge(work: Path, out: Path, chunks: list[tuple[int, int]], manifest: dict[
                     created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     save_npz_atomic(out, candidates=candidates, log_probs=log_probs, in_support=in_support, obs_row=obs_row,
                     next_obs_row=next_obs_row, metadata_json=np.array(json.dumps(metadata, sort_keys=True)))
+    write_json_atomic(settings_path(out), metadata)
     shutil.rmtree(work)
     return out

@@ -70,6 +70,7 @@ def test_format_round_trips(setup, tmp_path):
     assert meta["threshold"] == {"value": ARQ_LOG_THRESHOLD, "kind": "absolute", "source": "ARQ default log(e^-5)"}
     assert meta["log_probs_scored_after_clipping"] is True and "created_utc" in meta
     assert not (tmp_path / "c.npz.work").exists()
+    assert json.loads((tmp_path / "c.npz.json").read_text()) == meta  # the settings beside it, without NumPy
     # The stored log-probs belong to the stored actions, and the mask applies the recorded threshold.
     model = behavior_models.load(root / "model")
     states = cache.states(data)
