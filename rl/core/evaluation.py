@@ -14,7 +14,6 @@ from the dataset's reference scores; without them the raw return is reported and
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -63,7 +62,10 @@ def make_eval_env_factory(dataset_id: str) -> Callable[[], Any]:
         from rl.datasets.pointmaze import import_gymnasium_robotics
 
         import_gymnasium_robotics()  # now and quietly: recover_environment's gym.make would print its notice
-    return lambda: dataset.recover_environment(eval_env=True)
+    # Gymnasium's passive env checker is for the authors of an environment: evaluating in one, it
+    # only prints warnings, such as FrankaKitchen's about the one observation object it returns
+    # from every step, updated in place (the rollout flattens, so copies, each observation first).
+    return lambda: dataset.recover_environment(eval_env=True, disable_env_checker=True)
 
 
 def eval_reward_function(dataset_id: str) -> Callable[[np.ndarray, np.ndarray, Any], np.ndarray]:
@@ -105,35 +107,30 @@ def rollout(policy: Policy, env_factory: Callable[[], Any], episodes: int, seed:
     given, sees every step's reward of episode i in order (for statistics beyond the return).
     """
     returns, lengths = np.zeros(episodes), np.zeros(episodes, np.int64)
-    with warnings.catch_warnings():
-        # FrankaKitchen returns one observation object from every reset and step, updated in
-        # place, and gymnasium's env checker warns of it. Each observation is flattened (copied)
-        # before its env steps again, so the warning does not apply here.
-        warnings.filterwarnings("ignore", message=".*share an object", category=UserWarning)
-        envs = [env_factory() for _ in range(min(parallel, episodes))]
-        try:
-            low, high = envs[0].action_space.low, envs[0].action_space.high
-            for first in range(0, episodes, len(envs)):
-                wave = list(range(first, min(first + len(envs), episodes)))
-                observations = {i: envs[k].reset(seed=seed + i)[0] for k, i in enumerate(wave)}
-                env_of = {i: envs[k] for k, i in enumerate(wave)}
-                active = list(wave)
-                while active:
-                    actions = np.clip(policy(flatten_batch([observations[i] for i in active])), low, high)
-                    still = []
-                    for i, action in zip(active, actions):
-                        obs, reward, terminated, truncated, _ = env_of[i].step(action)
-                        returns[i] += float(reward)
-                        lengths[i] += 1
-                        if on_step is not None:
-                            on_step(i, float(reward))
-                        observations[i] = obs
-                        if not (terminated or truncated or (max_steps is not None and lengths[i] >= max_steps)):
-                            still.append(i)
-                    active = still
-        finally:
-            for env in envs:
-                env.close()
+    envs = [env_factory() for _ in range(min(parallel, episodes))]
+    try:
+        low, high = envs[0].action_space.low, envs[0].action_space.high
+        for first in range(0, episodes, len(envs)):
+            wave = list(range(first, min(first + len(envs), episodes)))
+            observations = {i: envs[k].reset(seed=seed + i)[0] for k, i in enumerate(wave)}
+            env_of = {i: envs[k] for k, i in enumerate(wave)}
+            active = list(wave)
+            while active:
+                actions = np.clip(policy(flatten_batch([observations[i] for i in active])), low, high)
+                still = []
+                for i, action in zip(active, actions):
+                    obs, reward, terminated, truncated, _ = env_of[i].step(action)
+                    returns[i] += float(reward)
+                    lengths[i] += 1
+                    if on_step is not None:
+                        on_step(i, float(reward))
+                    observations[i] = obs
+                    if not (terminated or truncated or (max_steps is not None and lengths[i] >= max_steps)):
+                        still.append(i)
+                active = still
+    finally:
+        for env in envs:
+            env.close()
     return returns, lengths
 
 
