@@ -25,6 +25,8 @@ from typing import Protocol
 
 from behavior_models.io import write_text_atomic
 
+TENSORBOARD_DIR = "tb"  # beside the CSV, in a fit's or a run's directory
+
 
 class MetricsAdapter(Protocol):
     def record(self, step: int, values: dict[str, float]) -> None: ...
@@ -44,10 +46,7 @@ class MetricsLogger:
         self.adapters: list[MetricsAdapter] = [self.csv]
 
     def start(self, step: int) -> None:
-        """Call once the loop knows the step it starts from (0, or a checkpoint's after ``csv.from_csv``).
-        The CSV is written now, even empty, so that a loop interrupted before its first row has
-        left a recognisable log."""
-        self.csv.rewrite()
+        """Call once the loop knows the step it starts from (0, or a checkpoint's after ``csv.from_csv``)."""
         if self.tensorboard_dir is not None:
             tensorboard = TensorBoardLog.open(self.tensorboard_dir, step)
             if tensorboard is not None:
@@ -58,8 +57,9 @@ class MetricsLogger:
             adapter.record(step, values)
 
     def flush(self) -> None:
-        """Put every row logged so far on disk; the loops call it with each checkpoint, so that
-        an interruption loses no row the resumed loop will not log again."""
+        """Called with each checkpoint: TensorBoard's events so far go to disk, so that an
+        interruption loses none the resumed loop will not log again. (The CSV needs no flush:
+        the checkpoint holds its text, and the file is rewritten from it on resume.)"""
         for adapter in self.adapters:
             adapter.flush()
 

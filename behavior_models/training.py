@@ -2,8 +2,9 @@
 
 ``fit_model`` writes into ``out_dir``:
 
-* ``checkpoint.pt`` every ``checkpoint_every`` steps (atomically): weights, optimiser and EMA
-  state, RNG states and the step, so ``resume=True`` continues an interrupted fit exactly;
+* ``checkpoint.pt`` at step 0 and every ``checkpoint_every`` steps (atomically): weights,
+  optimiser and EMA state, RNG states and the step, so ``resume=True`` continues an interrupted
+  fit exactly;
 * ``curve.csv``, the logged losses, as the fit goes (:mod:`behavior_models.metrics`), and
   the same as TensorBoard events under ``tb/`` when TensorBoard is installed;
 * at the end ``weights.pt``, ``config.json`` and ``model.json`` (normalisation, calibrated
@@ -34,7 +35,7 @@ from behavior_models.data.transitions import NormalizationStats, Transitions
 from behavior_models.errors import ArtefactMismatchError
 from behavior_models.io import (atomic_path, config_to_dict, contents, dict_changes, load_torch_artefact,
                                 remove_for_restart)
-from behavior_models.metrics import MetricsLogger
+from behavior_models.metrics import TENSORBOARD_DIR, MetricsLogger
 
 
 def seed_everything(seed: int) -> None:
@@ -61,22 +62,13 @@ def prepare_tensors(model: BehaviorModel, transitions: Transitions, device: torc
     return model.normalize(obs), act.clamp(-1.0 + delta, 1.0 - delta)
 
 
-TENSORBOARD_DIR = "tb"
 # Everything fit_model and save write into a run directory.
 RUN_FILES = (CONFIG_FILE, MODEL_FILE, WEIGHTS_FILE, CURVE_FILE, CHECKPOINT_FILE, TENSORBOARD_DIR)
-# What a fit interrupted before its first checkpoint leaves: its log so far.
-LOG_ENTRIES = (CURVE_FILE, TENSORBOARD_DIR)
 
 
 def is_model_run(directory: Path) -> bool:
-    """A `bm fit` run directory: a saved model, a fit checkpoint, or the log of a fit interrupted
-    before its first checkpoint (config.json alone is not enough)."""
-    return (directory / MODEL_FILE).exists() or (directory / CHECKPOINT_FILE).exists() or _only_a_log(directory)
-
-
-def _only_a_log(directory: Path) -> bool:
-    present = {entry.name for entry in contents(directory)} if directory.is_dir() else set()
-    return CURVE_FILE in present and present <= set(LOG_ENTRIES)
+    """A `bm fit` run directory: a saved model or a fit checkpoint (config.json alone is not enough)."""
+    return (directory / MODEL_FILE).exists() or (directory / CHECKPOINT_FILE).exists()
 
 
 def refuse_unusable_out_dir(out_dir: Path, resume: bool, force: bool) -> None:
@@ -88,11 +80,6 @@ def refuse_unusable_out_dir(out_dir: Path, resume: bool, force: bool) -> None:
     if (out_dir / MODEL_FILE).exists() and not (resume and checkpoint_path.exists()):
         raise ArtefactMismatchError(f"{out_dir} already holds a fitted model; pass --force to overwrite it "
                                     "or choose another --out")
-    if _only_a_log(out_dir):
-        if not resume:
-            raise ArtefactMismatchError(f"{out_dir} holds a fit interrupted before its first checkpoint (only its "
-                                        f"{CURVE_FILE}); pass --resume to start it over there, or --force")
-        return
     if not checkpoint_path.exists() and contents(out_dir):
         raise ArtefactMismatchError(f"{out_dir} exists and is not a behavior-model run; choose another --out")
     if checkpoint_path.exists() and not resume:
@@ -108,8 +95,6 @@ def _check_out_dir(out_dir: Path, cls: type[BehaviorModel], config: BehaviorMode
     refuse_unusable_out_dir(out_dir, resume, force=False)
     checkpoint_path = out_dir / CHECKPOINT_FILE
     if not checkpoint_path.exists():
-        if _only_a_log(out_dir):  # --resume before any checkpoint: the fit starts over, and so does its log
-            remove_for_restart(out_dir, LOG_ENTRIES, _only_a_log, "the log of an interrupted fit")
         return None
     checkpoint = load_torch_artefact(checkpoint_path, "pass --force to start the fit over")
     saved = json.loads(checkpoint["config_json"])
@@ -242,28 +227,34 @@ def fit_model(cls: type[BehaviorModel], transitions: Transitions, config: Behavi
             torch.save(payload, tmp)
         log.flush()
 
+    if out_dir is not None and checkpoint is None:
+        # At step 0 too: a fit interrupted before its first periodic checkpoint resumes (to its
+        # recorded budget, with its settings checked) instead of leaving a directory of logs.
+        save_checkpoint(0)
     bar = tqdm(range(start_step, config.steps), initial=start_step, total=config.steps, disable=not progress,
                desc=f"fit {cls.name}", dynamic_ncols=True)
-    for step in bar:
-        factor = cosine_factor(step, config.steps, config.lr_final_fraction)
-        for name, optimizer in optimizers.items():
-            for group, base_lr in zip(optimizer.param_groups, base_lrs[name]):
-                group["lr"] = base_lr * factor
-        index = torch.randint(size, (config.batch_size,), device=device, generator=generator)
-        metrics = model.training_step(obs[index], act[index], step, optimizers)
-        if ema is not None:
-            update_ema(ema, model)
-        if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-            values = {k: float(v) for k, v in metrics.items()}
-            log.record(step + 1, values)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
-        if out_dir is not None and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
-            save_checkpoint(step + 1)
-    bar.close()
-    log.close()
+    try:
+        for step in bar:
+            factor = cosine_factor(step, config.steps, config.lr_final_fraction)
+            for name, optimizer in optimizers.items():
+                for group, base_lr in zip(optimizer.param_groups, base_lrs[name]):
+                    group["lr"] = base_lr * factor
+            index = torch.randint(size, (config.batch_size,), device=device, generator=generator)
+            metrics = model.training_step(obs[index], act[index], step, optimizers)
+            if ema is not None:
+                update_ema(ema, model)
+            if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
+                values = {k: float(v) for k, v in metrics.items()}
+                log.record(step + 1, values)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
+            if out_dir is not None and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
+                save_checkpoint(step + 1)
+        if out_dir is not None:
+            save_checkpoint(config.steps)  # raw weights: a later --resume with a larger --steps continues
+    finally:  # also when interrupted: rows past the checkpoint are replaced on resume
+        bar.close()
+        log.close()
 
-    if out_dir is not None:
-        save_checkpoint(config.steps)  # raw weights: a later --resume with a larger --steps continues
     if ema is not None:
         model.load_state_dict(ema.module.state_dict())
     model.eval()

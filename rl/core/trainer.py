@@ -36,7 +36,7 @@ from behavior_models.data import NormalizationStats, Transitions, load_transitio
 from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError, first_lines, require_at_least
 from behavior_models.io import (atomic_path, config_from_dict, config_to_dict, contents, dict_changes,
                                 load_torch_artefact, read_json_artefact, remove_for_restart, write_json_atomic)
-from behavior_models.metrics import MetricsLogger
+from behavior_models.metrics import TENSORBOARD_DIR, MetricsLogger
 from behavior_models.training import flush_denormals, restore_generator
 from rl.algos import algorithm_class
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs
@@ -47,7 +47,6 @@ from rl.core.rewards import goal_switch_view, resolve_goal_switch, resolve_rewar
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
-TENSORBOARD_DIR = "tb"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoints"
 # Run-config fields that may differ when resuming: they change neither the networks nor the
@@ -477,14 +476,24 @@ class Trainer:
 
     # -------------------------------------------------------------- the loop
     def train(self) -> dict[str, Any]:
-        run, config = self.run, self.run.run_config
+        config = self.run.run_config
         if self.finished is not None:
             self.echo(f"{self.out_dir} already finished {config.steps} steps; nothing to train, its summary is kept "
                       f"(`rl eval --run {self.out_dir}` scores it again)")
             return self.finished
+        self.log.start(self.start_step)
+        try:
+            summary = self._train_and_evaluate()
+        finally:  # also when interrupted: rows past the checkpoint are replaced on resume
+            self.log.close()
+        write_json_atomic(self.out_dir / SUMMARY_FILE, summary)
+        return summary
+
+    def _train_and_evaluate(self) -> dict[str, Any]:
+        """The step loop from ``start_step``, the final checkpoint and evaluation; the summary."""
+        run, config = self.run, self.run.run_config
         algorithm, buffer = run.algorithm, run.buffer
         batch_size = run.algo_config.batch_size
-        self.log.start(self.start_step)
         self.echo(f"{run.algorithm_name} on {run.transitions.dataset_id}: {len(buffer.data)} transitions, "
                   f"reward_transform={run.algo_config.reward_transform}, goal_switch={run.algo_config.goal_switch}"
                   f"{'' if run.transitions.info.goal_switch == run.algo_config.goal_switch else ' (no goal switches)'}, "
@@ -532,8 +541,6 @@ class Trainer:
             self._save_checkpoint(steps)  # keeps the final evaluation in the checkpoint's log
         else:
             summary.update(normalized_score_mean=None, normalized_score_std=None, episodes=0, score_kind="none")
-        self.log.close()
-        write_json_atomic(self.out_dir / SUMMARY_FILE, summary)
         return summary
 
 

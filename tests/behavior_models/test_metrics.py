@@ -2,7 +2,7 @@ import csv
 
 import pytest
 
-import behavior_models.metrics as metrics_log
+import behavior_models.metrics as metrics
 from behavior_models.metrics import MetricsLog
 
 
@@ -17,8 +17,8 @@ def memory_rows(log, before=None):
 @pytest.fixture
 def rewrites(monkeypatch):
     calls = []
-    real = metrics_log.write_text_atomic
-    monkeypatch.setattr(metrics_log, "write_text_atomic", lambda path, text: (calls.append(path), real(path, text)))
+    real = metrics.write_text_atomic
+    monkeypatch.setattr(metrics, "write_text_atomic", lambda path, text: (calls.append(path), real(path, text)))
     return calls
 
 

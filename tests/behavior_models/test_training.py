@@ -11,7 +11,7 @@ import behavior_models
 from behavior_models.data import load_transitions
 from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError
 from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
-from behavior_models.training import restore_generator
+from behavior_models.training import recorded_steps, restore_generator
 from tests.helpers import write_conditional_gaussian_dataset
 
 SMALL = GaussianConfig(steps=200, batch_size=64, hidden=(32, 32), log_every=50, checkpoint_every=100)
@@ -106,20 +106,22 @@ def test_the_log_is_written_as_the_fit_goes_and_resumes_with_it(data, tmp_path, 
     assert (tmp_path / "c" / "curve.csv").read_text() == (tmp_path / "b" / "curve.csv").read_text()
 
 
-def test_a_fit_interrupted_before_its_first_checkpoint_starts_over_on_resume(data, tmp_path, monkeypatch):
+def test_a_fit_interrupted_before_its_first_periodic_checkpoint_resumes_from_step_0(data, tmp_path, monkeypatch):
+    """The fit checkpoints at step 0 too, so such a directory is an interrupted fit like any other:
+    refused without --resume, resumed to its recorded budget with its settings checked."""
     fit_interrupted_at(GaussianBehaviorModel, data, SMALL, tmp_path / "run", 90, monkeypatch)
-    assert sorted(entry.name for entry in (tmp_path / "run").iterdir()) == ["curve.csv", "tb"]
-    with pytest.raises(ArtefactMismatchError, match="interrupted before its first checkpoint .* --resume to start it over"):
+    assert recorded_steps(tmp_path / "run") == SMALL.steps  # what `bm fit --resume` without --steps continues to
+    with pytest.raises(ArtefactMismatchError, match="holds an interrupted fit; pass --resume"):
         GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "run", progress=False)
+    with pytest.raises(ArtefactMismatchError, match="other settings"):
+        GaussianBehaviorModel.fit(data, dataclasses.replace(SMALL, lr=1e-2), out_dir=tmp_path / "run", resume=True,
+                                  progress=False)
     resumed = GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "run", resume=True, progress=False)
     straight = GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "straight", progress=False)
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
     assert (tmp_path / "run" / "curve.csv").read_text() == (tmp_path / "straight" / "curve.csv").read_text()
     assert tensorboard_steps(tmp_path / "run" / "tb") == [50, 100, 150, 200]
-    fit_interrupted_at(GaussianBehaviorModel, data, SMALL, tmp_path / "again", 90, monkeypatch)
-    GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "again", force=True, progress=False)  # --force too
-    assert (tmp_path / "again" / "model.json").is_file()
 
 
 def test_resume_restores_the_global_rng_and_the_weight_average(data, tmp_path, monkeypatch):
