@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.distributions import Distribution
 
-from behavior_models.errors import BehaviorModelsError
+from behavior_models.errors import BehaviorModelsError, ConfigError
 from behavior_models.gan import GANBehaviorModel, GANConfig
 from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
 from behavior_models.score.model import ScoreBehaviorModel, ScoreConfig
@@ -94,8 +94,17 @@ def test_a_gan_offers_samples_and_support_but_no_log_density():
     beta = GANBehaviorModel(OBS_DIM, ACT_DIM, GANConfig(hidden=(8,)))(states())
     actions = beta.sample((3,))
     assert beta.support_mask(actions, threshold=0.0).shape == (3, STATES)
-    with pytest.raises(BehaviorModelsError, match="gan backend's log_prob is an unnormalised score"):
+    with pytest.raises(NotImplementedError, match="gan backend's log_prob is an unnormalised score"):
         beta.log_prob(actions)
+
+
+def test_no_samples_is_an_empty_batch_and_options_are_still_checked():
+    beta = constant_gaussian()(states())
+    none = beta.sample((0,))
+    assert none.shape == (0, STATES, ACT_DIM)
+    assert beta.log_prob(none).shape == (0, STATES) and beta.support_mask(none).dtype == torch.bool
+    with pytest.raises(ConfigError, match="its sample takes no 'sampler'"):
+        beta.sample((0,), sampler="fast")
 
 
 def test_actions_of_the_wrong_shape_are_refused_with_the_shape_expected():
