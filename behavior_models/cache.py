@@ -66,10 +66,10 @@ batches, or fewer if that exceeds 64 MiB of output). Each finished
 chunk is written atomically to ``<out>.work/chunk-<start>-<stop>.npz``; the work directory also
 holds ``manifest.json`` with the settings. A rerun with the same settings skips finished chunks;
 a rerun with other settings, or after the model directory changed, is refused. When every chunk
-exists they are merged into the output arrays and written to ``<out>`` through a temporary file
-and a rename, a copy of ``metadata_json`` goes to ``<out>.json`` (readable without NumPy), and
-the work directory is removed. Memory: one chunk while sampling; the output arrays (plus one
-chunk) while merging.
+exists they are merged into the output arrays, a copy of ``metadata_json`` is written to
+``<out>.json`` (readable without NumPy), the arrays go to ``<out>`` through a temporary file and
+a rename, and the work directory is removed. Memory: one chunk while sampling; the output
+arrays (plus one chunk) while merging.
 
 Refusals
 --------
@@ -230,7 +230,8 @@ class SampleCache:
                 f"{transitions.dataset_id}'s goal switches, and these transitions are its "
                 f"{transitions.info.goal_switch!r} view "
                 "(behavior_models.data.goals); rebuild the cache with `bm sample-cache --goal-switch "
-                f"{transitions.info.goal_switch}`, or train with --set goal_switch={self.goal_switch}")
+                f"{transitions.info.goal_switch}`, or train with --set goal_switch={self.goal_switch} (in Python: "
+                f"rl.core.rewards.goal_switch_view(transitions, {self.goal_switch!r}))")
         if not self.matches(transitions):
             raise ArtefactMismatchError(
                 f"sample cache {self.path or ''} was built on dataset {self.metadata['dataset_id']} "
@@ -517,8 +518,10 @@ def _merge(work: Path, out: Path, chunks: list[tuple[int, int]], manifest: dict[
     metadata.update(log_probs_scored_after_clipping=manifest["likelihood"] != "none", boundary_samples=boundary,
                     library_version=__version__, world_size=world_size, elapsed_seconds=round(elapsed, 3),
                     created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    # The copy first: an interruption between the two leaves no cache without it (a rerun redraws
+    # nothing, its chunks are kept, and rewrites both).
+    write_json_atomic(settings_path(out), metadata)
     save_npz_atomic(out, candidates=candidates, log_probs=log_probs, in_support=in_support, obs_row=obs_row,
                     next_obs_row=next_obs_row, metadata_json=np.array(json.dumps(metadata, sort_keys=True)))
-    write_json_atomic(settings_path(out), metadata)
     shutil.rmtree(work)
     return out

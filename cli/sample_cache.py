@@ -109,8 +109,8 @@ def _summarise(path: Path, likelihood: str) -> None:
                    "every candidate kept.")
 @click.option("--sampler", default=None, cls=DefaultTextOption, default_text=_default_samplers,
               help="Backend sampler, passed as sample(..., sampler=NAME) (score model: pc, ode, fast). The score "
-                   "model's pc (predictor-corrector, then a dopri5 log-prob) is slow, about 8 samples/s on a CPU "
-                   "against about 500/s with fast: use fast for caches.")
+                   "model's pc (500 predictor-corrector steps, then a dopri5 log-prob) is many times slower than fast "
+                   "(18x in the README's table): use fast for caches.")
 @click.option("--sampler-option", "sampler_option", multiple=True, metavar="KEY=VALUE",
               help="Extra keyword for sample/sample_and_log_prob (repeatable), e.g. steps=20.")
 @click.option("--log-prob-option", "log_prob_option", multiple=True, metavar="KEY=VALUE",
