@@ -43,10 +43,14 @@ def root_group(name: str, help_text: str) -> Group:
 
 
 def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """Refuse a device this torch cannot use here, before any work starts; pass the text on unchanged."""
+    """Refuse a device this torch cannot use here, before any work starts; pass the text on
+    unchanged, but for ``auto``: the GPU when torch sees one, else the CPU (never MPS, whose lack
+    of float64 the likelihood's ODE needs)."""
     import torch
 
-    hint = "use cpu, cuda or cuda:N"
+    hint = "use auto, cpu, cuda or cuda:N"
+    if value == "auto":
+        return "cuda" if torch.cuda.is_available() and torch.cuda.device_count() > 0 else "cpu"
     try:
         device = torch.device(value)
     except RuntimeError:
@@ -80,9 +84,13 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def device_option(help_text: str = "Torch device: cpu, cuda or cuda:N.") -> Callable[[Any], Any]:
-    """The ``--device`` option of every command, checked against the devices torch sees."""
-    return click.option("--device", default="cpu", show_default=True, callback=_check_device, help=help_text)
+DEVICE_HELP = "Torch device: auto (the GPU when torch sees one, else the CPU), cpu, cuda or cuda:N."
+
+
+def device_option(help_text: str = DEVICE_HELP) -> Callable[[Any], Any]:
+    """The ``--device`` option of every command, checked against the devices torch sees; the run
+    records the device ``auto`` resolved to."""
+    return click.option("--device", default="auto", show_default=True, callback=_check_device, help=help_text)
 
 
 class DefaultTextOption(click.Option):

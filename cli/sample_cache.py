@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from cli.common import (GOAL_SWITCH_CHOICES, DefaultTextOption, device_option, ensure_dataset, set_threads,
-                        threads_option)
+from cli.common import (DEVICE_HELP, GOAL_SWITCH_CHOICES, DefaultTextOption, device_option, ensure_dataset,
+                        set_threads, threads_option)
 
 # Share of states that keep no candidate in support above which the summary warns.
 EMPTY_STATES_WARNING = 0.10
@@ -120,7 +120,8 @@ def _summarise(path: Path, likelihood: str) -> None:
 @click.option("--chunk-states", default=None, type=click.IntRange(min=1),
               help="States per resumable chunk file, a multiple of --batch-size. Default: 16 batches "
                    "(fewer if that exceeds 64 MiB of output).")
-@device_option("Torch device: cpu, cuda or cuda:N; under torchrun with several GPUs 'cuda' means each rank's own GPU.")
+@device_option(DEVICE_HELP[:-1] + "; under torchrun with several GPUs 'cuda' (and 'auto') means each rank's "
+               "own GPU.")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
               help="Seed of the candidates (keyed with each block of --batch-size rows).")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,

@@ -36,7 +36,7 @@ def test_every_device_option_refuses_an_unknown_device():
     for group, path in paths:
         result = CliRunner().invoke(group, [*path, "--device", "gpu"])
         assert result.exit_code == 2, (path, result.output)
-        assert "'gpu' is not a torch device; use cpu, cuda or cuda:N" in result.output, path
+        assert "'gpu' is not a torch device; use auto, cpu, cuda or cuda:N" in result.output, path
         assert "Traceback" not in result.output
 
 
@@ -69,8 +69,14 @@ def test_mps_is_refused_where_it_is_not_available(monkeypatch):
     assert result.exit_code == 2 and "MPS is not available" in result.output
 
 
-def test_cpu_is_the_default_and_stays_a_string():
-    assert CliRunner().invoke(show_device, []).output.strip() == "'cpu'"
+def test_the_default_is_the_gpu_when_torch_sees_one_else_the_cpu(monkeypatch):
+    _no_cuda(monkeypatch)
+    for args in ([], ["--device", "auto"]):
+        assert CliRunner().invoke(show_device, args).output.strip() == "'cpu'"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert CliRunner().invoke(show_device, []).output.strip() == "'cuda'"  # resolved here: runs record it
+    assert CliRunner().invoke(show_device, ["--device", "cpu"]).output.strip() == "'cpu'"
 
 
 def test_the_goal_switch_choices_are_the_library_views():
