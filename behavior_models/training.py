@@ -208,7 +208,6 @@ def fit_model(cls: type[BehaviorModel], transitions: Transitions, config: Behavi
             torch.cuda.set_rng_state(checkpoint["cuda_rng"], device)
         log.csv.from_csv(checkpoint["curve_csv"])
         start_step = int(checkpoint["step"])
-    log.start(start_step)
 
     obs, act = prepare_tensors(model, train, device)
     size = obs.shape[0]
@@ -228,12 +227,14 @@ def fit_model(cls: type[BehaviorModel], transitions: Transitions, config: Behavi
         log.flush()
 
     if out_dir is not None and checkpoint is None:
-        # At step 0 too: a fit interrupted before its first periodic checkpoint resumes (to its
-        # recorded budget, with its settings checked) instead of leaving a directory of logs.
+        # At step 0 too, before anything else is written (the log's files come next): a fit
+        # interrupted before its first periodic checkpoint resumes, to its recorded budget and with
+        # its settings checked, instead of leaving a directory no option would take.
         save_checkpoint(0)
     bar = tqdm(range(start_step, config.steps), initial=start_step, total=config.steps, disable=not progress,
                desc=f"fit {cls.name}", dynamic_ncols=True)
     try:
+        log.start(start_step)
         for step in bar:
             factor = cosine_factor(step, config.steps, config.lr_final_fraction)
             for name, optimizer in optimizers.items():

@@ -124,6 +124,23 @@ def test_a_fit_interrupted_before_its_first_periodic_checkpoint_resumes_from_ste
     assert tensorboard_steps(tmp_path / "run" / "tb") == [50, 100, 150, 200]
 
 
+def test_a_fit_interrupted_before_its_step_0_checkpoint_leaves_nothing(data, tmp_path, monkeypatch):
+    """Moving the data to the device (or a CUDA out-of-memory there) comes before the step-0
+    checkpoint; nothing may be written before it, or the directory would be no run any option takes."""
+    import behavior_models.training as training
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    original = training.prepare_tensors
+    monkeypatch.setattr(training, "prepare_tensors", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "run", progress=False)
+    assert list((tmp_path / "run").iterdir()) == []
+    monkeypatch.setattr(training, "prepare_tensors", original)
+    GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "run", progress=False)  # as if it had not started
+
+
 def test_resume_restores_the_global_rng_and_the_weight_average(data, tmp_path, monkeypatch):
     """The Gaussian draws no global random numbers and runs without EMA; the CVAE's
     reparameterisation draws from torch's global RNG, and ema_decay > 0 averages the weights,
