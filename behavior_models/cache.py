@@ -518,8 +518,8 @@ def _merge(work: Path, out: Path, chunks: list[tuple[int, int]], manifest: dict[
     metadata.update(log_probs_scored_after_clipping=manifest["likelihood"] != "none", boundary_samples=boundary,
                     library_version=__version__, world_size=world_size, elapsed_seconds=round(elapsed, 3),
                     created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    # The copy first: an interruption between the two leaves no cache without it (a rerun redraws
-    # nothing, its chunks are kept, and rewrites both).
+    # The copy first: an interruption between the two leaves at worst a copy without its cache
+    # (the rerun's merge writes both), never a cache without its copy.
     write_json_atomic(settings_path(out), metadata)
     save_npz_atomic(out, candidates=candidates, log_probs=log_probs, in_support=in_support, obs_row=obs_row,
                     next_obs_row=next_obs_row, metadata_json=np.array(json.dumps(metadata, sort_keys=True)))

@@ -90,6 +90,7 @@ class ConditionalBehavior(Distribution):
     def _per_state(self, method: Callable[..., Tensor], value: Tensor, options: dict[str, Any],
                    dtype: torch.dtype) -> Tensor:
         """``method(obs, act)`` on every [B, A] slice of ``value`` [..., B, A], in one call."""
+        self.model.check_options("log_prob", options)  # support_mask passes them to log_prob too
         shape = self.batch_shape + self.event_shape
         if not isinstance(value, Tensor) or value.shape[-2:] != shape:
             got = list(value.shape) if isinstance(value, Tensor) else type(value).__name__

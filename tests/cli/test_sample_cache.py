@@ -34,8 +34,10 @@ def reference(model_dir, out, **options):
 
 
 def command(model_dir, out, *extra):
+    # --device cpu: compared with reference(), built on the CPU; the default (auto) would take a
+    # GPU where there is one, whose random streams differ.
     return ["sample-cache", "--model", str(model_dir), "--dataset", DATASET, "--out", str(out), "--seed", "7",
-            "--no-progress", *extra]
+            "--device", "cpu", "--no-progress", *extra]
 
 
 def test_cli_writes_a_cache_and_refuses_to_overwrite(model_dir, tmp_path):
