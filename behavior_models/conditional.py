@@ -80,9 +80,9 @@ class ConditionalBehavior(Distribution):
                                value, options, torch.bool)
 
     def _draw(self, sample_shape: torch.Size, options: dict[str, Any]) -> Tensor:
-        self.model.check_options("sample", options)
         n = math.prod(sample_shape)
-        if n == 0 or len(self.obs) == 0:
+        if n == 0 or len(self.obs) == 0:  # the model is not called: its option check is made here
+            self.model.check_options("sample", options)
             return self.obs.new_empty(sample_shape + self.batch_shape + self.event_shape)
         actions = self.model.sample(self.obs, n, **options)  # [B, n, A]
         return actions.transpose(0, 1).reshape(sample_shape + self.batch_shape + self.event_shape)
@@ -90,14 +90,14 @@ class ConditionalBehavior(Distribution):
     def _per_state(self, method: Callable[..., Tensor], value: Tensor, options: dict[str, Any],
                    dtype: torch.dtype) -> Tensor:
         """``method(obs, act)`` on every [B, A] slice of ``value`` [..., B, A], in one call."""
-        self.model.check_options("log_prob", options)  # support_mask passes them to log_prob too
         shape = self.batch_shape + self.event_shape
         if not isinstance(value, Tensor) or value.shape[-2:] != shape:
             got = list(value.shape) if isinstance(value, Tensor) else type(value).__name__
             raise BehaviorModelsError(f"actions for this distribution must have shape [..., {shape[0]}, {shape[1]}] "
                                       f"(one action per state, after any sample dims), got {got}")
         leading = value.shape[:-2]
-        if value.numel() == 0:  # no action to score: the backends' reshapes need at least one
+        if value.numel() == 0:  # no action to score (the backends' reshapes need one): the options are checked here
+            self.model.check_options("log_prob", options)  # support_mask passes them to log_prob too
             return torch.empty(leading + self.batch_shape, dtype=dtype, device=value.device)
         copies = math.prod(leading)
         obs = self.obs.repeat(copies, 1)  # state b of every copy sits at row copy * B + b, as in value
