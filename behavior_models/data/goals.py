@@ -1,9 +1,11 @@
 """Goal switches in goal-conditioned datasets, and the view of them an evaluation with a fixed goal implies.
 
-D4RL's maze data, and Minari's PointMaze and AntMaze datasets, are collected with the goal
-re-sampled on arrival (gymnasium-robotics ``continuing_task=True, reset_target=True``). The
-environment computes the arrival step's observation and reward against the old goal g, then
-draws a new goal g'. So each arrival leaves one *goal switch* in the data:
+D4RL's maze2d data, Minari's PointMaze datasets and this library's PointMaze recipes are
+collected with the goal re-sampled on arrival (gymnasium-robotics ``continuing_task=True,
+reset_target=True``). The environment computes the arrival step's observation and reward
+against the old goal g, then draws a new goal g'. So each arrival leaves one *goal switch* in
+the data (Minari's AntMaze datasets keep their one goal, ``reset_target=False``, and have none;
+both views below are the same there):
 
     s_t = (ball at g, desired_goal g)  --a_t-->  s_{t+1} = (ball still at g, desired_goal g'),  r_t vs g'
 

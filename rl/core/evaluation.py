@@ -1,9 +1,14 @@
 """Policy rollouts in the evaluation environment Minari recovers, and normalised scores.
 
 The environment is ``minari.load_dataset(id).recover_environment(eval_env=True)``: the one
-the dataset declares for evaluation (or its collection env). Observations are flattened
-exactly as the dataset loader flattens them (:func:`behavior_models.data.minari_io.flatten_observations`),
-so a policy sees the same layout in training and in the environment.
+the dataset declares for evaluation (or its collection env). ``env="data"`` evaluates in the
+environment the data was collected in instead. The two can differ in more than the goal:
+Minari's D4RL AntMaze U-mazes are evaluated in the mirror image of the maze their data covers
+(its generation script's eval map, D4RL's ``antmaze-eval-*`` layout; Minari issue #304), where
+D4RL-era papers evaluated in the data's own maze. :func:`maze_layout_note` says so when it
+applies. Observations are flattened exactly as the dataset loader flattens them
+(:func:`behavior_models.data.minari_io.flatten_observations`), so a policy sees the same layout
+in training and in the environment.
 
 Several episodes run side by side (``parallel`` environments), so the policy is called once
 per time step on a batch, not once per episode step.
@@ -21,7 +26,7 @@ import numpy as np
 
 from behavior_models.data import DatasetInfo
 from behavior_models.data.minari_io import flatten_observations
-from behavior_models.errors import DatasetError
+from behavior_models.errors import ConfigError, DatasetError
 
 Policy = Callable[[np.ndarray], np.ndarray]  # [n, S] flat observations -> [n, A] actions
 
@@ -49,15 +54,23 @@ class EvalResult:
         }
 
 
-def make_eval_env_factory(dataset_id: str) -> Callable[[], Any]:
-    """A function returning a fresh evaluation env of ``dataset_id`` each call."""
+# Which of a dataset's environments a policy is evaluated in: the one it declares for evaluation
+# (its collection env if it declares none), or the one its data was collected in.
+EVAL_ENVS = ("evaluation", "data")
+
+
+def make_eval_env_factory(dataset_id: str, env: str = "evaluation") -> Callable[[], Any]:
+    """A function returning a fresh env of ``dataset_id`` each call: its evaluation env, or with
+    ``env="data"`` the env its data was collected in."""
     import minari
 
+    if env not in EVAL_ENVS:
+        raise ConfigError(f"unknown evaluation env {env!r}; choose one of {EVAL_ENVS}")
     dataset = minari.load_dataset(dataset_id)
-    if dataset.spec.env_spec is None and dataset.storage.metadata.get("eval_env_spec") is None:
-        raise DatasetError(f"dataset {dataset_id} stores no environment spec, so it cannot be evaluated in an "
-                           "environment; rebuild it with an env (write_minari_dataset(..., env=...)) or train "
-                           "with --eval-episodes 0")
+    if dataset.spec.env_spec is None and (env == "data" or dataset.storage.metadata.get("eval_env_spec") is None):
+        stored = "no environment spec" if env == "evaluation" else "no spec of the environment its data was collected in"
+        raise DatasetError(f"dataset {dataset_id} stores {stored}, so it cannot be evaluated in it; rebuild it "
+                           "with an env (write_minari_dataset(..., env=...)) or train with --eval-episodes 0")
     if str(getattr(dataset.spec.env_spec, "entry_point", "")).startswith("gymnasium_robotics"):
         from rl.datasets.pointmaze import import_gymnasium_robotics
 
@@ -65,7 +78,31 @@ def make_eval_env_factory(dataset_id: str) -> Callable[[], Any]:
     # Gymnasium's passive env checker is for the authors of an environment: evaluating in one, it
     # only prints warnings, such as FrankaKitchen's about the one observation object it returns
     # from every step, updated in place (the rollout flattens, so copies, each observation first).
-    return lambda: dataset.recover_environment(eval_env=True, disable_env_checker=True)
+    return lambda: dataset.recover_environment(eval_env=env == "evaluation", disable_env_checker=True)
+
+
+def maze_layout_note(dataset_id: str) -> str | None:
+    """A note for the user if ``dataset_id``'s evaluation env is a maze whose walls differ from
+    those of the maze its data was collected in (a different start and goal are the task, walls
+    are not), else None."""
+    import minari
+    from gymnasium.envs.registration import EnvSpec
+
+    dataset = minari.load_dataset(dataset_id)
+    eval_spec = dataset.storage.metadata.get("eval_env_spec")
+    if dataset.spec.env_spec is None or eval_spec is None:
+        return None
+    eval_spec = EnvSpec.from_json(eval_spec) if isinstance(eval_spec, str) else eval_spec
+    data_map, eval_map = (spec.kwargs.get("maze_map") for spec in (dataset.spec.env_spec, eval_spec))
+    if data_map is None or eval_map is None:
+        return None
+    walls = [[[cell == 1 for cell in row] for row in maze] for maze in (data_map, eval_map)]
+    if walls[0] == walls[1]:
+        return None
+    return (f"{dataset_id}'s evaluation environment is a maze with other walls than the one its data was collected "
+            "in (for Minari's AntMaze U-mazes, its mirror image: Minari issue #304), so scores measure a maze the "
+            "data never shows; D4RL-era papers evaluated in the data's maze. Pass --eval-env data to evaluate there "
+            "(the reference scores stay the dataset's)")
 
 
 def eval_reward_function(dataset_id: str) -> Callable[[np.ndarray, np.ndarray, Any], np.ndarray]:
@@ -142,8 +179,10 @@ def score(returns: np.ndarray, lengths: np.ndarray, info: DatasetInfo) -> EvalRe
 
 
 def evaluate(policy: Policy, dataset_id: str, info: DatasetInfo, episodes: int, seed: int, parallel: int = 10,
-             max_steps: int | None = None, env_factory: Callable[[], Any] | None = None) -> EvalResult:
-    """Roll ``policy`` out for ``episodes`` episodes and score them against ``info``'s references."""
-    factory = env_factory or make_eval_env_factory(dataset_id)
+             max_steps: int | None = None, env_factory: Callable[[], Any] | None = None,
+             env: str = "evaluation") -> EvalResult:
+    """Roll ``policy`` out for ``episodes`` episodes in ``env`` (:data:`EVAL_ENVS`) and score them
+    against ``info``'s references."""
+    factory = env_factory or make_eval_env_factory(dataset_id, env)
     returns, lengths = rollout(policy, factory, episodes, seed, parallel, max_steps)
     return score(returns, lengths, info)

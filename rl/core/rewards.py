@@ -7,8 +7,9 @@ environment's own, untransformed return.
 * ``none``: the dataset's rewards as they are.
 * ``minus_one``: r - 1, so the goal gives 0 and every other step -1 (the maze convention of
   seed 002, Table A.2, "-1 except goal", and of SPOT on AntMaze, ALGORITHMS.md "SPOT").
-  Where the goal terminates the episode (AntMaze), every step before it costs -1.
-  On a dataset without terminals (the built-in PointMaze recipes re-sample the goal instead)
+  Where the goal terminates the episode (D4RL's original AntMaze files), every step before it
+  costs -1. On a dataset without terminals (the built-in PointMaze recipes re-sample the goal
+  instead; Minari's PointMaze and AntMaze datasets are continuing tasks, which never terminate)
   it only shifts every Q by -1/(1 - gamma): the greedy policy is unchanged, but the critic must
   first travel that offset, with time constant 1/(tau (1 - gamma)) updates through polyak
   targets (20,000 for ARQ's tau = 0.005, gamma = 0.99).

@@ -42,7 +42,7 @@ from rl.algos import algorithm_class
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs
 from rl.core import behavior as behavior_io
 from rl.core.buffer import DeviceBuffer
-from rl.core.evaluation import EvalResult, evaluate, flatten_batch, make_eval_env_factory
+from rl.core.evaluation import EVAL_ENVS, EvalResult, evaluate, flatten_batch, make_eval_env_factory, maze_layout_note
 from rl.core.rewards import goal_switch_view, resolve_goal_switch, resolve_reward_transform, transform_rewards
 
 CONFIG_FILE = "config.json"
@@ -67,6 +67,8 @@ class RunConfig:
     eval_deterministic: bool = True  # the policy's mean/argmax action rather than a sample
     eval_parallel: int = 10  # environments stepped side by side during evaluation
     eval_max_steps: int | None = None  # cap for environments without a time limit
+    # The dataset's evaluation env, or the env its data was collected in (rl.core.evaluation.EVAL_ENVS).
+    eval_env: str = "evaluation"
     log_every: int = 250
     checkpoint_every: int = 5_000
     keep_checkpoints: int = 2  # newest checkpoints kept on disk
@@ -75,6 +77,8 @@ class RunConfig:
         require_at_least(self, {"steps": 1, "log_every": 1, "checkpoint_every": 1, "keep_checkpoints": 1,
                                 "eval_parallel": 1, "eval_max_steps": 1, "eval_every": 0, "eval_episodes": 0,
                                 "seed": 0})
+        if self.eval_env not in EVAL_ENVS:
+            raise ConfigError(f"RunConfig.eval_env must be one of {EVAL_ENVS}, got {self.eval_env!r}")
 
 
 @dataclass
@@ -150,7 +154,7 @@ class Run:
         """Make one evaluation environment and check its observations have the dataset's size: a
         dataset that cannot be evaluated fails now, not at the first evaluation, eval_every steps
         into training and before the checkpoint of that step is written."""
-        env = make_eval_env_factory(self.transitions.dataset_id)()
+        env = make_eval_env_factory(self.transitions.dataset_id, self.run_config.eval_env)()
         try:
             size = flatten_batch([env.reset(seed=0)[0]]).shape[1]
         finally:
@@ -171,7 +175,14 @@ class Run:
             torch.manual_seed(seed)
             return evaluate(self.policy(deterministic), self.transitions.dataset_id, self.transitions.info, episodes,
                             seed=seed % (2**31), parallel=self.run_config.eval_parallel,
-                            max_steps=self.run_config.eval_max_steps)
+                            max_steps=self.run_config.eval_max_steps, env=self.run_config.eval_env)
+
+    def evaluation_notes(self) -> list[str]:
+        """What the user must know about the environment this run is evaluated in."""
+        if self.run_config.eval_env != "evaluation":
+            return []
+        note = maze_layout_note(self.transitions.dataset_id)
+        return [note] if note else []
 
 
 def open_behavior(algo_cls: type[Algorithm], config: AlgoConfig, transitions: Transitions, behavior: str | None,
@@ -238,6 +249,10 @@ FIELDS_ADDED_SINCE = {
 }
 
 
+# Run-config fields added after runs were first recorded, with the value such runs ran with.
+RUN_FIELDS_ADDED_SINCE = {"eval_env": "evaluation"}
+
+
 def recorded_algo_config(record: dict[str, Any]) -> dict[str, Any]:
     """The ``algo`` section of a run record, with ``FIELDS_ADDED_SINCE`` filled in where missing."""
     fields = {field.name for field in dataclasses.fields(algorithm_class(record["algorithm"]).config_class)}
@@ -255,7 +270,7 @@ def settings_changes(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]
     if saved.get("dataset_fingerprint") != wanted["dataset_fingerprint"]:
         changes.append(f"dataset_fingerprint: {saved.get('dataset_fingerprint')!r} -> {wanted['dataset_fingerprint']!r}")
     for section, allowed in (("algo", ()), ("run", RESUMABLE_CHANGES)):
-        old = recorded_algo_config(saved) if section == "algo" else saved.get(section, {})
+        old = recorded_algo_config(saved) if section == "algo" else {**RUN_FIELDS_ADDED_SINCE, **saved.get(section, {})}
         new = wanted[section]
         changes += dict_changes(old, new, ignore=allowed, prefix=f"{section}.")
     if "behavior" in wanted:
@@ -501,6 +516,8 @@ class Trainer:
                   + "".join(f", {key}={value}" for key, value in run.algorithm.describe().items()))
         for warning in run.algorithm.warnings():
             self.echo(f"warning: {warning}")
+        for note in run.evaluation_notes() if config.eval_episodes else []:
+            self.echo(f"note: {note}")
         if self._periodic_evaluation_due(self.start_step) and not any(e["step"] == self.start_step for e in self.evals):
             self._periodic_evaluation(self.start_step)  # resumed from a checkpoint its evaluation did not reach
         bar = tqdm(range(self.start_step, config.steps), initial=self.start_step, total=config.steps,
@@ -537,7 +554,7 @@ class Trainer:
         }
         if config.eval_episodes:
             result = self._evaluate(steps, config.eval_episodes)
-            summary.update(result.summary(), eval_deterministic=config.eval_deterministic)
+            summary.update(result.summary(), eval_deterministic=config.eval_deterministic, eval_env=config.eval_env)
             self._save_checkpoint(steps)  # keeps the final evaluation in the checkpoint's log
         else:
             summary.update(normalized_score_mean=None, normalized_score_std=None, episodes=0, score_kind="none")

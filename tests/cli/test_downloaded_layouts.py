@@ -28,7 +28,7 @@ from click.testing import CliRunner
 from behavior_models.data import load_transitions, write_minari_dataset
 from cli.bm import main as bm
 from cli.rl import main as rl
-from rl.core.evaluation import flatten_batch, make_eval_env_factory
+from rl.core.evaluation import flatten_batch, make_eval_env_factory, maze_layout_note
 from rl.datasets.pointmaze import import_gymnasium_robotics
 
 EPISODES = 2
@@ -92,7 +92,7 @@ def first_rows(data) -> np.ndarray:
 
 def train(tmp_path, algorithm: str, alias: str, *extra: str):
     """``rl train`` for 10 steps with small networks and one evaluation episode; the run directory's
-    summary.json and config.json, and the last line printed."""
+    summary.json and config.json, and what it printed."""
     run = tmp_path / algorithm
     result = CliRunner().invoke(rl, ["train", algorithm, "--dataset", alias, "--steps", "10", "--batch-size", "32",
                                      "--set", "hidden=32,32", "--eval-episodes", "1", "--no-progress",
@@ -100,7 +100,7 @@ def train(tmp_path, algorithm: str, alias: str, *extra: str):
     assert result.exit_code == 0, result.output
     summary = json.loads((run / "summary.json").read_text())
     config = json.loads((run / "config.json").read_text())
-    return summary, config, result.output.strip().splitlines()[-1]
+    return summary, config, result.output
 
 
 def fit(tmp_path, backend: str, alias: str) -> str:
@@ -113,13 +113,13 @@ def fit(tmp_path, backend: str, alias: str) -> str:
     return str(model)
 
 
-def assert_normalized(summary, references, last_line):
+def assert_normalized(summary, references, output):
     """The score is D4RL's 100 (R - min) / (max - min) of the reported return, labelled so."""
     low, high = references
     assert summary["score_kind"] == "normalized" and summary["reference_scores"] == pytest.approx([low, high])
     expected = 100.0 * (summary["return_mean"] - low) / (high - low)
     assert summary["normalized_score_mean"] == pytest.approx(expected, rel=1e-9, abs=1e-9)
-    assert last_line == f"normalized_score: {expected:.2f}"
+    assert output.strip().splitlines()[-1] == f"normalized_score: {expected:.2f}"
 
 
 # ----------------------------------------------------------------------------- Hopper
@@ -159,16 +159,16 @@ def test_hopper_evaluation_env_sees_the_layout_the_dataset_was_loaded_in(hopper_
 
 
 def test_train_and_evaluate_on_hopper_with_the_normalised_score(hopper_dataset, tmp_path):
-    summary, config, last_line = train(tmp_path, "td3bc", "hopper-medium")
+    summary, config, output = train(tmp_path, "td3bc", "hopper-medium")
     assert summary["dataset_id"] == HOPPER_ID and summary["episodes"] == 1
     assert 1 <= summary["episode_length_mean"] <= 1000  # Hopper-v5 ends a fall early, else at its limit
-    assert_normalized(summary, HOPPER_REFERENCES, last_line)
+    assert_normalized(summary, HOPPER_REFERENCES, output)
     # reward_transform=auto on mujoco/ ids is the algorithm's own convention (rl/core/rewards.py):
     # raw rewards for TD3+BC, as for SPOT below.
     assert config["algo"]["reward_transform"] == "none"
-    summary, config, last_line = train(tmp_path, "spot", "hopper-medium", "--behavior",
+    summary, config, output = train(tmp_path, "spot", "hopper-medium", "--behavior",
                                        fit(tmp_path, "gaussian", "hopper-medium"))
-    assert_normalized(summary, HOPPER_REFERENCES, last_line)
+    assert_normalized(summary, HOPPER_REFERENCES, output)
     assert config["algo"]["reward_transform"] == "none"
     assert (config["algo"]["actor_lr"], config["algo"]["normalize_states"]) == (3e-4, True)  # TD3's, not the maze's
 
@@ -244,15 +244,38 @@ def test_antmaze_evaluation_env_sees_the_layout_the_dataset_was_loaded_in(antmaz
 
 
 def test_train_and_evaluate_on_antmaze_with_the_maze_reward(antmaze_dataset, tmp_path):
-    summary, config, last_line = train(tmp_path, "spot", "antmaze-umaze", "--behavior",
+    summary, config, output = train(tmp_path, "spot", "antmaze-umaze", "--behavior",
                                        fit(tmp_path, "cvae", "antmaze-umaze"))
     assert summary["dataset_id"] == ANTMAZE_ID
     assert summary["episode_length_mean"] == 700  # a continuing task: the eval env's own time limit
-    assert_normalized(summary, ANTMAZE_REFERENCES, last_line)
+    assert_normalized(summary, ANTMAZE_REFERENCES, output)
     algo = config["algo"]
     # SPOT on AntMaze (rl/core/rewards.py, rl/algos/spot.py): r - 1, with its maze settings.
     assert (algo["reward_transform"], algo["goal_switch"]) == ("minus_one", "relabel")
     assert (algo["actor_lr"], algo["normalize_states"]) == (1e-4, False)
+    # The evaluation maze is not the data's: the run says so before it trains.
+    assert summary["eval_env"] == "evaluation" and "note: D4RL/antmaze/umaze-v1's evaluation environment" in output
+
+
+def test_antmaze_evaluates_in_the_data_maze_on_request(antmaze_dataset, tmp_path):
+    note = maze_layout_note(ANTMAZE_ID)
+    assert "other walls" in note and "--eval-env data" in note
+    env = make_eval_env_factory(ANTMAZE_ID, "data")()
+    try:
+        assert env.spec.kwargs["maze_map"] == ANTMAZE_COLLECTION_MAP
+    finally:
+        env.close()
+    summary, config, output = train(tmp_path, "td3bc", "antmaze-umaze", "--eval-env", "data")
+    assert (summary["eval_env"], config["run"]["eval_env"]) == ("data", "data") and "note:" not in output
+    assert_normalized(summary, ANTMAZE_REFERENCES, output)
+    # rl eval scores the run in its own env by default, in the other one on request, into its own file.
+    run = tmp_path / "td3bc"
+    for extra, written, env in (([], "eval[eval_env=data].json", "data"),
+                                (["--eval-env", "evaluation"], "eval.json", "evaluation")):
+        result = CliRunner().invoke(rl, ["eval", "--run", str(run), "--episodes", "1", *extra])
+        assert result.exit_code == 0, result.output
+        assert json.loads((run / written).read_text())["eval_env"] == env
+        assert ("note:" in result.output) == (env == "evaluation")
 
 
 # ----------------------------------------------------------------------------- Door
@@ -288,8 +311,8 @@ def test_door_evaluation_env_sees_the_layout_the_dataset_was_loaded_in(door_data
 
 
 def test_train_and_evaluate_on_door(door_dataset, tmp_path):
-    summary, config, last_line = train(tmp_path, "td3bc", "door-human")
+    summary, config, output = train(tmp_path, "td3bc", "door-human")
     assert summary["dataset_id"] == DOOR_ID
     assert summary["episode_length_mean"] == 200  # the door never ends an episode early
-    assert_normalized(summary, DOOR_REFERENCES, last_line)
+    assert_normalized(summary, DOOR_REFERENCES, output)
     assert config["algo"]["reward_transform"] == "none"  # neither a maze nor a mujoco/ id

@@ -1,7 +1,13 @@
-import numpy as np
+import copy
 
-from behavior_models.data import DatasetInfo
-from rl.core.evaluation import flatten_batch, rollout, score
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from behavior_models.data import DatasetInfo, write_minari_dataset
+from behavior_models.errors import ConfigError
+from rl.core.evaluation import flatten_batch, make_eval_env_factory, maze_layout_note, rollout, score
+from rl.datasets.pointmaze import import_gymnasium_robotics
 
 
 def test_normalized_score_is_d4rl_formula():
@@ -91,3 +97,35 @@ def test_rollout_clips_actions_to_the_env_box_and_caps_episodes_at_max_steps():
     np.testing.assert_allclose(returns, [7.0, 7.0, 7.0])
     assert len(RecordingBoxEnv.actions) == 21
     np.testing.assert_array_equal(np.stack(RecordingBoxEnv.actions), np.tile([[-0.5, 2.0]], (21, 1)))
+
+
+def write_maze_dataset(dataset_id, data_map, eval_map):
+    """One three-step PointMaze episode collected in ``data_map``, with ``eval_map`` as its eval env."""
+    import_gymnasium_robotics()
+    env = gym.make("PointMaze_UMaze-v3", maze_map=data_map, continuing_task=True)
+    eval_spec = copy.deepcopy(env.spec)
+    eval_spec.kwargs["maze_map"] = eval_map
+    frames = [env.reset(seed=0)[0]]
+    actions = np.zeros((3, 2), np.float32)
+    frames += [env.step(action)[0] for action in actions]
+    observations = {key: np.stack([frame[key] for frame in frames]) for key in frames[0]}
+    episode = {"observations": observations, "actions": actions, "rewards": np.zeros(3),
+               "terminations": np.zeros(3, bool), "truncations": np.array([False, False, True])}
+    write_minari_dataset(dataset_id, [episode], env=env, eval_env=eval_spec)
+    env.close()
+    return dataset_id
+
+
+U = [[1, 1, 1, 1, 1], [1, 0, 0, 0, 1], [1, 1, 1, 0, 1], [1, 0, 0, 0, 1], [1, 1, 1, 1, 1]]
+U_WITH_START_AND_GOAL = [[1, 1, 1, 1, 1], [1, "g", 0, 0, 1], [1, 1, 1, 0, 1], [1, "r", 0, 0, 1], [1, 1, 1, 1, 1]]
+U_MIRRORED = [[1, 1, 1, 1, 1], [1, 0, 0, "r", 1], [1, 0, 1, 1, 1], [1, 0, 0, "g", 1], [1, 1, 1, 1, 1]]
+
+
+def test_a_maze_evaluated_with_other_walls_is_noted_and_a_fixed_start_and_goal_is_not():
+    assert maze_layout_note(write_maze_dataset("test/same-walls-v0", U, U_WITH_START_AND_GOAL)) is None
+    dataset_id = write_maze_dataset("test/mirrored-v0", U_WITH_START_AND_GOAL, U_MIRRORED)
+    assert "other walls" in maze_layout_note(dataset_id)
+    maps = {env: make_eval_env_factory(dataset_id, env)().spec.kwargs["maze_map"] for env in ("evaluation", "data")}
+    assert maps == {"evaluation": U_MIRRORED, "data": U_WITH_START_AND_GOAL}
+    with pytest.raises(ConfigError, match="unknown evaluation env 'eval'"):
+        make_eval_env_factory(dataset_id, "eval")

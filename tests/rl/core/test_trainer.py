@@ -392,6 +392,26 @@ def test_a_run_recorded_before_a_config_field_existed_loads_as_it_trained(env_tr
     assert SPOTConfig.__dataclass_fields__["actor_dropout"].default is None  # what a run today resolves (0.1 here)
 
 
+def test_a_run_recorded_before_eval_env_existed_resumes(env_transitions, tmp_path):
+    """Runs recorded before --eval-env were evaluated in the evaluation env (RUN_FIELDS_ADDED_SINCE):
+    resuming one with today's default is not a change of settings; with the other env it is."""
+    short = RunConfig(steps=4, eval_episodes=0, checkpoint_every=4, log_every=4)
+    quiet = {"progress": False, "echo": lambda _: None}
+    train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), short, **quiet)
+    path = tmp_path / "run" / "config.json"
+    record = json.loads(path.read_text())
+    assert record["run"].pop("eval_env") == "evaluation"
+    path.write_text(json.dumps(record))
+    with pytest.raises(ArtefactMismatchError, match=r"run.eval_env: 'evaluation' -> 'data'"):
+        train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)),
+              dataclasses.replace(short, steps=8, eval_env="data"), resume=True, **quiet)
+    summary = train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), dataclasses.replace(short, steps=8),
+                    resume=True, **quiet)
+    assert summary["steps"] == 8
+    with pytest.raises(ConfigError, match=r"eval_env must be one of \('evaluation', 'data'\), got 'eval'"):
+        RunConfig(eval_env="eval")
+
+
 def test_run_config_out_of_range_is_refused():
     for field in ("steps", "log_every", "checkpoint_every", "keep_checkpoints", "eval_parallel"):
         with pytest.raises(ConfigError, match=f"RunConfig.{field} must be at least 1, got 0"):

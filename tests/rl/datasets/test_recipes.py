@@ -10,6 +10,7 @@ from behavior_models.data import load_transitions
 from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetNotFoundError
 from cli.bm import main as bm
 from behavior_models.data.goals import goal_columns, goal_switches
+from rl.core.evaluation import maze_layout_note
 from rl.core.rewards import goal_switch_view
 from rl.datasets import make_dataset
 from rl.datasets.recipes import planner_actions
@@ -69,6 +70,9 @@ def test_metadata_and_eval_env_are_stored():
     assert dataset.recover_environment().spec.max_episode_steps == 50  # the collection env
     info = load_transitions(dataset_id).info
     assert info.has_reference_scores and info.has_env_spec and info.obs_dim == 8 and info.act_dim == 2
+    # Evaluated in the data's maze: nothing to warn about.
+    assert dataset.recover_environment().spec.kwargs["maze_map"] == env.spec.kwargs["maze_map"]
+    assert maze_layout_note(dataset_id) is None
 
 
 def test_contamination_recipe_end_to_end():
