@@ -46,7 +46,7 @@ class GaussianBehaviorModel(BehaviorModel):
         """The Gaussian beta(.|s) for normalised observations, as a torch Distribution."""
         mean, log_std = self.net(obs).chunk(2, dim=-1)
         log_std = log_std.clamp(self.config.log_std_min, self.config.log_std_max)
-        return Independent(Normal(mean, log_std.exp()), 1)
+        return Independent(Normal(mean, log_std.exp(), validate_args=False), 1, validate_args=False)
 
     def _log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
         return self.distribution(obs).log_prob(act)

@@ -54,6 +54,8 @@ and :func:`dpm_solve`.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -111,6 +113,13 @@ def ode_sample(sde: VPSDE, score_fn: ScoreFn, x: Tensor, *, t_end: float = 1e-5,
     return sample, sde.prior_log_prob(x) - delta
 
 
+@functools.lru_cache(maxsize=32)
+def _quadrature_weights_on(intervals: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """:func:`quadrature_weights` as a tensor, copied to ``device`` once, not at every solve (a
+    host-to-device copy waits for the GPU's queue)."""
+    return torch.tensor(quadrature_weights(intervals), device=device, dtype=dtype)
+
+
 def quadrature_weights(intervals: int) -> list[float]:
     """Weights (in units of the step) of a composite rule on ``intervals`` equal steps.
 
@@ -165,7 +174,7 @@ def dpm_solve(sde: VPSDE, score_fn: ScoreFn, x: Tensor, t_start: float, t_end: f
     the end (steps + 1 network evaluations). Returns (x_{t_end}, that integral or None).
     """
     device, dtype = x.device, x.dtype
-    ends = torch.tensor([t_start, t_end], device=device, dtype=dtype)
+    ends = torch.linspace(t_start, t_end, 2, device=device, dtype=dtype)  # made on the device: no host copy
     lam = torch.linspace(0.0, 1.0, steps + 1, device=device, dtype=dtype)
     lam_ends = sde.marginal_lambda(ends)
     lam = lam_ends[0] + lam * (lam_ends[1] - lam_ends[0])
@@ -173,7 +182,7 @@ def dpm_solve(sde: VPSDE, score_fn: ScoreFn, x: Tensor, t_start: float, t_end: f
     times[0], times[-1] = ends[0], ends[1]
     log_alpha, sigma = sde.log_alpha(times), sde.sigma(times)
     h = lam[1] - lam[0]
-    weights = torch.tensor(quadrature_weights(steps), device=device, dtype=dtype) * h
+    weights = _quadrature_weights_on(steps, device, dtype) * h
 
     def evaluate(y: Tensor, i: int) -> tuple[Tensor, Tensor | None]:
         t = times[i]

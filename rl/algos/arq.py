@@ -343,5 +343,6 @@ class ARQ(Algorithm):
         if deterministic:  # the mode: the largest advantage, whatever alpha (alpha = 0 makes the softmax flat)
             index = q.argmax(1)
         else:
-            index = torch.distributions.Categorical(logits=self.config.alpha * (q - q.mean(1, keepdim=True))).sample()
+            logits = self.config.alpha * (q - q.mean(1, keepdim=True))
+            index = torch.distributions.Categorical(logits=logits, validate_args=False).sample()
         return candidates[torch.arange(len(candidates), device=candidates.device), index]

@@ -123,7 +123,8 @@ class TanhGaussianActor(nn.Module):
 
     def base_distribution(self, obs: Tensor) -> Independent:
         mean, log_std = self.net(obs).chunk(2, dim=-1)
-        return Independent(Normal(mean, log_std.clamp(self.log_std_min, self.log_std_max).exp()), 1)
+        return Independent(Normal(mean, log_std.clamp(self.log_std_min, self.log_std_max).exp(), validate_args=False),
+                           1, validate_args=False)
 
     def forward(self, obs: Tensor, deterministic: bool = False) -> Tensor:
         dist = self.base_distribution(obs)
@@ -156,7 +157,7 @@ class GaussianActor(nn.Module):
 
     def distribution(self, obs: Tensor) -> Independent:
         std = self.log_std.clamp(self.log_std_min, self.log_std_max).exp()
-        return Independent(Normal(torch.tanh(self.net(obs)), std), 1)
+        return Independent(Normal(torch.tanh(self.net(obs)), std, validate_args=False), 1, validate_args=False)
 
     def forward(self, obs: Tensor, deterministic: bool = False) -> Tensor:
         dist = self.distribution(obs)
