@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -84,6 +85,7 @@ class TensorBoardLog:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             return None
+        wait_for_a_later_second_than_the_event_files_in(Path(directory))
         return cls(SummaryWriter(str(directory), purge_step=start_step + 1))
 
     def record(self, step: int, values: dict[str, float]) -> None:
@@ -95,6 +97,23 @@ class TensorBoardLog:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def wait_for_a_later_second_than_the_event_files_in(directory: Path) -> None:
+    """Return once the clock's second is past that of every event file in ``directory``.
+
+    TensorBoard reads a directory's event files in name order. A name is
+    ``events.out.tfevents.<second>.<host>.<pid>.<counter>``, compared as text, so two files
+    made in the same second are read in host, pid and counter order, and counter 10 comes
+    before 9. ``purge_step`` drops an interrupted loop's events only if its file is read
+    before the resumed loop's, so the new file must be named in a later second. This waits
+    (under a second) only when a loop restarts within a second of the last start, as tests do;
+    files stamped later still (another machine's clock) are not waited for."""
+    seconds = [int(part) for path in directory.glob("events.out.tfevents.*")
+               if (part := path.name.split(".")[3]).isdigit()]
+    later = max(seconds, default=0) + 1
+    while 0 < later - time.time() <= 1:
+        time.sleep(0.01)
 
 
 class MetricsLog:

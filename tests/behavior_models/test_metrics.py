@@ -58,3 +58,34 @@ def test_resume_replaces_rows_past_the_checkpoint(tmp_path):
     resumed.record(3, {"loss": 30.0})
     resumed.record(4, {"loss": 40.0})
     assert file_rows(log.path) == [{"step": 1.0, "loss": 1.0}, {"step": 2.0, "loss": 2.0}, {"step": 3.0, "loss": 30.0}]
+
+
+def test_a_restarted_loop_hides_the_interrupted_loops_events_whatever_the_file_names(tmp_path):
+    """TensorBoard reads event files in name order, and purge_step only hides the events of an
+    interrupted loop read before it. A loop restarted in the same second named its file after
+    the old one's only by host, pid and counter, as text: counter 10 sorted before 9."""
+    pytest.importorskip("tensorboard")
+    import time
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    old = tmp_path / "old"
+    writer = SummaryWriter(str(old))  # the interrupted loop: steps 1-3, no checkpoint
+    for step in (1, 2, 3):
+        writer.add_scalar("loss", 10.0 + step, step)
+    writer.close()
+    (made,) = old.glob("events.out.tfevents.*")
+    second = int(made.name.split(".")[3])
+    # Named as a file of this second whose host, pid and counter sort after the new writer's.
+    (tmp_path / "tb").mkdir()
+    made.rename(tmp_path / "tb" / f"events.out.tfevents.{second}.zzzz.1.9")
+    log = metrics.TensorBoardLog.open(tmp_path / "tb", start_step=0)
+    for step in (1, 2):
+        log.record(step, {"loss": float(step)})
+    log.close()
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [(1, 1.0), (2, 2.0)]
+    names = sorted(path.name for path in (tmp_path / "tb").iterdir())
+    assert names[-1] != f"events.out.tfevents.{second}.zzzz.1.9" and time.time() >= second + 1
