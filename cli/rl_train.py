@@ -215,8 +215,9 @@ def eval_env_option(default: str | None):
     return click.option(
         "--eval-env", type=click.Choice(["evaluation", "data"]), default=default,
         help=f"Evaluate in the dataset's evaluation environment (Minari's recover_environment(eval_env=True)) or in "
-             f"the one its data was collected in. They differ for Minari's AntMaze U-mazes, whose evaluation maze "
-             f"is the mirror image of the data's (a note says so). [default: {shown}]")
+             f"the one its data was collected in, for the evaluation's number of steps. They differ for Minari's "
+             f"AntMaze U-mazes, whose evaluation maze is the mirror image of the data's (a note says so). "
+             f"[default: {shown}]")
 
 
 def recorded_steps(run_dir: Path) -> int | None:

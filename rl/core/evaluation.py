@@ -61,7 +61,9 @@ EVAL_ENVS = ("evaluation", "data")
 
 def make_eval_env_factory(dataset_id: str, env: str = "evaluation") -> Callable[[], Any]:
     """A function returning a fresh env of ``dataset_id`` each call: its evaluation env, or with
-    ``env="data"`` the env its data was collected in."""
+    ``env="data"`` the env its data was collected in, run for the evaluation env's time limit
+    (a collection env's limit is the collection's business: Minari's PointMaze data were
+    collected with one of a million steps)."""
     import minari
 
     if env not in EVAL_ENVS:
@@ -78,7 +80,20 @@ def make_eval_env_factory(dataset_id: str, env: str = "evaluation") -> Callable[
     # Gymnasium's passive env checker is for the authors of an environment: evaluating in one, it
     # only prints warnings, such as FrankaKitchen's about the one observation object it returns
     # from every step, updated in place (the rollout flattens, so copies, each observation first).
-    return lambda: dataset.recover_environment(eval_env=env == "evaluation", disable_env_checker=True)
+    if env == "evaluation":
+        return lambda: dataset.recover_environment(eval_env=True, disable_env_checker=True)
+    eval_spec = stored_eval_env_spec(dataset)
+    horizon = {} if eval_spec is None or eval_spec.max_episode_steps is None else {
+        "max_episode_steps": eval_spec.max_episode_steps}
+    return lambda: dataset.recover_environment(eval_env=False, disable_env_checker=True, **horizon)
+
+
+def stored_eval_env_spec(dataset: Any) -> Any:
+    """The evaluation env spec a Minari dataset stores (a gymnasium EnvSpec), or None."""
+    from gymnasium.envs.registration import EnvSpec
+
+    spec = dataset.storage.metadata.get("eval_env_spec")
+    return EnvSpec.from_json(spec) if isinstance(spec, str) else spec
 
 
 def maze_layout_note(dataset_id: str) -> str | None:
@@ -86,13 +101,11 @@ def maze_layout_note(dataset_id: str) -> str | None:
     those of the maze its data was collected in (a different start and goal are the task, walls
     are not), else None."""
     import minari
-    from gymnasium.envs.registration import EnvSpec
 
     dataset = minari.load_dataset(dataset_id)
-    eval_spec = dataset.storage.metadata.get("eval_env_spec")
+    eval_spec = stored_eval_env_spec(dataset)
     if dataset.spec.env_spec is None or eval_spec is None:
         return None
-    eval_spec = EnvSpec.from_json(eval_spec) if isinstance(eval_spec, str) else eval_spec
     data_map, eval_map = (spec.kwargs.get("maze_map") for spec in (dataset.spec.env_spec, eval_spec))
     if data_map is None or eval_map is None:
         return None

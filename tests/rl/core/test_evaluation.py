@@ -102,9 +102,10 @@ def test_rollout_clips_actions_to_the_env_box_and_caps_episodes_at_max_steps():
 def write_maze_dataset(dataset_id, data_map, eval_map):
     """One three-step PointMaze episode collected in ``data_map``, with ``eval_map`` as its eval env."""
     import_gymnasium_robotics()
-    env = gym.make("PointMaze_UMaze-v3", maze_map=data_map, continuing_task=True)
+    env = gym.make("PointMaze_UMaze-v3", maze_map=data_map, continuing_task=True, max_episode_steps=10**6)
     eval_spec = copy.deepcopy(env.spec)
     eval_spec.kwargs["maze_map"] = eval_map
+    eval_spec.max_episode_steps = 300
     frames = [env.reset(seed=0)[0]]
     actions = np.zeros((3, 2), np.float32)
     frames += [env.step(action)[0] for action in actions]
@@ -125,7 +126,10 @@ def test_a_maze_evaluated_with_other_walls_is_noted_and_a_fixed_start_and_goal_i
     assert maze_layout_note(write_maze_dataset("test/same-walls-v0", U, U_WITH_START_AND_GOAL)) is None
     dataset_id = write_maze_dataset("test/mirrored-v0", U_WITH_START_AND_GOAL, U_MIRRORED)
     assert "other walls" in maze_layout_note(dataset_id)
-    maps = {env: make_eval_env_factory(dataset_id, env)().spec.kwargs["maze_map"] for env in ("evaluation", "data")}
-    assert maps == {"evaluation": U_MIRRORED, "data": U_WITH_START_AND_GOAL}
+    specs = {env: make_eval_env_factory(dataset_id, env)().spec for env in ("evaluation", "data")}
+    assert {env: spec.kwargs["maze_map"] for env, spec in specs.items()} == {
+        "evaluation": U_MIRRORED, "data": U_WITH_START_AND_GOAL}
+    # The data's maze for as long as an evaluation runs, not the collection's million steps.
+    assert {env: spec.max_episode_steps for env, spec in specs.items()} == {"evaluation": 300, "data": 300}
     with pytest.raises(ConfigError, match="unknown evaluation env 'eval'"):
         make_eval_env_factory(dataset_id, "eval")
