@@ -67,7 +67,7 @@ from torch import Tensor, nn
 
 from behavior_models.base import BehaviorModel, BehaviorModelConfig
 from behavior_models.errors import ConfigError, require_at_least, require_ordered
-from behavior_models.nets import mlp
+from behavior_models.nets import adam, mlp
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -201,7 +201,7 @@ class CVAEBehaviorModel(BehaviorModel):
         return recon + self.config.kl_weight * kl, recon, kl
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"model": torch.optim.Adam(self.parameters(), lr=self.config.lr)}
+        return {"model": adam(self.parameters(), lr=self.config.lr)}
 
     def training_step(self, obs: Tensor, act: Tensor, step: int, optimizers) -> dict[str, Tensor]:
         loss, recon, kl = self.loss(obs, act)

@@ -44,6 +44,7 @@ from torch import Tensor
 
 from behavior_models.base import BehaviorModel, BehaviorModelConfig
 from behavior_models.errors import ConfigError, require_at_least
+from behavior_models.nets import adam
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ class FlowBehaviorModel(BehaviorModel):
         return torch.tanh(u) if self.config.box_bijection == "tanh" else u
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"model": torch.optim.Adam(self.parameters(), lr=self.config.lr)}
+        return {"model": adam(self.parameters(), lr=self.config.lr)}
 
     def training_step(self, obs: Tensor, act: Tensor, step: int, optimizers) -> dict[str, Tensor]:
         loss = -self._log_prob(obs, act).mean()  # maximum likelihood

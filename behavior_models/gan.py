@@ -60,7 +60,7 @@ from torch import Tensor, nn
 
 from behavior_models.base import BehaviorModel, BehaviorModelConfig
 from behavior_models.errors import ConfigError, require_at_least
-from behavior_models.nets import mlp
+from behavior_models.nets import adam, mlp
 
 NOISE_SCHEDULES = ("linear", "cosine", "exponential", "constant")
 
@@ -194,8 +194,8 @@ class GANBehaviorModel(BehaviorModel):
         return self.generator.sample(obs, n)
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=self.config.lr),
-                "generator": torch.optim.Adam(self.generator.parameters(), lr=self.config.lr)}
+        return {"discriminator": adam(self.discriminator.parameters(), lr=self.config.lr),
+                "generator": adam(self.generator.parameters(), lr=self.config.lr)}
 
     def noise_std(self, step: int) -> float:
         c = self.config

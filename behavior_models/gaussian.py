@@ -17,7 +17,7 @@ from torch.distributions import Independent, Normal
 
 from behavior_models.base import BehaviorModel, BehaviorModelConfig
 from behavior_models.errors import require_ordered
-from behavior_models.nets import mlp
+from behavior_models.nets import adam, mlp
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class GaussianBehaviorModel(BehaviorModel):
         return self.distribution(obs).rsample((n,)).transpose(0, 1)
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"model": torch.optim.Adam(self.parameters(), lr=self.config.lr)}
+        return {"model": adam(self.parameters(), lr=self.config.lr)}
 
     def training_step(self, obs: Tensor, act: Tensor, step: int, optimizers) -> dict[str, Tensor]:
         loss = -self._log_prob(obs, act).mean()  # maximum likelihood

@@ -42,6 +42,7 @@ from torch import Tensor
 
 from behavior_models.base import BehaviorModel, BehaviorModelConfig
 from behavior_models.errors import ConfigError, require_at_least
+from behavior_models.nets import adam
 from behavior_models.score.likelihood import ScoreFn, log_likelihood, rademacher
 from behavior_models.score.network import NoiseEnsemble
 from behavior_models.score.sampling import fast_log_likelihood, fast_sample, ode_sample, pc_sample
@@ -286,7 +287,7 @@ class ScoreBehaviorModel(BehaviorModel):
 
     # ------------------------------------------------------------------ training
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"score": torch.optim.Adam(self.networks.parameters(), lr=self.config.lr)}
+        return {"score": adam(self.networks.parameters(), lr=self.config.lr)}
 
     def dsm_loss(self, network: Callable[[Tensor, Tensor, Tensor], Tensor], obs: Tensor, act: Tensor) -> Tensor:
         """Denoising score matching in the noise parameterisation: E ||eps_theta(x_t, s, t) - z||^2."""

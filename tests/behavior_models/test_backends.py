@@ -132,16 +132,26 @@ def test_grad_log_prob_matches_finite_differences(fitted, gauss_data):
     model.double()
     try:
         grad = _seeded(model.grad_log_prob, obs, act)
-        # The networks are piecewise linear (ReLU): a stencil that straddles a kink gives the mean of two
-        # slopes, not the derivative. The chance of that grows with eps: at 1e-6, one of the 16 points of
-        # the CVAE fitted on an AVX2 machine lay that close to a kink (its stencils off by up to 2.6e-3).
-        # In double precision, 1e-7 keeps the rounding error near 1e-8 * |log p|.
+        # The networks are piecewise linear (ReLU): a central stencil that straddles a kink gives the
+        # mean of two slopes, not the derivative (on an AVX2 machine, entries of a fitted CVAE's
+        # gradient were off by up to 9e-4 that way). The kink is on one side of the
+        # point, so the one-sided difference on the other side is the derivative: each entry must match
+        # the central difference or, where it does not, one of the one-sided ones. In double
+        # precision, eps = 1e-7 keeps the rounding error near 1e-8 * |log p|.
         eps = 1e-7
+        centre = _seeded(model.log_prob, obs, act)
+        central_matches = 0
         for dim in range(act.shape[1]):
             shift = torch.zeros_like(act)
             shift[:, dim] = eps
-            numeric = (_seeded(model.log_prob, obs, act + shift) - _seeded(model.log_prob, obs, act - shift)) / (2 * eps)
-            torch.testing.assert_close(grad[:, dim], numeric, rtol=1e-4, atol=1e-4)
+            ahead, behind = _seeded(model.log_prob, obs, act + shift), _seeded(model.log_prob, obs, act - shift)
+            differences = ((ahead - behind) / (2 * eps), (ahead - centre) / eps, (centre - behind) / eps)
+            close = [torch.isclose(grad[:, dim], numeric, rtol=1e-4, atol=1e-4) for numeric in differences]
+            assert (close[0] | close[1] | close[2]).all(), (grad[:, dim], differences)
+            central_matches += int(close[0].sum())
+        # Kinks are not rare (the CVAE's log-density passes every draw of z through its ReLUs: 3 of
+        # these 48 entries needed a one-sided difference), but most entries see none.
+        assert central_matches >= 0.75 * act.numel()
     finally:
         model.float()
 
