@@ -9,6 +9,21 @@ from behavior_models.data import load_transitions, write_minari_dataset
 from rl.datasets.pointmaze import GOAL_RADIUS
 
 
+def copied(observation):
+    """An env's observation (an array or nested dicts of them) copied as float64: FrankaKitchen
+    returns the same dict from every reset and step, updated in place."""
+    if isinstance(observation, dict):
+        return {key: copied(value) for key, value in observation.items()}
+    return np.array(observation, np.float64)
+
+
+def stacked(frames):
+    """Per-step observations (arrays or nested dicts) stacked along a new first axis."""
+    if isinstance(frames[0], dict):
+        return {key: stacked([frame[key] for frame in frames]) for key in frames[0]}
+    return np.stack(frames)
+
+
 def flat_episode(rng: np.random.Generator, steps: int, obs_dim: int, act_dim: int,
                  terminated: bool = False) -> dict:
     terminations = np.zeros(steps, bool)

@@ -30,6 +30,7 @@ from cli.bm import main as bm
 from cli.rl import main as rl
 from rl.core.evaluation import flatten_batch, make_eval_env_factory, maze_layout_note
 from rl.datasets.pointmaze import import_gymnasium_robotics
+from tests.helpers import copied, stacked
 
 EPISODES = 2
 HOPPER_ID, HOPPER_REFERENCES = "mujoco/hopper/medium-v0", (-20.272305, 3234.3)
@@ -41,18 +42,6 @@ ANTMAZE_EVAL_MAP = [[1, 1, 1, 1, 1], [1, 0, 0, R, 1], [1, 0, 1, 1, 1], [1, 0, 0,
 ANTMAZE_KEYS = ("observation", "achieved_goal", "desired_goal")  # the documented flattening order
 # The v1 AntMaze datasets name the v4 environment (27 proprioceptive numbers; v5 adds contact forces).
 pytestmark = pytest.mark.filterwarnings("ignore:.*AntMaze_UMaze-v4 is out of date:DeprecationWarning")
-
-
-def copied(observation):
-    if isinstance(observation, dict):
-        return {key: copied(value) for key, value in observation.items()}
-    return np.array(observation, np.float64)
-
-
-def stacked(frames):
-    if isinstance(frames[0], dict):
-        return {key: stacked([frame[key] for frame in frames]) for key in frames[0]}
-    return np.stack(frames)
 
 
 def collect(env, steps: int, scale: float = 0.3, step_infos=None):
@@ -88,6 +77,19 @@ def collect(env, steps: int, scale: float = 0.3, step_infos=None):
 
 def first_rows(data) -> np.ndarray:
     return np.flatnonzero(data.timesteps == 0)
+
+
+def assert_eval_env_resets_to_the_first_states(data, env_id: str, time_limit: int) -> None:
+    """The recovered evaluation env is ``env_id`` with ``time_limit`` steps, and its reset
+    observations, flattened by the evaluation, equal the dataset's first states column for column."""
+    env = make_eval_env_factory(data.dataset_id)()
+    try:
+        assert env.spec.id == env_id and env.spec.max_episode_steps == time_limit
+        for episode, row in enumerate(first_rows(data)):
+            observation, _ = env.reset(seed=episode)
+            np.testing.assert_allclose(flatten_batch([observation])[0], data.observations[row], rtol=1e-6, atol=1e-6)
+    finally:
+        env.close()
 
 
 def train(tmp_path, algorithm: str, alias: str, *extra: str):
@@ -146,16 +148,8 @@ def test_hopper_evaluation_env_sees_the_layout_the_dataset_was_loaded_in(hopper_
     assert len(data) == sum(len(e["actions"]) for e in episodes) < EPISODES * 30
     assert (data.terminals.sum(), data.timeouts.sum()) == (1, 1)
     assert (data.info.ref_min_score, data.info.ref_max_score) == pytest.approx(HOPPER_REFERENCES)
-    rows = first_rows(data)
-    np.testing.assert_allclose(data.observations[rows], np.stack(firsts), rtol=1e-6, atol=1e-6)
-    env = make_eval_env_factory(HOPPER_ID)()
-    try:
-        assert env.spec.id == "Hopper-v5" and env.spec.max_episode_steps == 1000
-        for episode, row in enumerate(rows):
-            observation, _ = env.reset(seed=episode)
-            np.testing.assert_allclose(flatten_batch([observation])[0], data.observations[row], rtol=1e-6, atol=1e-6)
-    finally:
-        env.close()
+    np.testing.assert_allclose(data.observations[first_rows(data)], np.stack(firsts), rtol=1e-6, atol=1e-6)
+    assert_eval_env_resets_to_the_first_states(data, "Hopper-v5", 1000)
 
 
 def test_train_and_evaluate_on_hopper_with_the_normalised_score(hopper_dataset, tmp_path):
@@ -298,16 +292,8 @@ def test_door_evaluation_env_sees_the_layout_the_dataset_was_loaded_in(door_data
     data = load_transitions("door-human")
     assert data.dataset_id == DOOR_ID
     assert (data.obs_dim, data.act_dim, len(data), data.info.observation_keys) == (39, 28, EPISODES * 20, ())
-    rows = first_rows(data)
-    np.testing.assert_allclose(data.observations[rows], np.stack(firsts), rtol=1e-6, atol=1e-6)
-    env = make_eval_env_factory(DOOR_ID)()
-    try:
-        assert env.spec.id == "AdroitHandDoor-v1" and env.spec.max_episode_steps == 200
-        for episode, row in enumerate(rows):
-            observation, _ = env.reset(seed=episode)
-            np.testing.assert_allclose(flatten_batch([observation])[0], data.observations[row], rtol=1e-6, atol=1e-6)
-    finally:
-        env.close()
+    np.testing.assert_allclose(data.observations[first_rows(data)], np.stack(firsts), rtol=1e-6, atol=1e-6)
+    assert_eval_env_resets_to_the_first_states(data, "AdroitHandDoor-v1", 200)
 
 
 def test_train_and_evaluate_on_door(door_dataset, tmp_path):

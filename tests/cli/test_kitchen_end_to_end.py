@@ -19,25 +19,13 @@ from cli.bm import main as bm
 from cli.rl import main as rl
 from rl.core.evaluation import flatten_batch, make_eval_env_factory
 from rl.datasets.pointmaze import import_gymnasium_robotics
+from tests.helpers import copied, stacked
 
 DATASET_ID = "D4RL/kitchen/mixed-v2"
 TASKS = ["microwave", "kettle", "bottom burner", "light switch"]  # kitchen-mixed's four tasks
 EPISODES, STEPS = 2, 40
 # The fixture's own env warns that its observations share one object: it copies them (copied()).
 pytestmark = pytest.mark.filterwarnings("ignore:.*share an object:UserWarning")
-
-
-def copied(observation):
-    # FrankaKitchen returns the same dict (and arrays) from every reset and step, updated in place.
-    if isinstance(observation, dict):
-        return {key: copied(value) for key, value in observation.items()}
-    return np.array(observation, np.float64)
-
-
-def stacked(frames):
-    if isinstance(frames[0], dict):
-        return {key: stacked([frame[key] for frame in frames]) for key in frames[0]}
-    return np.stack(frames)
 
 
 @pytest.fixture
