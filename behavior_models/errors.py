@@ -25,6 +25,10 @@ class ConfigError(BehaviorModelsError, ValueError):
     """An invalid configuration value or combination of options."""
 
 
+class TrainingDivergedError(BehaviorModelsError, ArithmeticError):
+    """A training loop whose logged losses or metrics stopped being finite."""
+
+
 def first_lines(error: BaseException, count: int = 4) -> str:
     """The first ``count`` lines of ``error``'s message joined with "; ": enough of torch's
     state-dict errors (one line per mismatched tensor) to name the problem in one paragraph."""

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import time
 from pathlib import Path
 from typing import Protocol
 
+from behavior_models.errors import TrainingDivergedError
 from behavior_models.io import write_text_atomic
 
 TENSORBOARD_DIR = "tb"  # beside the CSV, in a fit's or a run's directory
@@ -68,6 +70,16 @@ class MetricsLogger:
         """At the end of the loop: the CSV rewritten whole, TensorBoard's events flushed."""
         for adapter in self.adapters:
             adapter.close()
+
+
+def refuse_non_finite(step: int, values: dict[str, float], saved_through: int | None, how_to_continue: str) -> None:
+    """Stop a loop whose logged values (read back anyway, every log interval) are nan or inf: a
+    diverged run would otherwise train on to its end and checkpoint its nan weights over the
+    last good ones. ``saved_through`` is the newest checkpoint's step (None: nothing is saved)."""
+    bad = [f"{key}={value}" for key, value in values.items() if not math.isfinite(value)]
+    if bad:
+        saved = "nothing was saved" if saved_through is None else f"the checkpoint of step {saved_through} is kept"
+        raise TrainingDivergedError(f"training diverged: at step {step}, {', '.join(bad)}; {saved}. {how_to_continue}")
 
 
 class TensorBoardLog:

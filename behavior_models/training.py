@@ -35,7 +35,7 @@ from behavior_models.data.transitions import NormalizationStats, Transitions
 from behavior_models.errors import ArtefactMismatchError
 from behavior_models.io import (atomic_path, config_to_dict, contents, dict_changes, load_torch_artefact,
                                 remove_for_restart)
-from behavior_models.metrics import TENSORBOARD_DIR, MetricsLogger
+from behavior_models.metrics import TENSORBOARD_DIR, MetricsLogger, refuse_non_finite
 
 
 def seed_everything(seed: int) -> None:
@@ -211,8 +211,10 @@ def fit_model(cls: type[BehaviorModel], transitions: Transitions, config: Behavi
 
     obs, act = prepare_tensors(model, train, device)
     size = obs.shape[0]
+    saved_through = start_step  # the newest checkpoint's step
 
     def save_checkpoint(step: int) -> None:
+        nonlocal saved_through
         payload = {
             "backend": cls.name, "config_json": json.dumps(config_to_dict(config)), "step": step,
             "dataset_id": transitions.dataset_id, "dataset_fingerprint": transitions.fingerprint,
@@ -225,6 +227,7 @@ def fit_model(cls: type[BehaviorModel], transitions: Transitions, config: Behavi
         with atomic_path(out_dir / CHECKPOINT_FILE) as tmp:
             torch.save(payload, tmp)
         log.flush()
+        saved_through = step
 
     if out_dir is not None and checkpoint is None:
         # At step 0 too, before anything else is written (the log's files come next): a fit
@@ -247,6 +250,8 @@ def fit_model(cls: type[BehaviorModel], transitions: Transitions, config: Behavi
             if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
                 values = {k: float(v) for k, v in metrics.items()}
                 log.record(step + 1, values)
+                refuse_non_finite(step + 1, values, saved_through if out_dir is not None else None,
+                                  "Fit again with a lower --lr (and --force); --resume would repeat the same steps.")
                 bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
             if out_dir is not None and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
                 save_checkpoint(step + 1)

@@ -150,7 +150,7 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
         click.option("--eval-episodes", type=click.IntRange(min=0), default=10, show_default=True,
                      help="Episodes per evaluation (0: none)."),
         click.option("--eval-sampled", is_flag=True, help="Evaluate sampled actions instead of the deterministic ones."),
-        eval_env_option("evaluation"),
+        eval_maze_option("evaluation"),
         click.option("--checkpoint-every", type=click.IntRange(min=1), default=5_000, show_default=True,
                      help="Steps between checkpoints (the resume points); the last step is always saved."),
         click.option("--log-every", type=click.IntRange(min=1), default=250, show_default=True,
@@ -169,7 +169,7 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
                                         cls=DefaultTextOption, default_text=lambda shown=shown: shown, help=text))
 
     def command(dataset, overrides, steps, batch_size, reward, seed, device, out, resume, force, eval_every,
-                eval_episodes, eval_sampled, eval_env, checkpoint_every, log_every, threads, no_progress, behavior=None,
+                eval_episodes, eval_sampled, eval_maze, checkpoint_every, log_every, threads, no_progress, behavior=None,
                 behavior_model=None, variant=None, **option_fields):
         import torch
 
@@ -192,7 +192,7 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
             recorded = recorded_steps(Path(out_dir)) if resume else None
             steps = DEFAULT_STEPS if recorded is None else recorded
         run_config = RunConfig(steps=steps, seed=seed, eval_every=eval_every, eval_episodes=eval_episodes,
-                               eval_deterministic=not eval_sampled, eval_env=eval_env,
+                               eval_deterministic=not eval_sampled, eval_maze=eval_maze,
                                checkpoint_every=checkpoint_every, log_every=log_every)
         if resume and not checkpoint_paths(Path(out_dir)):
             refuse_existing_run(Path(out_dir), resume, force)  # a directory that is not a run is refused, not reused
@@ -209,15 +209,15 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
     return click.command(algorithm, help=f"{help_text}\n\n{fields_help(config_cls)}")(command)
 
 
-def eval_env_option(default: str | None):
-    """--eval-env: which of the dataset's environments evaluations run in."""
+def eval_maze_option(default: str | None):
+    """--eval-maze: which maze evaluations run in, on maze datasets."""
     shown = "the run's own" if default is None else default
     return click.option(
-        "--eval-env", type=click.Choice(["evaluation", "data"]), default=default,
-        help=f"Evaluate in the dataset's evaluation environment (Minari's recover_environment(eval_env=True)) or in "
-             f"the one its data was collected in, for the evaluation's number of steps. They differ for Minari's "
-             f"AntMaze U-mazes, whose evaluation maze is the mirror image of the data's (a note says so). "
-             f"[default: {shown}]")
+        "--eval-maze", type=click.Choice(["evaluation", "data"]), default=default,
+        help=f"Maze datasets: evaluate in the evaluation environment's maze (Minari's "
+             f"recover_environment(eval_env=True)) or, the environment otherwise the same, in the maze the data "
+             f"was collected in. They differ for Minari's AntMaze U-mazes, whose evaluation maze is the mirror "
+             f"image of the data's (a note says so). [default: {shown}]")
 
 
 def recorded_steps(run_dir: Path) -> int | None:
@@ -317,17 +317,17 @@ train_group.add_command(train_command(
               help="Act differently without retraining: a field that changes only how the trained run acts "
                    "(ARQ: policy=implicit|behavior|explicit, implicit_samples, implicit_sampler; DASCO: "
                    "eval_actor). Repeatable; the result goes to eval[FIELD=VALUE,...].json, beside eval.json.")
-@eval_env_option(None)
+@eval_maze_option(None)
 @device_option()
 @threads_option(1)
-def eval_command(run_dir: str, episodes: int, sampled: bool, seed: int, acting: tuple[str, ...], eval_env: str | None,
+def eval_command(run_dir: str, episodes: int, sampled: bool, seed: int, acting: tuple[str, ...], eval_maze: str | None,
                  device: str, threads: int) -> None:
     """Evaluate the newest checkpoint of a run; writes DIR/eval.json and prints `normalized_score: X` last.
 
     With --set, e.g. `rl eval --run DIR --set policy=implicit` for an ARQ run, the same critic is
     scored with Eq. 6's implicit policy instead of the AWR policy trained beside it; the result goes
-    to DIR/eval[policy=implicit].json, so each way of acting keeps its own; likewise --eval-env data
-    writes DIR/eval[eval_env=data].json."""
+    to DIR/eval[policy=implicit].json, so each way of acting keeps its own; evaluated in the data's
+    maze (--eval-maze data, or a run trained so), to DIR/eval[eval_maze=data].json."""
     import torch
 
     torch.set_num_threads(threads)
@@ -341,14 +341,14 @@ def eval_command(run_dir: str, episodes: int, sampled: bool, seed: int, acting: 
         config_class = algorithm_class(read_run_record(run_dir)["algorithm"]).config_class
         values = dict(parse_override(config_class, item) for item in acting)
     run = load_run(run_dir, device=device, acting=values)
-    if eval_env is not None:
-        run.run_config = dataclasses.replace(run.run_config, eval_env=eval_env)
+    if eval_maze is not None:
+        run.run_config = dataclasses.replace(run.run_config, eval_maze=eval_maze)
     for note in run.evaluation_notes():
         click.echo(f"note: {note}", err=True)
     result = run.evaluate(episodes, deterministic=not sampled, seed=seed)
-    summary = {**result.summary(), "eval_deterministic": not sampled, "eval_env": run.run_config.eval_env,
+    summary = {**result.summary(), "eval_deterministic": not sampled, "eval_maze": run.run_config.eval_maze,
                "seed": seed, "checkpoint": run.checkpoint, "acting": values}
-    label = {**values, **({"eval_env": run.run_config.eval_env} if run.run_config.eval_env != "evaluation" else {})}
+    label = {**values, **({"eval_maze": "data"} if run.run_config.eval_maze == "data" else {})}
     write_json_atomic(Path(run_dir) / (f"eval[{acting_label(label)}].json" if label else "eval.json"), summary)
     print_summary(summary, Path(run_dir))
 

@@ -1,12 +1,11 @@
 """Policy rollouts in the evaluation environment Minari recovers, and normalised scores.
 
 The environment is ``minari.load_dataset(id).recover_environment(eval_env=True)``: the one
-the dataset declares for evaluation (or its collection env). ``env="data"`` evaluates in the
-environment the data was collected in instead. The two can differ in more than the goal:
-Minari's D4RL AntMaze U-mazes are evaluated in the mirror image of the maze their data covers
-(its generation script's eval map, D4RL's ``antmaze-eval-*`` layout; Minari issue #304), where
-D4RL-era papers evaluated in the data's own maze. :func:`maze_layout_note` says so when it
-applies. Observations are flattened exactly as the dataset loader flattens them
+the dataset declares for evaluation (or its collection env). Its maze can differ from the
+data's in more than the goal: Minari's D4RL AntMaze U-mazes are evaluated in the mirror image of
+the maze their data covers (its generation script's eval map, D4RL's ``antmaze-eval-*`` layout;
+Minari issue #304), where D4RL-era papers evaluated in the data's own maze.
+:func:`maze_layout_note` says so when it applies, and ``maze="data"`` evaluates in the data's maze. Observations are flattened exactly as the dataset loader flattens them
 (:func:`behavior_models.data.minari_io.flatten_observations`), so a policy sees the same layout
 in training and in the environment.
 
@@ -54,25 +53,28 @@ class EvalResult:
         }
 
 
-# Which of a dataset's environments a policy is evaluated in: the one it declares for evaluation
-# (its collection env if it declares none), or the one its data was collected in.
-EVAL_ENVS = ("evaluation", "data")
+# Which maze a policy is evaluated in: the evaluation env's own, or (the same env otherwise) the
+# maze the data was collected in.
+EVAL_MAZES = ("evaluation", "data")
 
 
-def make_eval_env_factory(dataset_id: str, env: str = "evaluation") -> Callable[[], Any]:
-    """A function returning a fresh env of ``dataset_id`` each call: its evaluation env, or with
-    ``env="data"`` the env its data was collected in, run for the evaluation env's time limit
-    (a collection env's limit is the collection's business: Minari's PointMaze data were
-    collected with one of a million steps)."""
+def make_eval_env_factory(dataset_id: str, maze: str = "evaluation") -> Callable[[], Any]:
+    """A function returning a fresh evaluation env of ``dataset_id`` each call; with
+    ``maze="data"``, that env with the ``maze_map`` of the env its data was collected in, and
+    everything else (time limit, fixed goal, reward) the evaluation's."""
+    import copy
+
+    import gymnasium as gym
     import minari
 
-    if env not in EVAL_ENVS:
-        raise ConfigError(f"unknown evaluation env {env!r}; choose one of {EVAL_ENVS}")
+    if maze not in EVAL_MAZES:
+        raise ConfigError(f"unknown evaluation maze {maze!r}; choose one of {EVAL_MAZES}")
     dataset = minari.load_dataset(dataset_id)
-    if dataset.spec.env_spec is None and (env == "data" or dataset.storage.metadata.get("eval_env_spec") is None):
-        stored = "no environment spec" if env == "evaluation" else "no spec of the environment its data was collected in"
-        raise DatasetError(f"dataset {dataset_id} stores {stored}, so it cannot be evaluated in it; rebuild it "
-                           "with an env (write_minari_dataset(..., env=...)) or train with --eval-episodes 0")
+    eval_spec = stored_eval_env_spec(dataset)
+    if dataset.spec.env_spec is None and eval_spec is None:
+        raise DatasetError(f"dataset {dataset_id} stores no environment spec, so it cannot be evaluated in an "
+                           "environment; rebuild it with an env (write_minari_dataset(..., env=...)) or train "
+                           "with --eval-episodes 0")
     if str(getattr(dataset.spec.env_spec, "entry_point", "")).startswith("gymnasium_robotics"):
         from rl.datasets.pointmaze import import_gymnasium_robotics
 
@@ -80,20 +82,33 @@ def make_eval_env_factory(dataset_id: str, env: str = "evaluation") -> Callable[
     # Gymnasium's passive env checker is for the authors of an environment: evaluating in one, it
     # only prints warnings, such as FrankaKitchen's about the one observation object it returns
     # from every step, updated in place (the rollout flattens, so copies, each observation first).
-    if env == "evaluation":
+    if maze == "evaluation":
         return lambda: dataset.recover_environment(eval_env=True, disable_env_checker=True)
-    eval_spec = stored_eval_env_spec(dataset)
-    horizon = {} if eval_spec is None or eval_spec.max_episode_steps is None else {
-        "max_episode_steps": eval_spec.max_episode_steps}
-    return lambda: dataset.recover_environment(eval_env=False, disable_env_checker=True, **horizon)
+    data_map = None if dataset.spec.env_spec is None else dataset.spec.env_spec.kwargs.get("maze_map")
+    if data_map is None:
+        raise DatasetError(f"dataset {dataset_id} was not collected in a maze (its env spec has no maze_map), so it "
+                           "has no data maze to evaluate in; drop --eval-maze data")
+    spec = copy.deepcopy(eval_spec or dataset.spec.env_spec)
+    spec.kwargs["maze_map"] = data_map
+    return lambda: gym.make(spec, disable_env_checker=True)
 
 
 def stored_eval_env_spec(dataset: Any) -> Any:
-    """The evaluation env spec a Minari dataset stores (a gymnasium EnvSpec), or None."""
+    """The evaluation env spec a Minari dataset stores (a gymnasium EnvSpec), or None.
+
+    Read as Minari reads it: specs written under older gymnasium versions carry fields this
+    gymnasium's EnvSpec no longer has (``apply_api_compatibility``, ``autoreset``), which are
+    dropped rather than refused."""
+    import dataclasses
+    import json
+
     from gymnasium.envs.registration import EnvSpec
 
     spec = dataset.storage.metadata.get("eval_env_spec")
-    return EnvSpec.from_json(spec) if isinstance(spec, str) else spec
+    if not isinstance(spec, str):
+        return spec
+    known = {field.name for field in dataclasses.fields(EnvSpec)}
+    return EnvSpec.from_json(json.dumps({key: value for key, value in json.loads(spec).items() if key in known}))
 
 
 def maze_layout_note(dataset_id: str) -> str | None:
@@ -114,8 +129,8 @@ def maze_layout_note(dataset_id: str) -> str | None:
         return None
     return (f"{dataset_id}'s evaluation environment is a maze with other walls than the one its data was collected "
             "in (for Minari's AntMaze U-mazes, its mirror image: Minari issue #304), so scores measure a maze the "
-            "data never shows; D4RL-era papers evaluated in the data's maze. Pass --eval-env data to evaluate there "
-            "(the reference scores stay the dataset's)")
+            "data never shows; D4RL-era papers evaluated in the data's maze. Pass --eval-maze data to evaluate "
+            "there (the reference scores stay the dataset's)")
 
 
 def eval_reward_function(dataset_id: str) -> Callable[[np.ndarray, np.ndarray, Any], np.ndarray]:
@@ -193,9 +208,9 @@ def score(returns: np.ndarray, lengths: np.ndarray, info: DatasetInfo) -> EvalRe
 
 def evaluate(policy: Policy, dataset_id: str, info: DatasetInfo, episodes: int, seed: int, parallel: int = 10,
              max_steps: int | None = None, env_factory: Callable[[], Any] | None = None,
-             env: str = "evaluation") -> EvalResult:
-    """Roll ``policy`` out for ``episodes`` episodes in ``env`` (:data:`EVAL_ENVS`) and score them
-    against ``info``'s references."""
-    factory = env_factory or make_eval_env_factory(dataset_id, env)
+             maze: str = "evaluation") -> EvalResult:
+    """Roll ``policy`` out for ``episodes`` episodes in the evaluation env (in ``maze``, one of
+    :data:`EVAL_MAZES`) and score them against ``info``'s references."""
+    factory = env_factory or make_eval_env_factory(dataset_id, maze)
     returns, lengths = rollout(policy, factory, episodes, seed, parallel, max_steps)
     return score(returns, lengths, info)

@@ -36,13 +36,13 @@ from behavior_models.data import NormalizationStats, Transitions, load_transitio
 from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError, first_lines, require_at_least
 from behavior_models.io import (atomic_path, config_from_dict, config_to_dict, contents, dict_changes,
                                 load_torch_artefact, read_json_artefact, remove_for_restart, write_json_atomic)
-from behavior_models.metrics import TENSORBOARD_DIR, MetricsLogger
+from behavior_models.metrics import TENSORBOARD_DIR, MetricsLogger, refuse_non_finite
 from behavior_models.training import flush_denormals, restore_generator
 from rl.algos import algorithm_class
 from rl.algos.base import AlgoConfig, Algorithm, BehaviorInputs
 from rl.core import behavior as behavior_io
 from rl.core.buffer import DeviceBuffer
-from rl.core.evaluation import EVAL_ENVS, EvalResult, evaluate, flatten_batch, make_eval_env_factory, maze_layout_note
+from rl.core.evaluation import EVAL_MAZES, EvalResult, evaluate, flatten_batch, make_eval_env_factory, maze_layout_note
 from rl.core.rewards import goal_switch_view, resolve_goal_switch, resolve_reward_transform, transform_rewards
 
 CONFIG_FILE = "config.json"
@@ -67,8 +67,8 @@ class RunConfig:
     eval_deterministic: bool = True  # the policy's mean/argmax action rather than a sample
     eval_parallel: int = 10  # environments stepped side by side during evaluation
     eval_max_steps: int | None = None  # cap for environments without a time limit
-    # The dataset's evaluation env, or the env its data was collected in (rl.core.evaluation.EVAL_ENVS).
-    eval_env: str = "evaluation"
+    # The evaluation env's maze, or the one the data was collected in (rl.core.evaluation.EVAL_MAZES).
+    eval_maze: str = "evaluation"
     log_every: int = 250
     checkpoint_every: int = 5_000
     keep_checkpoints: int = 2  # newest checkpoints kept on disk
@@ -77,8 +77,8 @@ class RunConfig:
         require_at_least(self, {"steps": 1, "log_every": 1, "checkpoint_every": 1, "keep_checkpoints": 1,
                                 "eval_parallel": 1, "eval_max_steps": 1, "eval_every": 0, "eval_episodes": 0,
                                 "seed": 0})
-        if self.eval_env not in EVAL_ENVS:
-            raise ConfigError(f"RunConfig.eval_env must be one of {EVAL_ENVS}, got {self.eval_env!r}")
+        if self.eval_maze not in EVAL_MAZES:
+            raise ConfigError(f"RunConfig.eval_maze must be one of {EVAL_MAZES}, got {self.eval_maze!r}")
 
 
 @dataclass
@@ -154,7 +154,7 @@ class Run:
         """Make one evaluation environment and check its observations have the dataset's size: a
         dataset that cannot be evaluated fails now, not at the first evaluation, eval_every steps
         into training and before the checkpoint of that step is written."""
-        env = make_eval_env_factory(self.transitions.dataset_id, self.run_config.eval_env)()
+        env = make_eval_env_factory(self.transitions.dataset_id, self.run_config.eval_maze)()
         try:
             size = flatten_batch([env.reset(seed=0)[0]]).shape[1]
         finally:
@@ -175,11 +175,11 @@ class Run:
             torch.manual_seed(seed)
             return evaluate(self.policy(deterministic), self.transitions.dataset_id, self.transitions.info, episodes,
                             seed=seed % (2**31), parallel=self.run_config.eval_parallel,
-                            max_steps=self.run_config.eval_max_steps, env=self.run_config.eval_env)
+                            max_steps=self.run_config.eval_max_steps, maze=self.run_config.eval_maze)
 
     def evaluation_notes(self) -> list[str]:
         """What the user must know about the environment this run is evaluated in."""
-        if self.run_config.eval_env != "evaluation":
+        if self.run_config.eval_maze != "evaluation":
             return []
         note = maze_layout_note(self.transitions.dataset_id)
         return [note] if note else []
@@ -250,7 +250,7 @@ FIELDS_ADDED_SINCE = {
 
 
 # Run-config fields added after runs were first recorded, with the value such runs ran with.
-RUN_FIELDS_ADDED_SINCE = {"eval_env": "evaluation"}
+RUN_FIELDS_ADDED_SINCE = {"eval_maze": "evaluation"}
 
 
 def recorded_algo_config(record: dict[str, Any]) -> dict[str, Any]:
@@ -364,6 +364,7 @@ class Trainer:
         self.log = MetricsLogger(self.out_dir / METRICS_FILE, self.out_dir / TENSORBOARD_DIR)
         self.evals: list[dict[str, Any]] = []
         self.start_step, self.train_seconds = 0, 0.0
+        self.saved_through: int | None = None  # the newest checkpoint's step
         self.generator = torch.Generator(device=run.device)
         self.generator.manual_seed(run.run_config.seed)
         if run.run_config.eval_episodes:  # before the run directory is made, and before any training
@@ -445,7 +446,7 @@ class Trainer:
         torch.set_rng_state(checkpoint["torch_rng"])
         if self.run.device.type == "cuda" and "cuda_rng" in checkpoint:
             torch.cuda.set_rng_state(checkpoint["cuda_rng"], self.run.device)
-        self.start_step = int(checkpoint["step"])
+        self.start_step = self.saved_through = int(checkpoint["step"])
         self.train_seconds = float(checkpoint["train_seconds"])
         self.evals = json.loads(checkpoint["evals_json"])
         self.log.csv.from_csv(checkpoint["metrics_csv"])
@@ -465,6 +466,7 @@ class Trainer:
         path = self.out_dir / CHECKPOINT_DIR / f"step_{step:08d}.pt"
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
+        self.saved_through = step
         self.log.flush()
         for old in checkpoint_paths(self.out_dir)[:-max(1, self.run.run_config.keep_checkpoints)]:
             old.unlink()
@@ -530,6 +532,8 @@ class Trainer:
                 if done % config.log_every == 0 or done == config.steps:
                     values = {key: float(value) for key, value in metrics.items()}  # the only host sync
                     self.log.record(done, values)
+                    refuse_non_finite(done, values, self.saved_through, "Start over (--force) with other settings, "
+                                      "e.g. a lower learning rate (--set); --resume would repeat the same steps.")
                     bar.set_postfix({k: f"{v:.3g}" for k, v in list(values.items())[:4]}, refresh=False)
                 evaluation_due = self._periodic_evaluation_due(done)
                 checkpoint_due = done % config.checkpoint_every == 0 and done < config.steps
@@ -554,7 +558,7 @@ class Trainer:
         }
         if config.eval_episodes:
             result = self._evaluate(steps, config.eval_episodes)
-            summary.update(result.summary(), eval_deterministic=config.eval_deterministic, eval_env=config.eval_env)
+            summary.update(result.summary(), eval_deterministic=config.eval_deterministic, eval_maze=config.eval_maze)
             self._save_checkpoint(steps)  # keeps the final evaluation in the checkpoint's log
         else:
             summary.update(normalized_score_mean=None, normalized_score_std=None, episodes=0, score_kind="none")

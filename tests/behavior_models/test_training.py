@@ -9,7 +9,7 @@ import torch
 
 import behavior_models
 from behavior_models.data import load_transitions
-from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError
+from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError, TrainingDivergedError
 from behavior_models.gaussian import GaussianBehaviorModel, GaussianConfig
 from behavior_models.training import recorded_steps, restore_generator
 from tests.helpers import write_conditional_gaussian_dataset
@@ -73,6 +73,26 @@ def test_resume_after_a_crash_continues_exactly(data, tmp_path, monkeypatch):
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
     assert (tmp_path / "a" / "curve.csv").read_text() == (tmp_path / "b" / "curve.csv").read_text()
+
+
+def test_a_fit_whose_loss_becomes_nan_stops_and_keeps_its_last_good_checkpoint(data, tmp_path, monkeypatch):
+    """Without the check, a diverged fit trained on to its end, saving nan weights over good ones."""
+    original = GaussianBehaviorModel.training_step
+
+    def diverging(self, obs, act, step, optimizers):
+        metrics = original(self, obs, act, step, optimizers)
+        if step >= 120:  # past the step-100 checkpoint
+            with torch.no_grad():
+                next(self.parameters()).fill_(float("nan"))
+            metrics = {**metrics, "nll": torch.tensor(float("nan"))}
+        return metrics
+
+    monkeypatch.setattr(GaussianBehaviorModel, "training_step", diverging)
+    with pytest.raises(TrainingDivergedError, match=r"at step 150, nll=nan; the checkpoint of step 100 is kept"):
+        GaussianBehaviorModel.fit(data, SMALL, out_dir=tmp_path / "run", progress=False)
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["step"] == 100 and torch.isfinite(checkpoint["model"]["net.0.weight"]).all()
+    assert not (tmp_path / "run" / "weights.pt").exists()
 
 
 def tensorboard_steps(directory):

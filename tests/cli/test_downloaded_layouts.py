@@ -248,28 +248,30 @@ def test_train_and_evaluate_on_antmaze_with_the_maze_reward(antmaze_dataset, tmp
     assert (algo["reward_transform"], algo["goal_switch"]) == ("minus_one", "relabel")
     assert (algo["actor_lr"], algo["normalize_states"]) == (1e-4, False)
     # The evaluation maze is not the data's: the run says so before it trains.
-    assert summary["eval_env"] == "evaluation" and "note: D4RL/antmaze/umaze-v1's evaluation environment" in output
+    assert summary["eval_maze"] == "evaluation" and "note: D4RL/antmaze/umaze-v1's evaluation environment" in output
 
 
 def test_antmaze_evaluates_in_the_data_maze_on_request(antmaze_dataset, tmp_path):
     note = maze_layout_note(ANTMAZE_ID)
-    assert "other walls" in note and "--eval-env data" in note
+    assert "other walls" in note and "--eval-maze data" in note
     env = make_eval_env_factory(ANTMAZE_ID, "data")()
     try:
         assert env.spec.kwargs["maze_map"] == ANTMAZE_COLLECTION_MAP
+        assert (env.spec.id, env.spec.max_episode_steps, env.spec.kwargs["reset_target"]) == (
+            "AntMaze_UMaze-v4", 700, False)
     finally:
         env.close()
-    summary, config, output = train(tmp_path, "td3bc", "antmaze-umaze", "--eval-env", "data")
-    assert (summary["eval_env"], config["run"]["eval_env"]) == ("data", "data") and "note:" not in output
+    summary, config, output = train(tmp_path, "td3bc", "antmaze-umaze", "--eval-maze", "data")
+    assert (summary["eval_maze"], config["run"]["eval_maze"]) == ("data", "data") and "note:" not in output
     assert_normalized(summary, ANTMAZE_REFERENCES, output)
     # rl eval scores the run in its own env by default, in the other one on request, into its own file.
     run = tmp_path / "td3bc"
-    for extra, written, env in (([], "eval[eval_env=data].json", "data"),
-                                (["--eval-env", "evaluation"], "eval.json", "evaluation")):
+    for extra, written, maze in (([], "eval[eval_maze=data].json", "data"),
+                                 (["--eval-maze", "evaluation"], "eval.json", "evaluation")):
         result = CliRunner().invoke(rl, ["eval", "--run", str(run), "--episodes", "1", *extra])
         assert result.exit_code == 0, result.output
-        assert json.loads((run / written).read_text())["eval_env"] == env
-        assert ("note:" in result.output) == (env == "evaluation")
+        assert json.loads((run / written).read_text())["eval_maze"] == maze
+        assert ("note:" in result.output) == (maze == "evaluation")
 
 
 # ----------------------------------------------------------------------------- Door

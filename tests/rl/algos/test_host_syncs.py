@@ -6,7 +6,9 @@ Counted on CPU tensors by a TorchDispatchMode, which sees every aten call, also 
 torch.distributions and nflows:
 * a scalar read: .item(), float(t), bool(t), ``if t:`` (aten._local_scalar_dense);
 * an output whose shape depends on the data: nonzero, masked_select, indexing with a bool mask;
-* a tensor made from host data, torch.tensor(list): a copy that waits for the GPU's queue.
+* a tensor made from host data, torch.tensor(list): a copy that waits for the GPU's queue;
+* unique, torch.equal, bincount and repeat_interleave by a tensor of counts.
+(.tolist() and .numpy() reach no dispatch on CPU tensors, so they are not seen here.)
 
 Not covered, by design: the spline flow (nflows' rational-quadratic transforms index with masks,
 as behavior_models/flow.py says; the affine flow is covered) and a score-model ensemble (members
@@ -29,7 +31,8 @@ from rl.core.trainer import Run, RunConfig
 from tests.rl.helpers import random_cache
 
 WAITS = {"_local_scalar_dense": "scalar read", "nonzero": "nonzero", "masked_select": "masked_select",
-         "lift_fresh": "tensor from host data"}
+         "lift_fresh": "tensor from host data", "_unique2": "unique", "unique_dim": "unique",
+         "unique_consecutive": "unique", "equal": "torch.equal", "bincount": "bincount"}
 
 
 class HostWaits(TorchDispatchMode):
@@ -42,6 +45,10 @@ class HostWaits(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
         kind = WAITS.get(name)
+        if kind is None and name == "repeat_interleave" and isinstance(args[0] if args else None, torch.Tensor) \
+                and args[0].dtype != torch.bool and (kwargs or {}).get("output_size") is None \
+                and func._overloadname in ("Tensor", "self_Tensor"):
+            kind = "repeat_interleave by a tensor"  # its output size is read back
         if kind is None and name in ("index", "index_put", "index_put_") and len(args) > 1:
             indices = args[1] if isinstance(args[1], (list, tuple)) else [args[1]]
             if any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices):
@@ -92,10 +99,10 @@ def test_an_update_never_waits_for_the_device(name, fields, behavior, env_transi
         inputs = None
     run = Run.build(name, env_transitions, config, RunConfig(eval_episodes=0), behavior_inputs=inputs)
     generator = torch.Generator().manual_seed(0)
-    batches = [run.buffer.sample(32, generator) for _ in range(4)]
+    batches = [run.buffer.sample(32, generator) for _ in range(11)]
     run.algorithm.update(batches[0])  # optimiser state made, warm start passed
-    with HostWaits() as waits:
-        for batch in batches[1:]:  # an odd and an even step: TD3's actor steps on every second one
+    with HostWaits() as waits:  # updates 2-11: TD3's actor steps (every second), the gradient penalty (every fifth)
+        for batch in batches[1:]:
             metrics = run.algorithm.update(batch)
     assert not waits.found, dict(waits.found)
     assert all(isinstance(value, (torch.Tensor, float)) for value in metrics.values())
@@ -110,5 +117,10 @@ def test_the_counter_sees_what_it_looks_for():
         torch.tensor([1.0, 2.0])
         if values.any():
             pass
+        torch.unique(values)
+        values.long().bincount()
+        values.repeat_interleave(torch.tensor([1, 2, 1, 1, 1, 1]))
+        values.repeat_interleave(2)  # by a number: its size is known without reading the device
     kinds = collections.Counter(site.split(" at ")[0] for site in waits.found.elements())
-    assert kinds == {"scalar read": 2, "bool-mask indexing": 1, "nonzero": 1, "tensor from host data": 1}
+    assert kinds == {"scalar read": 2, "bool-mask indexing": 1, "nonzero": 1, "tensor from host data": 2,
+                     "unique": 1, "bincount": 1, "repeat_interleave by a tensor": 1}

@@ -102,9 +102,11 @@ def test_rollout_clips_actions_to_the_env_box_and_caps_episodes_at_max_steps():
 def write_maze_dataset(dataset_id, data_map, eval_map):
     """One three-step PointMaze episode collected in ``data_map``, with ``eval_map`` as its eval env."""
     import_gymnasium_robotics()
-    env = gym.make("PointMaze_UMaze-v3", maze_map=data_map, continuing_task=True, max_episode_steps=10**6)
+    # Collected as Minari's PointMaze data are: goals re-sampled on arrival, a million-step limit.
+    env = gym.make("PointMaze_UMaze-v3", maze_map=data_map, continuing_task=True, reset_target=True,
+                   max_episode_steps=10**6)
     eval_spec = copy.deepcopy(env.spec)
-    eval_spec.kwargs["maze_map"] = eval_map
+    eval_spec.kwargs.update(maze_map=eval_map, reset_target=False)
     eval_spec.max_episode_steps = 300
     frames = [env.reset(seed=0)[0]]
     actions = np.zeros((3, 2), np.float32)
@@ -126,10 +128,42 @@ def test_a_maze_evaluated_with_other_walls_is_noted_and_a_fixed_start_and_goal_i
     assert maze_layout_note(write_maze_dataset("test/same-walls-v0", U, U_WITH_START_AND_GOAL)) is None
     dataset_id = write_maze_dataset("test/mirrored-v0", U_WITH_START_AND_GOAL, U_MIRRORED)
     assert "other walls" in maze_layout_note(dataset_id)
-    specs = {env: make_eval_env_factory(dataset_id, env)().spec for env in ("evaluation", "data")}
-    assert {env: spec.kwargs["maze_map"] for env, spec in specs.items()} == {
+    specs = {maze: make_eval_env_factory(dataset_id, maze)().spec for maze in ("evaluation", "data")}
+    assert {maze: spec.kwargs["maze_map"] for maze, spec in specs.items()} == {
         "evaluation": U_MIRRORED, "data": U_WITH_START_AND_GOAL}
-    # The data's maze for as long as an evaluation runs, not the collection's million steps.
-    assert {env: spec.max_episode_steps for env, spec in specs.items()} == {"evaluation": 300, "data": 300}
-    with pytest.raises(ConfigError, match="unknown evaluation env 'eval'"):
+    # Only the maze is the data's: the goal stays fixed and the time limit is the evaluation's,
+    # not the collection's re-sampled goals and million steps.
+    assert all(spec.kwargs["reset_target"] is False and spec.max_episode_steps == 300 for spec in specs.values())
+    with pytest.raises(ConfigError, match="unknown evaluation maze 'eval'"):
         make_eval_env_factory(dataset_id, "eval")
+
+
+def test_an_eval_env_spec_written_by_an_older_gymnasium_is_read_as_minari_reads_it(minari_datasets_path):
+    """Specs written under gymnasium 0.29 (Minari's AntMaze v1 generation pinned minari 0.4.3)
+    carry apply_api_compatibility and autoreset, which this gymnasium's EnvSpec refuses."""
+    import json
+
+    import minari
+
+    dataset_id = write_maze_dataset("test/old-spec-v0", U_WITH_START_AND_GOAL, U_MIRRORED)
+    path = minari_datasets_path / dataset_id / "data" / "metadata.json"
+    metadata = json.loads(path.read_text())
+    spec = json.loads(metadata["eval_env_spec"])
+    # Ahead of the other fields, as gymnasium 0.29 wrote them (Minari strips them by their text).
+    metadata["eval_env_spec"] = json.dumps({"apply_api_compatibility": False, "autoreset": False, **spec})
+    path.write_text(json.dumps(metadata))
+    assert minari.load_dataset(dataset_id).recover_environment(eval_env=True).spec.max_episode_steps == 300
+    assert "other walls" in maze_layout_note(dataset_id)
+    assert make_eval_env_factory(dataset_id, "data")().spec.kwargs["maze_map"] == U_WITH_START_AND_GOAL
+
+
+def test_a_dataset_without_a_maze_has_no_data_maze_to_evaluate_in(minari_datasets_path):
+    from behavior_models.errors import DatasetError
+
+    env = gym.make("MountainCarContinuous-v0")
+    episode = {"observations": np.zeros((3, 2), np.float32), "actions": np.zeros((2, 1), np.float32),
+               "rewards": np.zeros(2), "terminations": np.zeros(2, bool), "truncations": np.array([False, True])}
+    write_minari_dataset("test/no-maze-v0", [episode], env=env)
+    assert maze_layout_note("test/no-maze-v0") is None
+    with pytest.raises(DatasetError, match="not collected in a maze .* drop --eval-maze data"):
+        make_eval_env_factory("test/no-maze-v0", "data")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError
+from behavior_models.errors import ArtefactMismatchError, ConfigError, DatasetError, TrainingDivergedError
 from cli.rl import main as rl_main
 from rl.algos.arq import ARQConfig
 from rl.algos.base import BehaviorInputs
@@ -392,24 +392,42 @@ def test_a_run_recorded_before_a_config_field_existed_loads_as_it_trained(env_tr
     assert SPOTConfig.__dataclass_fields__["actor_dropout"].default is None  # what a run today resolves (0.1 here)
 
 
-def test_a_run_recorded_before_eval_env_existed_resumes(env_transitions, tmp_path):
-    """Runs recorded before --eval-env were evaluated in the evaluation env (RUN_FIELDS_ADDED_SINCE):
+def test_a_run_recorded_before_eval_maze_existed_resumes(env_transitions, tmp_path):
+    """Runs recorded before --eval-maze were evaluated in the evaluation maze (RUN_FIELDS_ADDED_SINCE):
     resuming one with today's default is not a change of settings; with the other env it is."""
     short = RunConfig(steps=4, eval_episodes=0, checkpoint_every=4, log_every=4)
     quiet = {"progress": False, "echo": lambda _: None}
     train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), short, **quiet)
     path = tmp_path / "run" / "config.json"
     record = json.loads(path.read_text())
-    assert record["run"].pop("eval_env") == "evaluation"
+    assert record["run"].pop("eval_maze") == "evaluation"
     path.write_text(json.dumps(record))
-    with pytest.raises(ArtefactMismatchError, match=r"run.eval_env: 'evaluation' -> 'data'"):
+    with pytest.raises(ArtefactMismatchError, match=r"run.eval_maze: 'evaluation' -> 'data'"):
         train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)),
-              dataclasses.replace(short, steps=8, eval_env="data"), resume=True, **quiet)
+              dataclasses.replace(short, steps=8, eval_maze="data"), resume=True, **quiet)
     summary = train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), dataclasses.replace(short, steps=8),
                     resume=True, **quiet)
     assert summary["steps"] == 8
-    with pytest.raises(ConfigError, match=r"eval_env must be one of \('evaluation', 'data'\), got 'eval'"):
-        RunConfig(eval_env="eval")
+    with pytest.raises(ConfigError, match=r"eval_maze must be one of \('evaluation', 'data'\), got 'eval'"):
+        RunConfig(eval_maze="eval")
+
+
+def test_a_run_whose_loss_becomes_nan_stops_and_keeps_its_last_good_checkpoint(env_transitions, tmp_path):
+    run = Run.build("bc", env_transitions, BCConfig(batch_size=32, hidden=(16,)),
+                    RunConfig(steps=60, eval_episodes=0, log_every=10, checkpoint_every=20))
+    original = run.algorithm.update
+
+    def diverging(batch):
+        metrics = original(batch)
+        if run.algorithm.updates > 25:  # past the step-20 checkpoint
+            metrics = {**metrics, "actor_loss": torch.tensor(float("nan"))}
+        return metrics
+
+    run.algorithm.update = diverging
+    with pytest.raises(TrainingDivergedError, match=r"at step 30, actor_loss=nan; the checkpoint of step 20 is kept"):
+        Trainer(run, tmp_path / "run", progress=False, echo=lambda _: None).train()
+    assert [path.name for path in (tmp_path / "run" / "checkpoints").iterdir()] == ["step_00000020.pt"]
+    assert not (tmp_path / "run" / "summary.json").exists()
 
 
 def test_run_config_out_of_range_is_refused():
