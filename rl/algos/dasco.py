@@ -84,9 +84,15 @@ class DASCOConfig(AlgoConfig):
             raise ConfigError("; ".join(low))
 
 
-def ratio_weight(d_policy: Tensor, d_data: Tensor) -> Tensor:
-    """min(D(s, a), D(s, a_D)) / D(s, a_D), detached (Listing 3): in (0, 1]."""
-    return (torch.minimum(d_policy, d_data) / d_data).detach()
+def ratio_weight(policy_logit: Tensor, data_logit: Tensor) -> Tensor:
+    """min(D(s, a), D(s, a_D)) / D(s, a_D), detached (Listing 3): in (0, 1].
+
+    From the discriminator's logits: D = sigmoid(logit) is increasing, so min(D(s, a), D(s, a_D))
+    = sigmoid(min of the logits), and the ratio is exp(log sigmoid(min) - log sigmoid(data logit)).
+    The same number, except where D(s, a_D) underflows to 0 in float32 (a logit below about -88):
+    there the quotient of probabilities is 0/0 = nan, and this stays finite."""
+    smaller = torch.minimum(policy_logit, data_logit)
+    return torch.exp(F.logsigmoid(smaller) - F.logsigmoid(data_logit)).detach()
 
 
 class DASCO(Algorithm):
@@ -159,7 +165,7 @@ class DASCO(Algorithm):
         q = self.critic(obs, actions)[0]
         logit = self.discriminator(obs, actions, return_logit=True)
         if self.config.ratio_weight:
-            ratio = ratio_weight(torch.sigmoid(logit), self.discriminator(obs, data_actions))
+            ratio = ratio_weight(logit, self.discriminator(obs, data_actions, return_logit=True))
         else:
             ratio = torch.ones_like(q)
         loss = -(ratio * q / self.w + F.logsigmoid(logit)).mean()

@@ -104,6 +104,19 @@ def test_ratio_weight_and_policy_loss_with_a_stub_discriminator(use_ratio):
     assert np.allclose(algo.policy.actions.grad[:, 0].numpy(), expected_grad, rtol=1e-5)
 
 
+def test_the_ratio_weight_stays_finite_where_the_discriminator_underflows():
+    """D(s, a_D) = sigmoid(-200) is 0 in float32: the ratio of probabilities was 0/0 = nan."""
+    from rl.algos.dasco import ratio_weight
+
+    policy_logit = torch.tensor([-150.0, -250.0, 2.0, -1.0])
+    data_logit = torch.tensor([-200.0, -200.0, 1.0, 3.0])
+    assert torch.sigmoid(data_logit[0]) == 0  # the premise
+    ratio = ratio_weight(policy_logit, data_logit)
+    sig = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
+    expected = torch.tensor([1.0, np.exp(-50.0), 1.0, sig(-1.0) / sig(3.0)], dtype=torch.float32)
+    torch.testing.assert_close(ratio, expected, rtol=1e-5, atol=0)
+
+
 def test_w_resolves_from_the_dataset_id():
     assert DASCO.resolve_config(DASCOConfig(), "local/pointmaze-umaze-biased-v0", 100).w == 0.025
     assert DASCO.resolve_config(DASCOConfig(), "mujoco/hopper/medium-v0", 100).w == 1.0
