@@ -211,7 +211,7 @@ def fit_model(cls: type[BehaviorModel], transitions: Transitions, config: Behavi
 
     obs, act = prepare_tensors(model, train, device)
     size = obs.shape[0]
-    saved_through = start_step  # the newest checkpoint's step
+    saved_through = start_step if out_dir is not None else None  # the newest checkpoint's step
 
     def save_checkpoint(step: int) -> None:
         nonlocal saved_through
@@ -250,7 +250,7 @@ def fit_model(cls: type[BehaviorModel], transitions: Transitions, config: Behavi
             if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
                 values = {k: float(v) for k, v in metrics.items()}
                 log.record(step + 1, values)
-                refuse_non_finite(step + 1, values, saved_through if out_dir is not None else None,
+                refuse_non_finite(step + 1, values, saved_through,
                                   "Fit again with a lower --lr (and --force); --resume would repeat the same steps.")
                 bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
             if out_dir is not None and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:

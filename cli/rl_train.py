@@ -169,8 +169,8 @@ def train_command(algorithm: str, help_text: str) -> click.Command:
                                         cls=DefaultTextOption, default_text=lambda shown=shown: shown, help=text))
 
     def command(dataset, overrides, steps, batch_size, reward, seed, device, out, resume, force, eval_every,
-                eval_episodes, eval_sampled, eval_maze, checkpoint_every, log_every, threads, no_progress, behavior=None,
-                behavior_model=None, variant=None, **option_fields):
+                eval_episodes, eval_sampled, eval_maze, checkpoint_every, log_every, threads, no_progress,
+                behavior=None, behavior_model=None, variant=None, **option_fields):
         import torch
 
         from rl.core.trainer import RunConfig, checkpoint_paths, refuse_existing_run, train

@@ -5,7 +5,8 @@ the dataset declares for evaluation (or its collection env). Its maze can differ
 data's in more than the goal: Minari's D4RL AntMaze U-mazes are evaluated in the mirror image of
 the maze their data covers (its generation script's eval map, D4RL's ``antmaze-eval-*`` layout;
 Minari issue #304), where D4RL-era papers evaluated in the data's own maze.
-:func:`maze_layout_note` says so when it applies, and ``maze="data"`` evaluates in the data's maze. Observations are flattened exactly as the dataset loader flattens them
+:func:`maze_layout_note` says so when it applies, and ``maze="data"`` evaluates in the data's
+maze. Observations are flattened exactly as the dataset loader flattens them
 (:func:`behavior_models.data.minari_io.flatten_observations`), so a policy sees the same layout
 in training and in the environment.
 

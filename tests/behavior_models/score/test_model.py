@@ -419,6 +419,7 @@ def test_an_ensemble_averages_each_members_probes_before_the_mixture():
     ensemble = model.log_prob(obs, act, generator=torch.Generator().manual_seed(5), **options)
     torch.testing.assert_close(ensemble.double(), expected, rtol=0, atol=1e-5)
 
+
 def test_each_rows_probe_average_uses_its_own_states_probes():
     """With fixed-step solves (the fast solver) a row's estimate does not depend on the other rows, so
     scoring [x0, x1] and [x0, x0] with the same probes must give row 0 the same value; averaging probes

@@ -405,8 +405,8 @@ def test_a_run_recorded_before_eval_maze_existed_resumes(env_transitions, tmp_pa
     with pytest.raises(ArtefactMismatchError, match=r"run.eval_maze: 'evaluation' -> 'data'"):
         train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)),
               dataclasses.replace(short, steps=8, eval_maze="data"), resume=True, **quiet)
-    summary = train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)), dataclasses.replace(short, steps=8),
-                    resume=True, **quiet)
+    summary = train("bc", env_transitions, tmp_path / "run", BCConfig(hidden=(16,)),
+                    dataclasses.replace(short, steps=8), resume=True, **quiet)
     assert summary["steps"] == 8
     with pytest.raises(ConfigError, match=r"eval_maze must be one of \('evaluation', 'data'\), got 'eval'"):
         RunConfig(eval_maze="eval")
